@@ -1,0 +1,1 @@
+"""llmfleet.engine: the embedded paged-attention inference engine."""

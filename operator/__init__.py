@@ -1,0 +1,1 @@
+"""llmfleet.operator: the kopf operator that reconciles LLMService, AutoscalePolicy and SpotPool."""
