@@ -1,0 +1,87 @@
+"""Paged attention in plain torch: the same code on CPU and CUDA.
+
+A step's tokens are laid out flat: first one token per decoding sequence, then
+each prefill chunk's tokens. New keys and values are written into the block pool
+at their slots (slot = block id * block_size + offset), then
+
+- decodes gather their context from the pool through a padded block table and
+  attend in one batched scaled_dot_product_attention call with a length mask;
+- a prefill chunk that starts at position 0 attends causally to its own keys;
+  one that continues a cached prefix or an earlier chunk gathers its context and
+  uses a causal mask shifted by the context already computed.
+
+The cache tensor is [num_blocks, block_size, num_kv_heads, head_dim] per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class PrefillChunk:
+    start: int  # first index in the flat token batch
+    num_tokens: int
+    context_start: int  # tokens of this sequence already in the cache before this chunk
+    block_table: torch.Tensor  # [num_blocks_for_this_sequence] int64
+
+
+@dataclass
+class AttentionMetadata:
+    slot_mapping: torch.Tensor  # [T] int64
+    num_decodes: int
+    decode_block_tables: torch.Tensor | None  # [B, max_blocks] int64 (padded with 0)
+    decode_context_lens: torch.Tensor | None  # [B] int64, including the new token
+    prefills: list[PrefillChunk]
+
+
+def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    num_kv_heads, head_dim = k.shape[1], k.shape[2]
+    k_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, k)
+    v_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, v)
+
+
+def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
+                    v_cache: torch.Tensor, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """q: [T, Hq, D]; k, v: [T, Hkv, D] for this step's tokens. Returns [T, Hq, D]."""
+    write_kv(k_cache, v_cache, k, v, meta.slot_mapping)
+    out = torch.empty_like(q)
+    block_size = k_cache.shape[1]
+    hkv, d = k_cache.shape[2], k_cache.shape[3]
+
+    b = meta.num_decodes
+    if b:
+        tables = meta.decode_block_tables
+        assert tables is not None and meta.decode_context_lens is not None
+        length = tables.shape[1] * block_size
+        keys = k_cache[tables].view(b, length, hkv, d).transpose(1, 2)
+        values = v_cache[tables].view(b, length, hkv, d).transpose(1, 2)
+        positions = torch.arange(length, device=q.device)
+        mask = (positions[None, :] < meta.decode_context_lens[:, None])[:, None, None, :]
+        o = F.scaled_dot_product_attention(q[:b].unsqueeze(2), keys, values, attn_mask=mask,
+                                           scale=scale, enable_gqa=True)
+        out[:b] = o.squeeze(2)
+
+    for chunk in meta.prefills:
+        s, n = chunk.start, chunk.num_tokens
+        qs = q[s:s + n].transpose(0, 1).unsqueeze(0)  # [1, Hq, n, D]
+        if chunk.context_start == 0:
+            ks = k[s:s + n].transpose(0, 1).unsqueeze(0)
+            vs = v[s:s + n].transpose(0, 1).unsqueeze(0)
+            o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            total = chunk.context_start + n
+            nblocks = -(-total // block_size)
+            blocks = chunk.block_table[:nblocks]
+            ks = k_cache[blocks].view(-1, hkv, d)[:total].transpose(0, 1).unsqueeze(0)
+            vs = v_cache[blocks].view(-1, hkv, d)[:total].transpose(0, 1).unsqueeze(0)
+            q_pos = torch.arange(chunk.context_start, total, device=q.device)
+            k_pos = torch.arange(total, device=q.device)
+            mask = (k_pos[None, :] <= q_pos[:, None])[None, None]
+            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale, enable_gqa=True)
+        out[s:s + n] = o[0].transpose(0, 1)
+    return out

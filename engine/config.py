@@ -1,0 +1,58 @@
+"""Engine configuration: one dataclass, one place for every knob and why it has its default.
+
+The CLI (`llmfleet-engine serve`) is generated from these fields, so a flag, its
+default and its help text never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _opt(default, help: str, flag: str | None = None, **kw):
+    return field(default=default, metadata={"help": help, "flag": flag, **kw})
+
+
+@dataclass
+class EngineConfig:
+    model: str = _opt("", "Model directory, file:// path or hf://org/name (Hugging Face layout).")
+    served_model_name: str | None = _opt(None, "Name clients use in `model`; defaults to the directory name.")
+    host: str | None = _opt(
+        None, "Bind address. Default: $LLMFLEET_ENGINE_HOST, else 0.0.0.0 (all addresses, as in a pod).")
+    port: int = _opt(8000, "HTTP port.")
+    device: str = _opt("auto", "auto (cuda when available, else cpu), cpu or cuda.", choices=["auto", "cpu", "cuda"])
+    dtype: str = _opt(
+        "auto", "auto: float32 on CPU (bf16 single-row matmuls are slower there), bfloat16 on CUDA.",
+        choices=["auto", "float32", "bfloat16", "float16"])
+    threads: int = _opt(
+        0, "CPU threads for torch; 0 keeps torch's default. Oversubscribed threads collapse throughput "
+           "on small machines, so set it to the cores the pod really has.")
+    max_num_seqs: int = _opt(64, "Most sequences decoded together in one step (the running batch).")
+    max_num_batched_tokens: int = _opt(
+        256, "Per-step token budget. Long prompts are prefilled in chunks of at most this many tokens, "
+             "so running decodes are not stalled behind them (chunked prefill).")
+    block_size: int = _opt(16, "Tokens per KV-cache block.")
+    max_model_len: int | None = _opt(
+        None, "Longest prompt + output in tokens; defaults to the model's max_position_embeddings (capped at 4096).")
+    kv_cache_memory_mb: int = _opt(
+        0, "Memory for the KV-cache block pool in MiB; 0 = a default budget (CPU: 512 MiB; CUDA: 90% of free "
+           "memory after weights).")
+    num_kv_blocks: int = _opt(0, "Exact number of KV blocks (overrides the memory budget; for tests).")
+    enable_prefix_caching: bool = _opt(True, "Share full KV blocks between requests with the same prefix.")
+    max_waiting: int = _opt(256, "Bound of the waiting queue; beyond it requests get 503 with Retry-After.")
+    max_stop_sequences: int = _opt(16, "Most stop strings a request may carry.")
+    api_key_file: str | None = _opt(None, "File with one accepted API key per line; clients send "
+                                          "`Authorization: Bearer <key>`. Unset: no authentication.")
+    rate_limit_tokens_per_minute: int = _opt(
+        0, "Per-API-key token bucket (prompt + max output tokens) refilled per minute; 0 = no limit.")
+    drain_grace_seconds: float = _opt(
+        5.0, "After POST /drain, keep admitting for this long (load balancers learn of endpoint changes late), "
+             "then answer new requests with 503.")
+    shutdown_timeout: float = _opt(
+        60.0, "On SIGTERM, wait at most this long for in-flight requests before exiting.")
+    seed: int = _opt(0, "Seed for requests that do not give one.")
+    log_level: str = _opt("info", "Log level.", choices=["debug", "info", "warning", "error"])
+
+    @classmethod
+    def option_fields(cls):
+        return fields(cls)

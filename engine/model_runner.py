@@ -1,0 +1,133 @@
+"""Loads the model, owns the KV-cache tensors, and runs one scheduled step.
+
+`prepare` turns the scheduler's plan into flat tensors (input ids, positions,
+slot mapping, block tables); `run` returns the logits of the sequences that
+sample this step (those whose scheduled tokens reach their end).
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+import torch
+
+from .attention import AttentionMetadata, PrefillChunk
+from .errors import ModelLoadError
+from .loader import ModelConfig, iter_weights, load_model_config
+from .models.llama import LlamaForCausalLM
+from .scheduler import SchedulerOutput
+
+log = logging.getLogger("llmfleet.engine")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULT_CPU_KV_MB = 512
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        # bf16 single-row matmuls are slower than fp32 on most CPUs; GPUs want half precision.
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+class ModelRunner:
+    def __init__(self, model_dir: pathlib.Path, device: str = "auto", dtype: str = "auto",
+                 block_size: int = 16, max_model_len: int | None = None, kv_cache_memory_mb: int = 0,
+                 num_kv_blocks: int = 0):
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.cfg: ModelConfig = load_model_config(model_dir)
+        cap = self.cfg.max_position_embeddings
+        if self.cfg.sliding_window and self.cfg.sliding_window < cap:
+            cap = self.cfg.sliding_window  # sliding-window attention is not implemented: stay inside the window
+        self.max_model_len = min(max_model_len or min(cap, 4096), cap)
+        if max_model_len and max_model_len > cap:
+            raise ModelLoadError(f"--max-model-len {max_model_len} exceeds the model's limit of {cap} tokens")
+        self.block_size = block_size
+        with torch.device(self.device):
+            model = LlamaForCausalLM(self.cfg, self.max_model_len)
+        model.to(self.dtype)
+        model.rotary.float()
+        model.load_weights(iter_weights(model_dir))
+        self.model = model.eval()
+        self.num_blocks = num_kv_blocks or self._blocks_from_budget(kv_cache_memory_mb)
+        if self.num_blocks * block_size < self.max_model_len:
+            raise ModelLoadError(
+                f"KV cache of {self.num_blocks} blocks × {block_size} tokens cannot hold one "
+                f"{self.max_model_len}-token sequence: raise --kv-cache-memory-mb or lower --max-model-len")
+        shape = (2, self.num_blocks, block_size, self.cfg.num_kv_heads, self.cfg.head_dim)
+        self.kv_caches = [torch.zeros(shape, dtype=self.dtype, device=self.device)
+                          for _ in range(self.cfg.num_layers)]
+        log.info("model loaded", extra={"architecture": self.cfg.architecture, "device": str(self.device),
+                                        "dtype": str(self.dtype), "kv_blocks": self.num_blocks,
+                                        "max_model_len": self.max_model_len})
+
+    def bytes_per_block(self) -> int:
+        c = self.cfg
+        elem = torch.tensor([], dtype=self.dtype).element_size()
+        return 2 * c.num_layers * self.block_size * c.num_kv_heads * c.head_dim * elem
+
+    def _blocks_from_budget(self, mb: int) -> int:
+        if mb:
+            budget = mb * 2**20
+        elif self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            budget = int(free * 0.9)
+        else:
+            budget = DEFAULT_CPU_KV_MB * 2**20
+        return max(1, budget // self.bytes_per_block())
+
+    def prepare(self, plan: SchedulerOutput):
+        """Flatten the plan: decodes (one token each) first, then prefill chunks."""
+        bs = self.block_size
+        # A decode is any sequence computing exactly its last token: its context is all in the cache.
+        decodes = [s for s in plan.scheduled if s.num_new_tokens == 1 and s.completes_prompt]
+        decode_ids = {id(s) for s in decodes}
+        prefills = [s for s in plan.scheduled if id(s) not in decode_ids]
+        input_ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        logits_idx: list[int] = []
+        sampled = []
+        for item in decodes + prefills:
+            seq, start = item.seq, item.seq.num_computed_tokens
+            for pos in range(start, start + item.num_new_tokens):
+                input_ids.append(seq.token_ids[pos])
+                positions.append(pos)
+                slots.append(seq.block_table[pos // bs] * bs + pos % bs)
+            if item.completes_prompt:
+                logits_idx.append(len(input_ids) - 1)
+                sampled.append(seq)
+        dev = self.device
+        tables = lens = None
+        if decodes:
+            width = max(len(s.seq.block_table) for s in decodes)
+            tables = torch.tensor([s.seq.block_table + [0] * (width - len(s.seq.block_table)) for s in decodes],
+                                  dtype=torch.long, device=dev)
+            lens = torch.tensor([len(s.seq) for s in decodes], dtype=torch.long, device=dev)
+        chunks = []
+        offset = len(decodes)
+        for item in prefills:
+            chunks.append(PrefillChunk(offset, item.num_new_tokens, item.seq.num_computed_tokens,
+                                       torch.tensor(item.seq.block_table, dtype=torch.long, device=dev)))
+            offset += item.num_new_tokens
+        meta = AttentionMetadata(torch.tensor(slots, dtype=torch.long, device=dev), len(decodes), tables, lens,
+                                 chunks)
+        return (torch.tensor(input_ids, dtype=torch.long, device=dev),
+                torch.tensor(positions, dtype=torch.long, device=dev), meta,
+                torch.tensor(logits_idx, dtype=torch.long, device=dev), sampled)
+
+    def run(self, plan: SchedulerOutput):
+        """Run the model on the plan; return (sequences that sample, their logits [S, vocab] float32)."""
+        input_ids, positions, meta, logits_idx, sampled = self.prepare(plan)
+        logits = self.model(input_ids, positions, self.kv_caches, meta, logits_idx)
+        return sampled, logits

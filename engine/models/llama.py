@@ -1,0 +1,171 @@
+"""The Llama family (Llama 2/3, Mistral, Qwen2) over a paged KV cache.
+
+Weights are stored fused and pre-transposed for the step's matmuls: q/k/v as one
+[hidden, (Hq + 2·Hkv)·D] matrix, gate/up as one [hidden, 2·I] matrix, and every
+projection as `x @ W_t`. On CPU the small-batch matmuls of decoding are
+memory-bound, and one wide fused read with this layout is markedly faster than
+several F.linear calls (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..attention import AttentionMetadata, paged_attention
+from ..errors import ModelLoadError
+from ..loader import ModelConfig
+
+
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    sc = cfg.rope_scaling
+    if not sc:
+        return inv_freq
+    factor = float(sc.get("factor", 1.0))
+    if sc["rope_type"] == "linear":
+        return inv_freq / factor
+    # llama3: long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
+    low = float(sc.get("low_freq_factor", 1.0))
+    high = float(sc.get("high_freq_factor", 4.0))
+    old_ctx = float(sc.get("original_max_position_embeddings", 8192))
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_ctx / low, inv_freq / factor, inv_freq)
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_ctx / high) & (wavelen <= old_ctx / low)
+    return torch.where(medium, smoothed, scaled)
+
+
+class Rotary(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_positions: int):
+        super().__init__()
+        t = torch.arange(max_positions, dtype=torch.float64)
+        freqs = torch.outer(t, rope_inv_freq(cfg))
+        self.register_buffer("cos", freqs.cos().float(), persistent=False)
+        self.register_buffer("sin", freqs.sin().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: [T, H, D]; rotate pairs (i, i + D/2) as Hugging Face's Llama does."""
+        cos = self.cos[positions].unsqueeze(1).to(x.dtype)
+        sin = self.sin[positions].unsqueeze(1).to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h, d = cfg.hidden_size, cfg.head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
+        self.q_size, self.kv_size = cfg.num_heads * d, cfg.num_kv_heads * d
+        self.input_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        self.qkv_t = nn.Parameter(torch.empty(h, self.q_size + 2 * self.kv_size))
+        self.qkv_bias = nn.Parameter(torch.zeros(self.q_size + 2 * self.kv_size)) if cfg.attention_bias else None
+        self.o_t = nn.Parameter(torch.empty(self.q_size, h))
+        self.gate_up_t = nn.Parameter(torch.empty(h, 2 * cfg.intermediate_size))
+        self.down_t = nn.Parameter(torch.empty(cfg.intermediate_size, h))
+        self.scale = d ** -0.5
+
+    def forward(self, x, positions, rotary, kv_cache, meta: AttentionMetadata):
+        t = x.shape[0]
+        residual = x
+        hs = self.input_layernorm(x)
+        qkv = hs @ self.qkv_t
+        if self.qkv_bias is not None:
+            qkv = qkv + self.qkv_bias
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = rotary(q.view(t, self.num_heads, self.head_dim), positions)
+        k = rotary(k.view(t, self.num_kv_heads, self.head_dim), positions)
+        v = v.view(t, self.num_kv_heads, self.head_dim)
+        attn = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, self.scale)
+        x = residual + attn.view(t, self.q_size) @ self.o_t
+        residual = x
+        gate, up = (self.post_attention_layernorm(x) @ self.gate_up_t).chunk(2, dim=-1)
+        return residual + (nn.functional.silu(gate) * up) @ self.down_t
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_positions: int):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size))
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head_t = nn.Parameter(torch.empty(cfg.hidden_size, cfg.vocab_size))
+        self.rotary = Rotary(cfg, max_positions)
+
+    @torch.inference_mode()
+    def forward(self, input_ids, positions, kv_caches, meta: AttentionMetadata, logits_idx):
+        x = self.embed_tokens[input_ids]
+        for layer, cache in zip(self.layers, kv_caches, strict=True):
+            x = layer(x, positions, self.rotary, cache, meta)
+        x = self.norm(x[logits_idx])
+        return (x @ self.lm_head_t).float()
+
+    # -- weights ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def load_weights(self, weights) -> None:
+        """Fill the fused, transposed parameters from Hugging Face tensor names."""
+        cfg = self.cfg
+        pending: dict[str, torch.Tensor] = {}
+        seen_head = False
+        for name, w in weights:
+            if name.startswith("model."):
+                name = name[len("model."):]
+            if name == "embed_tokens.weight":
+                self.embed_tokens.copy_(w)
+                if cfg.tie_word_embeddings and not seen_head:
+                    self.lm_head_t.copy_(w.t())
+            elif name == "lm_head.weight":
+                self.lm_head_t.copy_(w.t())
+                seen_head = True
+            elif name == "norm.weight":
+                self.norm.weight.copy_(w)
+            elif name.startswith("layers."):
+                pending[name] = w
+            elif "rotary_emb" in name:
+                continue
+            else:
+                raise ModelLoadError(f"unexpected weight {name!r} in checkpoint")
+        if not cfg.tie_word_embeddings and not seen_head:
+            raise ModelLoadError("checkpoint has no lm_head.weight and tie_word_embeddings is false")
+        for i, layer in enumerate(self.layers):
+            p = f"layers.{i}."
+
+            def take(suffix: str, _p=p) -> torch.Tensor:
+                try:
+                    return pending.pop(_p + suffix)
+                except KeyError:
+                    raise ModelLoadError(f"checkpoint is missing weight 'model.{_p}{suffix}'") from None
+
+            qkv = torch.cat([take("self_attn.q_proj.weight"), take("self_attn.k_proj.weight"),
+                             take("self_attn.v_proj.weight")])
+            layer.qkv_t.copy_(qkv.t())
+            if layer.qkv_bias is not None:
+                layer.qkv_bias.copy_(torch.cat([take("self_attn.q_proj.bias"), take("self_attn.k_proj.bias"),
+                                                take("self_attn.v_proj.bias")]))
+            layer.o_t.copy_(take("self_attn.o_proj.weight").t())
+            layer.gate_up_t.copy_(torch.cat([take("mlp.gate_proj.weight"), take("mlp.up_proj.weight")]).t())
+            layer.down_t.copy_(take("mlp.down_proj.weight").t())
+            layer.input_layernorm.weight.copy_(take("input_layernorm.weight"))
+            layer.post_attention_layernorm.weight.copy_(take("post_attention_layernorm.weight"))
+        leftover = [k for k in pending if "rotary_emb" not in k]
+        if leftover:
+            raise ModelLoadError(f"unexpected weights in checkpoint: {sorted(leftover)[:5]}")
