@@ -57,7 +57,7 @@ class LLMEngine:
         self.model_dir = model_dir
         self.tokenizer = Tokenizer(model_dir)
         self.runner = ModelRunner(model_dir, config.device, config.dtype, config.block_size, config.max_model_len,
-                                  config.kv_cache_memory_mb, config.num_kv_blocks)
+                                  config.kv_cache_memory_mb, config.num_kv_blocks, config.max_num_seqs)
         self.max_model_len = self.runner.max_model_len
         self.eos_token_ids = list(self.runner.cfg.eos_token_ids)
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.eos_token_ids:

@@ -42,7 +42,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 class ModelRunner:
     def __init__(self, model_dir: pathlib.Path, device: str = "auto", dtype: str = "auto",
                  block_size: int = 16, max_model_len: int | None = None, kv_cache_memory_mb: int = 0,
-                 num_kv_blocks: int = 0):
+                 num_kv_blocks: int = 0, max_num_seqs: int = 64):
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.cfg: ModelConfig = load_model_config(model_dir)
@@ -59,7 +59,7 @@ class ModelRunner:
         model.rotary.float()
         model.load_weights(iter_weights(model_dir))
         self.model = model.eval()
-        self.num_blocks = num_kv_blocks or self._blocks_from_budget(kv_cache_memory_mb)
+        self.num_blocks = num_kv_blocks or self._blocks_from_budget(kv_cache_memory_mb, max_num_seqs)
         if self.num_blocks * block_size < self.max_model_len:
             raise ModelLoadError(
                 f"KV cache of {self.num_blocks} blocks × {block_size} tokens cannot hold one "
@@ -76,7 +76,7 @@ class ModelRunner:
         elem = torch.tensor([], dtype=self.dtype).element_size()
         return 2 * c.num_layers * self.block_size * c.num_kv_heads * c.head_dim * elem
 
-    def _blocks_from_budget(self, mb: int) -> int:
+    def _blocks_from_budget(self, mb: int, max_num_seqs: int) -> int:
         if mb:
             budget = mb * 2**20
         elif self.device.type == "cuda":
@@ -84,7 +84,10 @@ class ModelRunner:
             budget = int(free * 0.9)
         else:
             budget = DEFAULT_CPU_KV_MB * 2**20
-        return max(1, budget // self.bytes_per_block())
+        # More blocks than twice what a full batch of max-length sequences can hold only feeds the
+        # prefix cache; cap there so a small model on CPU does not zero-fill its whole budget.
+        useful = 2 * max_num_seqs * -(-self.max_model_len // self.block_size)
+        return max(1, min(budget // self.bytes_per_block(), useful))
 
     def prepare(self, plan: SchedulerOutput):
         """Flatten the plan: decodes (one token each) first, then prefill chunks."""

@@ -1,0 +1,187 @@
+"""`llmfleet-engine`: serve a model, or drain a running server (the pod's preStop hook).
+
+    llmfleet-engine serve --model DIR [options]      flags come from EngineConfig
+    llmfleet-engine drain [--port 8000] [--wait-seconds 5]
+
+The HTTP server starts first and answers /health while the weights load in the
+background (/ready turns 200 when loading is done), so a liveness or startup probe
+sees a live process during a long load. A bad model directory is found by a fast
+check before the server starts and ends the process with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from .config import EngineConfig
+from .errors import EngineError
+
+log = logging.getLogger("llmfleet.engine")
+HOST_ENV = "LLMFLEET_ENGINE_HOST"
+
+
+def _add_config_flags(ap: argparse.ArgumentParser) -> None:
+    for f in EngineConfig.option_fields():
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict = {"dest": f.name, "help": f.metadata.get("help"), "default": f.default}
+        if f.type in ("bool", bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            t = str(f.type)
+            kw["type"] = int if t.startswith("int") else float if t.startswith("float") else str
+        if f.name == "model":
+            kw["required"] = True
+        ap.add_argument(flag, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="llmfleet-engine", description="llmfleet's paged-attention inference engine")
+    sub = ap.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
+    _add_config_flags(serve)
+    drain = sub.add_parser("drain", help="ask a local server to drain, then wait out the grace (preStop hook)")
+    drain.add_argument("--host", default="127.0.0.1")
+    drain.add_argument("--port", type=int, default=8000)
+    drain.add_argument("--wait-seconds", type=float, default=5.0,
+                       help="seconds to wait after the drain request, so endpoints drop the pod first")
+    drain.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout for the drain request")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> EngineConfig:
+    values = {f.name: getattr(args, f.name) for f in EngineConfig.option_fields()}
+    cfg = EngineConfig(**values)
+    if cfg.host is None:
+        cfg = dataclasses.replace(cfg, host=os.environ.get(HOST_ENV) or "0.0.0.0")
+    return cfg
+
+
+def run_drain(args: argparse.Namespace) -> int:
+    url = f"http://{args.host}:{args.port}/drain"
+    try:
+        req = urllib.request.Request(url, data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            print(resp.read().decode())
+    except (urllib.error.URLError, OSError) as e:
+        # Nothing to drain (the server is gone or never started): the pod can go.
+        print(json.dumps({"drain": "skipped", "error": str(e)}), file=sys.stderr)
+        return 0
+    time.sleep(max(0.0, args.wait_seconds))
+    return 0
+
+
+def serve(cfg: EngineConfig) -> int:
+    import torch
+    import uvicorn
+
+    from .admission import Admission
+    from .auth import ApiKeys, TokenBuckets
+    from .gpu import GpuMonitor
+    from .loader import load_model_config, resolve_model_path, weight_files
+    from .logs import setup_logging
+    from .metrics import EngineMetrics
+    from .model_runner import pick_device
+    from .server import ServerState, create_app
+    from .tokenizer import Tokenizer
+
+    started = time.monotonic()
+    setup_logging(cfg.log_level)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        model_dir = resolve_model_path(cfg.model)
+        load_model_config(model_dir)  # fast checks: fail before serving anything
+        weight_files(model_dir)
+        tokenizer = Tokenizer(model_dir)
+        api_keys = ApiKeys(cfg.api_key_file)
+        device = pick_device(cfg.device)
+    except EngineError as e:
+        print(f"llmfleet-engine: cannot serve {cfg.model}: {e.message}", file=sys.stderr)
+        return 1
+    name = cfg.served_model_name or model_dir.name
+    metrics = EngineMetrics(name)
+    state = ServerState(config=cfg, metrics=metrics, admission=Admission(cfg.drain_grace_seconds),
+                        api_keys=api_keys, buckets=TokenBuckets(cfg.rate_limit_tokens_per_minute),
+                        gpu=GpuMonitor(device.type), tokenizer=tokenizer, served_model_name=name)
+    app = create_app(state)
+    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
+                                    timeout_graceful_shutdown=int(cfg.shutdown_timeout) or None,
+                                    timeout_keep_alive=5), state)
+
+    def load() -> None:
+        from .async_engine import AsyncEngine
+        from .llm_engine import LLMEngine
+
+        try:
+            engine = LLMEngine(dataclasses.replace(cfg, served_model_name=name))
+        except Exception as e:
+            state.load_error = str(e)
+            log.error("model load failed", extra={"error": str(e)})
+            server.exit_code = 1
+            server.should_exit = True
+            return
+        state.max_model_len = engine.max_model_len
+        state.engine = AsyncEngine(engine, metrics, cfg.max_waiting)
+        state.admission.loaded = True
+        metrics.ready.set(1)
+        metrics.model_load_seconds.set(time.monotonic() - started)
+        log.info("ready", extra={"model": name, "load_seconds": round(time.monotonic() - started, 2),
+                                 "host": cfg.host, "port": cfg.port})
+
+    threading.Thread(target=load, name="model-load", daemon=True).start()
+    server.run()
+    if state.engine:
+        state.engine.shutdown()
+    log.info("exited", extra={"code": server.exit_code})
+    return server.exit_code
+
+
+def _make_server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, plus: SIGTERM refuses new requests at once and marks the engine draining."""
+
+        def __init__(self, config, state):
+            super().__init__(config)
+            self.state = state
+            self.exit_code = 0
+
+        def handle_exit(self, sig, frame) -> None:
+            a = self.state.admission
+            if not a.terminating:
+                log.info("signal received: refusing new requests, finishing in-flight ones",
+                         extra={"signal": int(sig),
+                                "in_flight": self.state.engine.num_in_flight if self.state.engine else 0})
+            a.terminating = True
+            self.state.metrics.draining.set(1)
+            self.state.metrics.ready.set(0)
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def _Server(config, state):  # noqa: N802 - a factory standing in for the class (uvicorn imported lazily)
+    return _make_server_class()(config, state)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "drain":
+        sys.exit(run_drain(args))
+    sys.exit(serve(config_from_args(args)))
+
+
+if __name__ == "__main__":
+    main()

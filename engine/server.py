@@ -1,0 +1,346 @@
+"""The HTTP API: OpenAI-compatible endpoints, health, readiness, drain, metrics.
+
+Every error leaves through one place (`_error_response`) as an OpenAI-shaped
+body `{"error": {"message", "type", "param", "code"}}`; 503 and 429 carry
+Retry-After. A client that disconnects has its request aborted, so its KV
+blocks go back to the pool at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .admission import Admission
+from .async_engine import AsyncEngine
+from .auth import ApiKeys, TokenBuckets
+from .config import EngineConfig
+from .errors import EngineError, InvalidRequest, ModelNotFound, RateLimited, Unavailable
+from .gpu import GpuMonitor
+from .llm_engine import RequestOutput
+from .metrics import EngineMetrics
+from .protocol import ChatCompletionRequest, CompletionRequest
+from .tokenizer import Tokenizer
+
+log = logging.getLogger("llmfleet.engine")
+MAX_BODY_BYTES = 8 * 2**20
+
+
+@dataclass
+class ServerState:
+    config: EngineConfig
+    metrics: EngineMetrics
+    admission: Admission
+    api_keys: ApiKeys
+    buckets: TokenBuckets
+    gpu: GpuMonitor
+    engine: AsyncEngine | None = None
+    tokenizer: Tokenizer | None = None
+    served_model_name: str = ""
+    max_model_len: int = 0
+    load_error: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def _error_response(err: EngineError, request_id: str | None = None) -> JSONResponse:
+    headers = {}
+    if isinstance(err, (Unavailable, RateLimited)):
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
+
+
+def _validation_error(e: ValidationError) -> InvalidRequest:
+    first = e.errors()[0]
+    param = ".".join(str(x) for x in first.get("loc", ())) or None
+    msg = first.get("msg", "invalid request")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return InvalidRequest(f"{param}: {msg}" if param else msg, param=param)
+
+
+async def _read_json(request: Request) -> dict:
+    ctype = request.headers.get("content-type", "")
+    if "application/json" not in ctype.lower():
+        err = InvalidRequest(f"Content-Type must be application/json, got {ctype or 'nothing'!r}")
+        err.status = 415
+        raise err
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        err = InvalidRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+        err.status = 413
+        raise err
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidRequest(f"malformed JSON body: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the JSON body must be an object")
+    return data
+
+
+def create_app(state: ServerState) -> Starlette:
+    # -- probes, drain, metrics -------------------------------------------------------------------
+    async def health(request: Request) -> Response:
+        if state.load_error:
+            return JSONResponse({"status": "error", "error": state.load_error}, status_code=503)
+        gpu_problem = state.gpu.problem()
+        if gpu_problem:
+            return JSONResponse({"status": "error", "error": gpu_problem}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        a = state.admission
+        if a.ready:
+            return JSONResponse({"ready": True})
+        reason = "loading" if not a.loaded else "draining"
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+
+    def drain_status() -> dict:
+        a = state.admission
+        return {"draining": a.draining, "accepting": a.accepting(),
+                "in_flight": state.engine.num_in_flight if state.engine else 0}
+
+    async def drain(request: Request) -> Response:
+        if request.method == "POST":
+            client = request.client.host if request.client else ""
+            if state.api_keys.enabled and not _is_loopback(client):
+                state.api_keys.check(request.headers.get("authorization"))
+            if not state.admission.draining:
+                log.info("drain requested", extra={"client": client})
+            state.admission.start_drain()
+            state.metrics.draining.set(1)
+            state.metrics.ready.set(0)
+        return JSONResponse(drain_status())
+
+    async def metrics(request: Request) -> Response:
+        state.gpu.export(state.metrics)
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def models(request: Request) -> Response:
+        state.api_keys.check(request.headers.get("authorization"))
+        return JSONResponse({"object": "list", "data": [{
+            "id": state.served_model_name, "object": "model", "created": state.created, "owned_by": "llmfleet",
+            "max_model_len": state.max_model_len}]})
+
+    # -- generation ---------------------------------------------------------------------------------
+    def admit(request: Request, body: dict, cls):
+        key = state.api_keys.check(request.headers.get("authorization"))
+        try:
+            req = cls.model_validate(body)
+        except ValidationError as e:
+            raise _validation_error(e) from None
+        if req.model is not None and req.model != state.served_model_name:
+            raise ModelNotFound(f"The model {req.model!r} does not exist; this server serves "
+                                f"{state.served_model_name!r}", param="model")
+        state.admission.check()
+        return req, key
+
+    def limits(req, key: str, request: Request, prompt_ids: list[int], max_tokens: int | None):
+        if len(prompt_ids) >= state.max_model_len:
+            raise InvalidRequest(
+                f"This model's maximum context length is {state.max_model_len} tokens; the prompt has "
+                f"{len(prompt_ids)} tokens.", param="messages" if isinstance(req, ChatCompletionRequest)
+                else "prompt", code="context_length_exceeded")
+        if max_tokens is None:
+            max_tokens = state.max_model_len - len(prompt_ids)
+        if len(req.stop_list()) > state.config.max_stop_sequences:
+            raise InvalidRequest(f"at most {state.config.max_stop_sequences} stop sequences are allowed",
+                                 param="stop")
+        bucket_key = key or (request.client.host if request.client else "anonymous")
+        state.buckets.take(bucket_key, len(prompt_ids) + max_tokens)
+        try:
+            return req.sampling_params(max_tokens)
+        except ValueError as e:
+            raise InvalidRequest(str(e), param="stop") from None
+
+    async def completions(request: Request) -> Response:
+        body = await _read_json(request)
+        req, key = admit(request, body, CompletionRequest)
+        try:
+            prompt = req.single_prompt()
+        except ValueError as e:
+            raise InvalidRequest(str(e), param="prompt") from None
+        prompt_ids = state.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        max_tokens = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default for completions
+        params = limits(req, key, request, prompt_ids, max_tokens)
+        return await _respond(request, req, prompt_ids, params, chat=False)
+
+    async def chat(request: Request) -> Response:
+        body = await _read_json(request)
+        req, key = admit(request, body, ChatCompletionRequest)
+        text = state.tokenizer.apply_chat_template(req.template_messages(), req.add_generation_prompt)
+        prompt_ids = state.tokenizer.encode(text, add_special_tokens=False)
+        params = limits(req, key, request, prompt_ids, req.requested_max_tokens)
+        return await _respond(request, req, prompt_ids, params, chat=True)
+
+    async def _respond(request: Request, req, prompt_ids, params, chat: bool) -> Response:
+        rid = request.state.request_id
+        kind = "chatcmpl" if chat else "cmpl"
+        oid = f"{kind}-{rid}"
+        outputs = state.engine.generate(rid, prompt_ids, params, arrival=request.state.arrival)
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            first = await _first(outputs)  # errors before the first token still get a proper status
+            return StreamingResponse(_sse(oid, first, outputs, chat, include_usage, len(prompt_ids)),
+                                     media_type="text/event-stream",
+                                     headers={"X-Request-ID": rid, "Cache-Control": "no-cache"})
+        text, last = await _collect_unless_disconnected(request, outputs)
+        return JSONResponse(_final_body(oid, text, last, chat), headers={"X-Request-ID": rid})
+
+    async def _first(outputs: AsyncIterator[RequestOutput]) -> RequestOutput:
+        try:
+            return await outputs.__anext__()
+        except BaseException:
+            await outputs.aclose()
+            raise
+
+    async def _collect_unless_disconnected(request: Request, outputs: AsyncIterator[RequestOutput]):
+        async def collect():
+            parts, last = [], None
+            async for out in outputs:
+                parts.append(out.text_delta)
+                last = out
+            return "".join(parts), last
+
+        task = asyncio.ensure_future(collect())
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.25)
+                if done:
+                    return task.result()
+                if await request.is_disconnected():
+                    log.info("client disconnected; request aborted", extra={"request_id": request.state.request_id})
+                    task.cancel()
+                    raise asyncio.CancelledError()
+        finally:
+            if not task.done():
+                task.cancel()
+            await outputs.aclose()
+
+    def _usage(last: RequestOutput) -> dict:
+        u = {"prompt_tokens": last.num_prompt_tokens, "completion_tokens": last.num_output_tokens,
+             "total_tokens": last.num_prompt_tokens + last.num_output_tokens}
+        if last.num_cached_tokens:
+            u["prompt_tokens_details"] = {"cached_tokens": last.num_cached_tokens}
+        return u
+
+    def _final_body(oid: str, text: str, last: RequestOutput, chat: bool) -> dict:
+        base = {"id": oid, "created": int(time.time()), "model": state.served_model_name, "usage": _usage(last)}
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "logprobs": None, "finish_reason": last.finish_reason}
+            return {**base, "object": "chat.completion", "choices": [choice]}
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": last.finish_reason}
+        return {**base, "object": "text_completion", "choices": [choice]}
+
+    async def _sse(oid, first, outputs, chat: bool, include_usage: bool, num_prompt: int):
+        created = int(time.time())
+        obj = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(delta_text: str | None, finish: str | None, role: bool = False) -> str:
+            if chat:
+                delta: dict = {}
+                if role:
+                    delta["role"] = "assistant"
+                if delta_text is not None:
+                    delta["content"] = delta_text
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": delta_text or "", "logprobs": None, "finish_reason": finish}
+            body = {"id": oid, "object": obj, "created": created, "model": state.served_model_name,
+                    "choices": [choice]}
+            if include_usage:
+                body["usage"] = None
+            return f"data: {json.dumps(body)}\n\n"
+
+        last = first
+        try:
+            if chat:
+                yield chunk("", None, role=True)
+            out = first
+            while True:
+                if out.text_delta:
+                    yield chunk(out.text_delta, None)
+                last = out
+                if out.finished:
+                    yield chunk(None if chat else "", out.finish_reason)
+                    break
+                out = await outputs.__anext__()
+            if include_usage:
+                body = {"id": oid, "object": obj, "created": created, "model": state.served_model_name,
+                        "choices": [], "usage": _usage(last)}
+                yield f"data: {json.dumps(body)}\n\n"
+            yield "data: [DONE]\n\n"
+        except EngineError as e:  # after headers were sent: report in-band, as OpenAI does
+            yield f"data: {json.dumps(e.to_json())}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            await outputs.aclose()  # aborts the request if the client went away mid-stream
+
+    # -- middleware: request id, JSON errors, access log ---------------------------------------------
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/drain", drain, methods=["GET", "POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+
+    async def request_context(request: Request, call_next):
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid[:128]
+        request.state.arrival = time.monotonic()
+        try:
+            if request.url.path.startswith("/v1/") and state.engine is None and request.method == "POST":
+                state.admission.check()  # still loading
+            response = await call_next(request)
+        except EngineError as e:
+            if isinstance(e, Unavailable):
+                state.metrics.rejected.labels(reason=e.code or "unavailable").inc()
+            elif isinstance(e, RateLimited):
+                state.metrics.rejected.labels(reason="rate_limited").inc()
+            elif e.status < 500:
+                state.metrics.rejected.labels(reason="invalid").inc()
+            response = _error_response(e, rid)
+        if request.url.path.startswith("/v1/"):
+            log.info("request", extra={"request_id": rid, "path": request.url.path,
+                                       "status": response.status_code,
+                                       "ms": round((time.monotonic() - request.state.arrival) * 1000, 1)})
+        response.headers.setdefault("X-Request-ID", rid)
+        return response
+
+    async def not_found(request: Request, exc) -> Response:
+        return _error_response(_status_error(404, f"no route {request.method} {request.url.path}"))
+
+    async def bad_method(request: Request, exc) -> Response:
+        return _error_response(_status_error(405, f"method {request.method} not allowed on {request.url.path}"))
+
+    return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=request_context)],
+                     exception_handlers={404: not_found, 405: bad_method})
+
+
+def _status_error(status: int, message: str) -> InvalidRequest:
+    e = InvalidRequest(message)
+    e.status = status
+    return e
+
+
+def _is_loopback(host: str) -> bool:
+    return host.startswith("127.") or host in ("::1", "localhost")
