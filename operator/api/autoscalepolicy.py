@@ -212,7 +212,7 @@ class ScheduleWindow(ApiModel):
         ),
     )
     time_zone: str = Field(
-        "UTC", description="IANA time zone of start and end, e.g. Europe/Berlin; default UTC."
+        "UTC", max_length=64, description="IANA time zone of start and end, e.g. Europe/Berlin; default UTC."
     )
     min_replicas: int | None = Field(None, ge=1, description="minReplicas while the window is in force.")
     max_replicas: int | None = Field(None, ge=1, description="maxReplicas while the window is in force.")
