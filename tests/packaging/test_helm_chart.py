@@ -1,0 +1,202 @@
+"""The Helm chart: lint and template clean across its value combinations, least-privilege RBAC,
+a hardened operator Deployment, and standalone vs peered operation."""
+
+from __future__ import annotations
+
+import pytest
+from packaging_helpers import CHART, by_kind, helm, render, run_helm  # noqa: F401 (helm: fixture)
+
+# Value combinations a user can pick; each must lint with --strict and render.
+VARIANTS = {
+    "defaults": [],
+    "peered": ["replicaCount=2"],
+    "namespaced": ["operator.watchNamespaces={team-a,team-b}"],
+    "namespaced-peered": ["operator.watchNamespaces={team-a,llmfleet-system}", "replicaCount=3"],
+    "monitoring": [
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.podMonitor.enabled=true",
+        "prometheusRule.enabled=true",
+        "grafanaDashboard.namespace=monitoring",
+    ],
+    "minimal": [
+        "rbac.readSecrets=false",
+        "grafanaDashboard.enabled=false",
+        "metrics.service.enabled=false",
+        "serviceAccount.create=false",
+        "serviceAccount.name=ops",
+    ],
+}
+
+# The operator's whole permission set with default values: (apiGroup, resource) → verbs.
+# A change here is a change to what the operator may do in every cluster: review it as such.
+EXPECTED_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("llmfleet.dev", "spotpools"): {"get", "list", "watch", "patch"},
+    ("llmfleet.dev", "spotpools/status"): {"patch"},
+    ("", "nodes"): {"get", "list", "watch"},
+    ("llmfleet.dev", "llmservices"): {"get", "list", "watch", "patch"},
+    ("llmfleet.dev", "autoscalepolicies"): {"get", "list", "watch", "patch"},
+    ("llmfleet.dev", "llmservices/status"): {"patch"},
+    ("llmfleet.dev", "autoscalepolicies/status"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods/eviction"): {"create"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "secrets"): {"get", "list", "watch"},
+}
+
+
+def rules_of(docs: list[dict]) -> dict[tuple[str, str], set[str]]:
+    table: dict[tuple[str, str], set[str]] = {}
+    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    table.setdefault((group, resource), set()).update(rule["verbs"])
+    return table
+
+
+def operator_container(docs: list[dict]) -> dict:
+    (deployment,) = by_kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_helm_lint_strict_is_clean(helm, name):
+    sets = [a for s in VARIANTS[name] for a in ("--set", s)]
+    done = run_helm(helm, "lint", str(CHART), "--strict", *sets)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_template_renders_objects_that_parse(helm, name):
+    docs = render(helm, *VARIANTS[name])
+    assert by_kind(docs, "Deployment")
+    for doc in docs:
+        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc
+        # Every object the chart installs is findable by the chart's labels.
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "llmfleet", doc["metadata"]
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_rbac_has_no_wildcards(helm, name):
+    for role in by_kind(render(helm, *VARIANTS[name]), "ClusterRole") + by_kind(
+        render(helm, *VARIANTS[name]), "Role"
+    ):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], (role["metadata"]["name"], rule)
+            assert "resourceNames" not in rule or "*" not in rule["resourceNames"]
+            assert "nonResourceURLs" not in rule, rule
+
+
+def test_rbac_grants_exactly_the_documented_verbs(helm):
+    assert rules_of(render(helm)) == EXPECTED_RULES
+
+
+def test_rbac_without_secrets_access(helm):
+    rules = rules_of(render(helm, "rbac.readSecrets=false"))
+    assert ("", "secrets") not in rules
+
+
+def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
+    docs = render(helm, "operator.watchNamespaces={team-a,team-b}")
+    cluster_bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
+    assert cluster_bound == {"llmfleet-cluster-scoped"}
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(docs, "RoleBinding")}
+    assert bindings == {
+        ("team-a", "llmfleet-namespaced"),
+        ("team-b", "llmfleet-namespaced"),
+        ("team-a", "llmfleet-secrets"),
+        ("team-b", "llmfleet-secrets"),
+        # kopf posts SpotPool events into the operator's own namespace.
+        ("llmfleet-system", "llmfleet-events"),
+    }
+    args = operator_container(docs)["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
+
+
+def test_one_replica_runs_standalone_and_recreates(helm):
+    docs = render(helm)
+    (deployment,) = by_kind(docs, "Deployment")
+    args = operator_container(docs)["args"]
+    assert args[0] == "run" and "--standalone" in args and "--all-namespaces" in args
+    assert not any(a.startswith("--peering") for a in args)
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev/")]
+
+
+def test_two_replicas_peer_cluster_wide(helm):
+    docs = render(helm, "replicaCount=2")
+    (deployment,) = by_kind(docs, "Deployment")
+    args = operator_container(docs)["args"]
+    assert "--peering=llmfleet" in args and "--standalone" not in args
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (peering,) = by_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "llmfleet"
+    assert rules_of(docs)[("kopf.dev", "clusterkopfpeerings")] == {"get", "list", "watch", "patch"}
+    assert ("kopf.dev", "kopfpeerings") not in rules_of(docs)
+
+
+def test_peered_namespaced_install_has_a_peering_per_namespace(helm):
+    docs = render(helm, "replicaCount=2", "operator.watchNamespaces={team-a,team-b}")
+    assert {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in by_kind(docs, "KopfPeering")} == {
+        ("team-a", "llmfleet"),
+        ("team-b", "llmfleet"),
+    }
+    assert not by_kind(docs, "ClusterKopfPeering")
+    assert rules_of(docs)[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
+
+
+def test_operator_pod_is_hardened_and_probed(helm):
+    docs = render(helm)
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = operator_container(docs)
+    assert container["image"] == "ghcr.io/llmfleet/llmfleet:0.1.0"
+    assert container["command"] == ["llmfleet-operator"]
+    assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8080, "health": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    (service,) = by_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_monitoring_objects_are_off_by_default(helm):
+    kinds = {d["kind"] for d in render(helm)}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def test_monitoring_objects_when_enabled(helm):
+    docs = render(helm, *VARIANTS["monitoring"])
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["honorLabels"] is True
+    (pm,) = by_kind(docs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "llmfleet-engine"}
+    endpoint = pm["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert {r["targetLabel"] for r in endpoint["relabelings"]} == {"llmfleet_service", "llmfleet_capacity"}
+    (rule,) = by_kind(docs, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert alerts == {
+        "LLMFleetQueueGrowingWithoutScaleUp",
+        "LLMFleetHighTimeToFirstToken",
+        "LLMFleetKVCacheNearlyFull",
+        "LLMFleetEnginePodsNotReady",
+        "LLMFleetOperatorReconcileErrors",
+    }
+    (dashboard,) = by_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["namespace"] == "monitoring"
