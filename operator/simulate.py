@@ -19,6 +19,7 @@ Inputs are user files: every mistake in them is a SimulateError naming the file 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import math
@@ -186,12 +187,8 @@ def load_trace(path: str | Path) -> list[TracePoint]:
 
 def load_at(trace: Sequence[TracePoint], t: float) -> float:
     """The trace's total at time t: the last row at or before t (0 before the first row)."""
-    value = 0.0
-    for point in trace:
-        if point.t_seconds > t:
-            break
-        value = point.total
-    return value
+    index = bisect.bisect_right([p.t_seconds for p in trace], t)
+    return trace[index - 1].total if index else 0.0
 
 
 def _read(path: str | Path) -> str:

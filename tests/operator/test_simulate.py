@@ -252,3 +252,10 @@ def test_console_script_entry_point():
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_load_is_piecewise_constant():
+    from llmfleet.operator.simulate import load_at
+
+    trace = [TracePoint(10, 5), TracePoint(20, 7)]
+    assert [load_at(trace, t) for t in (0, 9.9, 10, 19, 20, 100)] == [0, 0, 5, 5, 7, 7]
