@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from .cel import Rule
+
 GROUP = "llmfleet.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -62,6 +64,7 @@ class CrdInfo:
     description: str = ""
     printer_columns: tuple[PrinterColumn, ...] = ()
     scale: ScaleSubresource | None = None
+    root_rules: tuple[Rule, ...] = ()  # CEL rules on the whole object (the only place metadata.name is visible)
     group: str = GROUP
     version: str = VERSION
 
