@@ -31,12 +31,12 @@ from typing import TextIO
 
 import yaml
 from llmfleet.operator.api.autoscalepolicy import (
-    API_VERSION,
     KIND,
     AutoscalePolicy,
     AutoscalePolicySpec,
     ScalingStatus,
 )
+from llmfleet.operator.api.resource import API_VERSION
 from llmfleet.operator.scaling import PodMetric, recommend_replicas
 from pydantic import ValidationError
 

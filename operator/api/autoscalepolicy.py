@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from .base import ApiModel
 from .cel import Rule, cel_rules
 from .common import Condition, ObjectMeta, conditions_field
-from .resource import API_VERSION, CrdInfo, PrinterColumn
+from .resource import CrdInfo, PrinterColumn
 
 KIND = "AutoscalePolicy"
 
@@ -92,7 +92,7 @@ class HPAScalingPolicy(ApiModel):
 
 
 def _policies_default(*items: tuple[str, int, int]) -> list[HPAScalingPolicy]:
-    return [HPAScalingPolicy(type=t, value=v, period_seconds=p) for t, v, p in items]
+    return [HPAScalingPolicy(type=ScalingPolicyType(t), value=v, period_seconds=p) for t, v, p in items]
 
 
 class HPAScalingRules(ApiModel):
@@ -156,8 +156,12 @@ class ScaleDownRules(HPAScalingRules):
 class HPABehavior(ApiModel):
     """autoscaling/v2 HorizontalPodAutoscalerBehavior: stabilization and rate limits per direction."""
 
-    scale_up: ScaleUpRules = Field(default_factory=ScaleUpRules, description="Rules for scaling up.")
-    scale_down: ScaleDownRules = Field(default_factory=ScaleDownRules, description="Rules for scaling down.")
+    scale_up: ScaleUpRules = Field(
+        default_factory=lambda: ScaleUpRules.model_validate({}), description="Rules for scaling up."
+    )
+    scale_down: ScaleDownRules = Field(
+        default_factory=lambda: ScaleDownRules.model_validate({}), description="Rules for scaling down."
+    )
 
 
 class Weekday(StrEnum):
@@ -414,8 +418,10 @@ class ScalingStatus(ApiModel):
 class AutoscalePolicy(ApiModel):
     """The AutoscalePolicy custom resource (namespaced, short name `asp`)."""
 
-    api_version: Literal["llmfleet.dev/v1alpha1"] = Field(API_VERSION, description="llmfleet.dev/v1alpha1")
-    kind: Literal["AutoscalePolicy"] = Field(KIND, description="AutoscalePolicy")
+    api_version: Literal["llmfleet.dev/v1alpha1"] = Field(
+        "llmfleet.dev/v1alpha1", description="llmfleet.dev/v1alpha1"
+    )
+    kind: Literal["AutoscalePolicy"] = Field("AutoscalePolicy", description="AutoscalePolicy")
     metadata: ObjectMeta = Field(description="Standard object metadata.")
     spec: AutoscalePolicySpec = Field(description="Desired scaling behaviour.")
     status: AutoscalePolicyStatus | None = Field(None, description="Observed state, written by the operator.")
