@@ -1,0 +1,33 @@
+"""Pure rendering of an LLMService into the objects the operator applies (no cluster access).
+
+| module        | question it answers                                              |
+| ------------- | ---------------------------------------------------------------- |
+| context       | what rendering needs besides the LLMService (replicas, pool, images) |
+| labels        | names, labels, selectors, owner references                       |
+| model_source  | where the weights come from: volume, mount, init container, path |
+| engine        | how each engine kind starts, is probed and stops                 |
+| pod           | the hardened pod template and its placement                      |
+| deployment, service, pdb | the three applied objects                             |
+"""
+
+from .context import Capacity, Images, RenderContext
+from .deployment import render_deployment
+from .engine import served_model_name, termination_grace_seconds
+from .labels import deployment_name, endpoint_url, selector_labels, selector_string
+from .pdb import render_pdb
+from .service import render_service
+
+__all__ = [
+    "Capacity",
+    "Images",
+    "RenderContext",
+    "deployment_name",
+    "endpoint_url",
+    "render_deployment",
+    "render_pdb",
+    "render_service",
+    "selector_labels",
+    "selector_string",
+    "served_model_name",
+    "termination_grace_seconds",
+]

@@ -1,0 +1,24 @@
+"""Ports, volume names and mount paths shared by the engine container and its init container.
+
+The root filesystem is read-only; these emptyDirs are the only writable places:
+/tmp (scratch, HOME) and the cache (Hugging Face cache, hf:// downloads, compile caches).
+"""
+
+HTTP_PORT = 8000
+HTTP_PORT_NAME = "http"
+
+TMP_VOLUME = "tmp"
+TMP_DIR = "/tmp"
+
+CACHE_VOLUME = "cache"
+CACHE_DIR = "/var/cache/llmfleet"
+HF_HOME = f"{CACHE_DIR}/huggingface"
+
+MODEL_VOLUME = "model"
+PVC_MOUNT = "/models"
+
+API_KEY_VOLUME = "api-key"
+API_KEY_DIR = "/var/run/secrets/llmfleet"
+API_KEY_FILE = f"{API_KEY_DIR}/api-key"
+
+SHM_VOLUME = "dshm"  # vLLM's workers share tensors through /dev/shm
