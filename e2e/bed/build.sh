@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Builds the test bed's binaries once, from the Go module proxy, into a cache outside
+# the clone keyed by version:  $LLMFLEET_CACHE/bin/<tool>-<version>/<binary>.
+# A tool whose binaries are all present is skipped, so a second run (or a fresh clone
+# on the same machine) costs nothing. Binaries land in a temp dir first and are moved
+# in only when the build succeeded: a killed build never leaves a half binary behind.
+#
+#   tool        source (module@version from versions.env)
+#   kubernetes  k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler},
+#               with every k8s.io/* staging module pinned by `replace` to v0.<minor>.<patch>
+#               with one validation check relaxed (allow_loopback_endpoints.py says why)
+#   etcd        go.etcd.io/etcd/server/v3/etcdmain behind a three-line main package
+#   kwok        sigs.k8s.io/kwok/cmd/kwok
+#   helm        helm.sh/helm/v3/cmd/helm
+#
+# Usage: build.sh            build what is missing, print where everything is
+#        build.sh --check    exit 0 if everything is built, 1 otherwise (builds nothing)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+CACHE=${LLMFLEET_CACHE:-$HOME/.cache/llmfleet}
+JOBS=${LLMFLEET_BUILD_JOBS:-2}
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY:-https://proxy.golang.org}
+
+K8S_BIN="$CACHE/bin/kubernetes-$KUBERNETES_VERSION"
+ETCD_BIN="$CACHE/bin/etcd-$ETCD_VERSION"
+KWOK_BIN="$CACHE/bin/kwok-$KWOK_VERSION"
+HELM_BIN="$CACHE/bin/helm-$HELM_VERSION"
+
+log() { printf '[build %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 2; }
+
+present() {  # present DIR BIN... -> all binaries there and executable
+    local dir=$1; shift
+    local b
+    for b in "$@"; do [ -x "$dir/$b" ] || return 1; done
+}
+
+all_present() {
+    present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler &&
+        present "$ETCD_BIN" etcd && present "$KWOK_BIN" kwok && present "$HELM_BIN" helm
+}
+
+if [ "${1:-}" = "--check" ]; then
+    all_present
+    exit $?
+fi
+
+if all_present; then
+    log "all binaries present under $CACHE/bin (nothing to build)"
+    exit 0
+fi
+
+# A missing toolchain is the commonest failure on a new machine: say so plainly.
+if ! command -v go >/dev/null 2>&1; then
+    if [ -x /usr/local/go/bin/go ]; then
+        export PATH="/usr/local/go/bin:$PATH"
+    else
+        die "no Go toolchain found (looked for 'go' on PATH and /usr/local/go/bin/go).
+Install Go >= 1.24 (e.g. 'apt-get install golang-go' or a Go release in /usr/local/go),
+or put prebuilt binaries in $CACHE/bin/<tool>-<version>/ as listed in e2e/bed/versions.env."
+    fi
+fi
+log "using $(go version), -p $JOBS, cache $CACHE"
+
+mkdir -p "$CACHE/bin" "$CACHE/src"
+# One build at a time per cache: a second `make e2e` waits instead of racing.
+exec 9>"$CACHE/build.lock"
+if ! flock -w 3600 9; then die "another build holds $CACHE/build.lock for over an hour"; fi
+rm -rf "$CACHE"/bin/.tmp-*  # what a killed build left (we hold the lock: nobody else is building)
+
+# finish DIR TMPDIR SECONDS NAME: move built binaries in and record the time taken.
+finish() {
+    local dir=$1 tmp=$2 secs=$3 name=$4
+    mkdir -p "$dir"
+    mv "$tmp"/* "$dir"/
+    rm -rf "$tmp"
+    printf '%s\t%s\t%ss\t%s\n' "$(date -u +%FT%TZ)" "$name" "$secs" "$(nproc) cores, -p $JOBS" >>"$CACHE/bin/build-times.tsv"
+    log "built $name in ${secs}s -> $dir"
+}
+
+build_kubernetes() {
+    present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler && return 0
+    local start=$SECONDS src="$CACHE/src/kubernetes-$KUBERNETES_VERSION" tmp
+    local staging="v0.${KUBERNETES_VERSION#v1.}"
+    mkdir -p "$src"
+    log "kubernetes $KUBERNETES_VERSION: resolving modules (staging modules pinned to $staging)"
+    local gomod
+    gomod=$(cd "$src" && timeout 600 go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    {
+        echo "module llmfleet.local/e2e-bed/kubernetes"
+        echo
+        echo "go 1.24.0"
+        echo
+        echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+        echo
+        echo "replace ("
+        # k8s.io/kubernetes replaces each staging module with ./staging/...; a replace in a
+        # dependency is ignored, so pin each one to its published version instead.
+        sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
+        echo ")"
+    } >"$src/go.mod"
+    local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+        k8s.io/kubernetes/cmd/kube-scheduler)
+    (cd "$src" && timeout 1800 go get "${pkgs[@]/%/@$KUBERNETES_VERSION}" >/dev/null)
+    local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+    local ld="-s -w"
+    local p
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld="$ld -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+        ld="$ld -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%FT%TZ)"
+    done
+    # The bed's one change to upstream: every pod IP here is a loopback address, and the
+    # API server refuses loopback addresses in Endpoints and EndpointSlices (a real node
+    # never has one). The build uses a hard-linked copy of the module with that single
+    # check dropped (go's -overlay may not touch the module cache).
+    local kdir="$src/k8s.io-kubernetes"
+    if [ ! -f "$kdir/.patched" ]; then
+        chmod -R u+w "$kdir" 2>/dev/null || true
+        rm -rf "$kdir"
+        cp -al "$(cd "$src" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)" "$kdir"
+        chmod u+w "$kdir" "$kdir/pkg/apis/core/validation"
+        python3 "$here/allow_loopback_endpoints.py" "$kdir/pkg/apis/core/validation/validation.go"
+        touch "$kdir/.patched"
+    fi
+    grep -q '^replace k8s.io/kubernetes ' "$src/go.mod" || echo "replace k8s.io/kubernetes => ./k8s.io-kubernetes" >>"$src/go.mod"
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-kubernetes.XXXXXX")
+    log "kubernetes $KUBERNETES_VERSION: compiling kube-apiserver, kube-controller-manager, kube-scheduler (the long one)"
+    (cd "$src" && timeout 7200 go build -p "$JOBS" -trimpath -ldflags "$ld" -o "$tmp/" "${pkgs[@]}")
+    finish "$K8S_BIN" "$tmp" $((SECONDS - start)) "kubernetes-$KUBERNETES_VERSION"
+}
+
+build_etcd() {
+    present "$ETCD_BIN" etcd && return 0
+    local start=$SECONDS src="$CACHE/src/etcd-$ETCD_VERSION" tmp
+    mkdir -p "$src"
+    log "etcd $ETCD_VERSION: resolving modules"
+    printf 'module llmfleet.local/e2e-bed/etcd\n\ngo 1.24.0\n' >"$src/go.mod"
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$src/main.go"
+    (cd "$src" && timeout 1800 go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null && timeout 600 go mod tidy >/dev/null)
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-etcd.XXXXXX")
+    log "etcd $ETCD_VERSION: compiling"
+    (cd "$src" && timeout 3600 go build -p "$JOBS" -trimpath -ldflags "-s -w" -o "$tmp/etcd" .)
+    finish "$ETCD_BIN" "$tmp" $((SECONDS - start)) "etcd-$ETCD_VERSION"
+}
+
+build_go_install() {  # build_go_install DIR BINARY PACKAGE VERSION
+    local dir=$1 bin=$2 pkg=$3 ver=$4
+    present "$dir" "$bin" && return 0
+    local start=$SECONDS tmp
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-$bin.XXXXXX")
+    log "$bin $ver: go install $pkg@$ver"
+    GOBIN="$tmp" timeout 3600 go install -p "$JOBS" -trimpath -ldflags "-s -w" "$pkg@$ver"
+    finish "$dir" "$tmp" $((SECONDS - start)) "$bin-$ver"
+}
+
+total_start=$SECONDS
+build_etcd
+build_kubernetes
+build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+build_go_install "$HELM_BIN" helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+log "done in $((SECONDS - total_start))s; binaries under $CACHE/bin (times in $CACHE/bin/build-times.tsv)"
