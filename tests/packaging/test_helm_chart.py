@@ -38,6 +38,7 @@ EXPECTED_RULES = {
     ("llmfleet.dev", "autoscalepolicies"): {"get", "list", "watch", "patch"},
     ("llmfleet.dev", "llmservices/status"): {"patch"},
     ("llmfleet.dev", "autoscalepolicies/status"): {"patch"},
+    ("llmfleet.dev", "llmservices/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
