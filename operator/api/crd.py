@@ -61,7 +61,7 @@ def openapi_schema(info: CrdInfo) -> dict[str, Any]:
         status.setdefault("description", f"The observed state of the {info.kind}, written by the operator.")
         status.setdefault("properties", {})["kopf"] = KOPF_STATUS_FIELD
         properties["status"] = status
-    schema = {
+    schema: dict[str, Any] = {
         "description": info.description or info.spec_model.__doc__ or info.kind,
         "type": "object",
         "required": ["spec"],

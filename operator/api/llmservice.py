@@ -27,7 +27,7 @@ from .common import (
     SecretKeySelector,
     conditions_field,
 )
-from .resource import API_VERSION, CrdInfo, PrinterColumn, ScaleSubresource
+from .resource import CrdInfo, PrinterColumn, ScaleSubresource
 
 # file:///abs/dir | pvc://claim[/path] | hf://org/name — the three places a model can come from.
 MODEL_URI_PATTERN = (
@@ -204,8 +204,12 @@ class LLMServiceSpec(ApiModel):
     )
 
     model: ModelSource = Field(description="The model to serve.")
-    engine: EngineSpec = Field(default_factory=EngineSpec, description="The inference server and its flags.")
-    resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Compute per replica.")
+    engine: EngineSpec = Field(
+        default_factory=lambda: EngineSpec.model_validate({}), description="The inference server and its flags."
+    )
+    resources: ResourceSpec = Field(
+        default_factory=lambda: ResourceSpec.model_validate({}), description="Compute per replica."
+    )
     replicas: int | None = Field(
         None,
         description=(
@@ -242,7 +246,9 @@ class LLMServiceSpec(ApiModel):
         ge=0,
         le=120,
     )
-    scheduling: Scheduling = Field(default_factory=Scheduling, description="Node placement of the engine pods.")
+    scheduling: Scheduling = Field(
+        default_factory=lambda: Scheduling.model_validate({}), description="Node placement of the engine pods."
+    )
     pricing: Pricing | None = Field(None, description="Hourly prices, for the cost figures in status and metrics.")
 
     @model_validator(mode="after")
@@ -337,11 +343,11 @@ class LLMService(ApiModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["llmfleet.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["llmfleet.dev/v1alpha1"] = "llmfleet.dev/v1alpha1"
     kind: Literal["LLMService"] = "LLMService"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    metadata: ObjectMeta = Field(default_factory=lambda: ObjectMeta.model_validate({}))
     spec: LLMServiceSpec
-    status: LLMServiceStatus = Field(default_factory=LLMServiceStatus)
+    status: LLMServiceStatus = Field(default_factory=lambda: LLMServiceStatus.model_validate({}))
 
 
 CRD = CrdInfo(

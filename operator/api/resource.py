@@ -7,7 +7,7 @@ so a kind's whole API surface reads in one file; `crd.py` turns it into YAML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -29,7 +29,9 @@ class PrinterColumn:
     priority: int = 0
 
     def to_wire(self) -> dict:
-        wire = {"name": self.name, "type": self.type, "jsonPath": self.json_path, "description": self.description}
+        wire: dict[str, Any] = {
+            "name": self.name, "type": self.type, "jsonPath": self.json_path, "description": self.description
+        }
         if self.priority:
             wire["priority"] = self.priority
         return wire

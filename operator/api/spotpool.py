@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, model_validator
 from .base import ApiModel
 from .cel import Rule, cel_rules
 from .common import Condition, NodePlacement, ObjectMeta, conditions_field
-from .resource import API_VERSION, CrdInfo, PrinterColumn
+from .resource import CrdInfo, PrinterColumn
 
 SignalSource = Literal["NodeTaint", "NodeLabel", "NodeAnnotation", "NodeEvent", "PodCondition"]
 
@@ -132,7 +132,9 @@ DEFAULT_SIGNALS: tuple[InterruptionSignal, ...] = (
     # Any agent (e.g. llmfleet's node agent) may write the deadline itself.
     _signal(
         "NodeAnnotation", "llmfleet.dev/interruption-deadline", 120,
-        timestamp_from=TimestampSource(source="NodeAnnotation", key="llmfleet.dev/interruption-deadline"),
+        timestamp_from=TimestampSource(
+            source="NodeAnnotation", key="llmfleet.dev/interruption-deadline", format="RFC3339", marks="Deadline"
+        ),
     ),
     # Advisory: capacity may go soon; bring up replacements, drain nothing.
     _signal("NodeTaint", "aws-node-termination-handler/rebalance-recommendation", 120, advisory=True),
@@ -167,7 +169,7 @@ class SpotPoolSpec(ApiModel):
 
     spot: SpotNodes = Field(description="The spot nodes: nodeSelector (required) and the tolerations they need.")
     on_demand: NodePlacement = Field(
-        default_factory=NodePlacement,
+        default_factory=lambda: NodePlacement.model_validate({}),
         description="The on-demand nodes; empty means any node the spot selector does not force.",
     )
     on_demand_base: int = Field(
@@ -188,8 +190,12 @@ class SpotPoolSpec(ApiModel):
         ge=0,
         le=600,
     )
-    fallback: Fallback = Field(default_factory=Fallback, description="Fallback to on-demand when spot is missing.")
-    interruption: Interruption = Field(default_factory=Interruption, description="Interruption signals.")
+    fallback: Fallback = Field(
+        default_factory=lambda: Fallback.model_validate({}), description="Fallback to on-demand when spot is missing."
+    )
+    interruption: Interruption = Field(
+        default_factory=lambda: Interruption.model_validate({}), description="Interruption signals."
+    )
 
     @model_validator(mode="after")
     def _distinct_pools(self) -> SpotPoolSpec:
@@ -236,11 +242,11 @@ class SpotPool(ApiModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["llmfleet.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["llmfleet.dev/v1alpha1"] = "llmfleet.dev/v1alpha1"
     kind: Literal["SpotPool"] = "SpotPool"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    metadata: ObjectMeta = Field(default_factory=lambda: ObjectMeta.model_validate({}))
     spec: SpotPoolSpec
-    status: SpotPoolStatus = Field(default_factory=SpotPoolStatus)
+    status: SpotPoolStatus = Field(default_factory=lambda: SpotPoolStatus.model_validate({}))
 
 
 CRD = CrdInfo(

@@ -62,7 +62,7 @@ def model_mount(model: ModelSource) -> ModelMount:
 
 def download_init_container(model: ModelSource, mount: ModelMount, image: str, security_context: dict) -> dict:
     """The init container that fills the cache volume from the Hugging Face Hub (hf:// only)."""
-    env = [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": HF_HOME}]
+    env: list[dict] = [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": HF_HOME}]
     if model.token_secret_ref is not None:
         env.append(
             {
