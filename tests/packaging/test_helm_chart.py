@@ -201,3 +201,17 @@ def test_monitoring_objects_when_enabled(helm):
     }
     (dashboard,) = by_kind(docs, "ConfigMap")
     assert dashboard["metadata"]["namespace"] == "monitoring"
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCont=2", "additional properties 'replicaCont' not allowed"),
+        ("operator.watchNamespace={team-a}", "additional properties 'watchNamespace' not allowed"),
+        ("prometheusRule.kvCacheUsageRatio=2", "maximum"),
+        ("operator.logFlag=--loud", "operator/logFlag"),
+    ],
+)
+def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, complaint):
+    done = run_helm(helm, "template", "llmfleet", str(CHART), "--set", setting)
+    assert done.returncode != 0 and complaint in done.stderr, done.stderr
