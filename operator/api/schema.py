@@ -11,7 +11,7 @@ each handled by one rule below:
 | `exclusiveMinimum: n` (a number)     | `minimum: n, exclusiveMinimum: true` (a boolean)    |
 | `title`, `default: null`             | dropped                                             |
 | `integer` / `number`                 | with `format` int32 (bounded ≤ 2³¹-1) / int64, double |
-| default from `default_factory`       | `{}` for a default sub-object (its own defaults apply), else the value |
+| default from `default_factory`       | the value, nulls and empty lists/maps left out      |
 
 Descriptions come from `Field(description=...)`, else from the model's docstring.
 """
@@ -41,11 +41,23 @@ class _Generator(GenerateJsonSchema):
         if factory is None or schema.get("default_factory_takes_data"):
             return super().get_default_value(schema)
         value = factory()
-        if isinstance(value, BaseModel) and value == type(value)():
-            return {}  # an all-defaults sub-object: `{}` lets the API server apply the nested defaults
+        if isinstance(value, BaseModel):
+            # The whole default object, not `{}`: the API server checks a default against the
+            # CEL rules as written, before nested defaults would fill it in.
+            return _compact(value.model_dump(by_alias=True, mode="json"))
         if value in ({}, []):
             return NoDefault  # an empty list or map is the same as absent; keep objects small
         return value
+
+
+def _compact(value: Any) -> Any:
+    """Drop nulls and empty lists/maps from a default: absent means the same and reads shorter."""
+    if isinstance(value, dict):
+        items = ((k, _compact(v)) for k, v in value.items())
+        return {k: v for k, v in items if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:

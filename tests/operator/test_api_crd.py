@@ -215,3 +215,20 @@ def test_replicas_has_no_default():
     assert "default" not in spec["properties"]["replicas"]
     rules = [r["rule"] for r in spec[VALIDATIONS_KEY]]
     assert "!(has(self.replicas) && has(self.autoscalePolicyRef))" in rules
+
+
+@pytest.mark.parametrize("kind", sorted(CRDS))
+def test_object_defaults_hold_what_their_rules_read(kind):
+    """The API server checks a default against CEL rules as written, before nested defaults apply:
+    a default of `{}` under `self.a >= self.b` is refused with "no such key" at CRD creation."""
+    errors = []
+    for path, node in _schema_nodes(_schema(kind), kind):
+        default = node.get("default")
+        if not isinstance(default, dict):
+            continue
+        for rule in node.get(VALIDATIONS_KEY, []):
+            for match in SELF_PATH.finditer(rule["rule"]):
+                first = match.group(1).split(".")[1]
+                if f"has(self.{first}" not in rule["rule"] and first not in default:
+                    errors.append(f"{path}: default lacks {first!r} read by {rule['rule']!r}")
+    assert errors == []
