@@ -162,7 +162,8 @@ def test_operator_pod_is_hardened_and_probed(helm):
     container = operator_container(docs)
     assert container["image"] == "ghcr.io/llmfleet/llmfleet:0.1.0"
     assert container["command"] == ["llmfleet-operator"]
-    assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
+    assert "--liveness=http://$(POD_IP):8081/healthz" in container["args"]
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     sc = container["securityContext"]
