@@ -120,3 +120,25 @@ def test_status_embeds_the_autoscaler_state():
         {"scaling": {"decisions": [{"time": "2026-01-01T00:00:00Z", "from": 1, "to": 3, "reason": "queue"}]}}
     )
     assert status.to_wire()["scaling"]["decisions"][0]["from"] == 1
+
+
+def test_reads_an_object_as_the_api_server_returns_it():
+    """Server-added metadata, defaults and kopf's status field must not break parsing."""
+    body = {
+        "apiVersion": "llmfleet.dev/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {
+            "name": "chat", "namespace": "team-a", "uid": "u-1", "generation": 3, "resourceVersion": "42",
+            "creationTimestamp": "2026-11-21T23:53:50Z",
+            "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {
+            "model": {"uri": "file:///models/tiny"}, "replicas": 2, "drainGraceSeconds": 5,
+            "drainTimeoutSeconds": 120, "engine": {"kind": "embedded", "startupTimeoutSeconds": 1800},
+            "resources": {"cpu": 2, "gpus": 0}, "scheduling": {},
+        },
+        "status": {"phase": "Ready", "kopf": {"progress": {"h": {"retries": 1}}}, "readyText": "2/2"},
+    }
+    obj = LLMService.model_validate(body)
+    assert (obj.metadata.name, obj.metadata.uid, obj.metadata.generation) == ("chat", "u-1", 3)
+    assert obj.spec.resources.cpu == "2" and obj.status.ready_text == "2/2"
