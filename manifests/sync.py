@@ -61,7 +61,9 @@ def helm_binary() -> Path:
     target = cache_dir() / "bin" / f"helm-{version}" / "helm"
     if os.access(target, os.X_OK):
         return target
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None
+    )
     if go is None:
         raise RuntimeError(f"helm is not built at {target} and no Go toolchain is on PATH to build it")
     target.parent.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +71,19 @@ def helm_binary() -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent.parent, prefix=".tmp-helm.") as tmp:
         print(f"building helm {version} into {target} (once per machine)", file=sys.stderr)
         subprocess.run(
-            [go, "install", "-p", os.environ.get("LLMFLEET_BUILD_JOBS", "2"), "-trimpath", "-ldflags", "-s -w",
-             f"helm.sh/helm/v3/cmd/helm@{version}"],
-            env=dict(env, GOBIN=tmp), check=True, timeout=3600,
+            [
+                go,
+                "install",
+                "-p",
+                os.environ.get("LLMFLEET_BUILD_JOBS", "2"),
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                f"helm.sh/helm/v3/cmd/helm@{version}",
+            ],
+            env=dict(env, GOBIN=tmp),
+            check=True,
+            timeout=3600,
         )
         target.parent.mkdir(exist_ok=True)
         os.replace(Path(tmp) / "helm", target)
@@ -91,8 +103,12 @@ def source_crds() -> dict[str, str]:
 
 
 def base_crds_kustomization(names: list[str]) -> str:
-    lines = ["# Written by manifests/sync.py: the CRDs copied from crds/.",
-             "apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:"]
+    lines = [
+        "# Written by manifests/sync.py: the CRDs copied from crds/.",
+        "apiVersion: kustomize.config.k8s.io/v1beta1",
+        "kind: Kustomization",
+        "resources:",
+    ]
     if not names:  # before `make crds` has run: still a valid (empty) kustomization
         return "\n".join(lines[:-1] + ["resources: []"]) + "\n"
     return "\n".join(lines + [f"  - {n}" for n in names]) + "\n"
@@ -119,13 +135,19 @@ def expected_files(with_base: bool = True) -> dict[Path, str]:
 def stale_files() -> list[Path]:
     """Copies of CRDs that crds/ no longer has."""
     keep = set(source_crds())
-    return [p for d in (CHART / "crds", BASE / "crds") for p in sorted(d.glob(CRD_PREFIX + "*.yaml"))
-            if p.name not in keep]
+    return [
+        p
+        for d in (CHART / "crds", BASE / "crds")
+        for p in sorted(d.glob(CRD_PREFIX + "*.yaml"))
+        if p.name not in keep
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crds-only", action="store_true", help="copy the CRDs, skip rendering the base (no helm)")
+    parser.add_argument(
+        "--crds-only", action="store_true", help="copy the CRDs, skip rendering the base (no helm)"
+    )
     args = parser.parse_args(argv)
     for path in stale_files():
         path.unlink()

@@ -1,16 +1,22 @@
-"""Shared helpers for the packaging tests: the helm binary and rendered charts.
+"""Helpers for the packaging tests: the helm and promtool binaries, rendered charts.
 
 helm is the test bed's pinned build (manifests/sync.py finds it in the cache or builds
-it from its Go module, ~1.5 min once per machine); these tests never skip for want of it.
+it from its Go module, ~1.5 min once per machine); promtool is the machine's (Debian's
+`prometheus` package) or built the same way (~4 min once per machine). These tests never
+skip for want of either.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,13 +33,6 @@ def _load_sync():
 sync = _load_sync()
 
 
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    """Import it into a test module to use it (a named module, not conftest.py: other test
-    folders have their own conftest, and pytest imports every one as `conftest`)."""
-    return sync.helm_binary()
-
-
 def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=300)
 
@@ -48,3 +47,75 @@ def render(helm: Path, *set_args: str, namespace: str = "llmfleet-system") -> li
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
+
+
+# promtool from Prometheus 2.55.1 (Go module versions are v0.<minor>.<patch>): recent enough
+# for every function the rules use, old enough that all its dependencies are on the proxy.
+PROMTOOL_MODULE = "github.com/prometheus/prometheus"
+PROMTOOL_VERSION = "v0.55.1"
+
+
+def promtool_binary() -> Path:
+    """promtool on PATH, else the cached build, else build it (same cache layout as helm).
+
+    Prometheus's go.mod has replace directives, so `go install pkg@version` refuses it; as the
+    bed does for Kubernetes, a small wrapper module copies them and builds the command.
+    """
+    found = shutil.which("promtool")
+    if found:
+        return Path(found)
+    cache = sync.cache_dir()
+    target = cache / "bin" / f"promtool-{PROMTOOL_VERSION}" / "promtool"
+    if os.access(target, os.X_OK):
+        return target
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-buildvcs=false")
+    src = cache / "src" / f"promtool-{PROMTOOL_VERSION}"
+    src.mkdir(parents=True, exist_ok=True)
+    info = subprocess.run(
+        [go, "mod", "download", "-json", f"{PROMTOOL_MODULE}@{PROMTOOL_VERSION}"],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    upstream = Path(json.loads(info.stdout)["GoMod"]).read_text()
+    replaces = re.findall(r"^replace \((.*?)^\)", upstream, flags=re.S | re.M)
+    (src / "go.mod").write_text(
+        f"module llmfleet.local/tests/promtool\n\ngo 1.22.0\n\nrequire {PROMTOOL_MODULE} {PROMTOOL_VERSION}\n"
+        + "".join(f"\nreplace ({block})\n" for block in replaces)
+    )
+    package = f"{PROMTOOL_MODULE}/cmd/promtool"
+    subprocess.run(
+        [go, "get", f"{package}@{PROMTOOL_VERSION}"],
+        cwd=src,
+        env=env,
+        check=True,
+        timeout=1800,
+        capture_output=True,
+    )
+    (cache / "bin").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache / "bin", prefix=".tmp-promtool.") as tmp:
+        subprocess.run(
+            [
+                go,
+                "build",
+                "-p",
+                os.environ.get("LLMFLEET_BUILD_JOBS", "2"),
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "-o",
+                f"{tmp}/promtool",
+                package,
+            ],
+            cwd=src,
+            env=env,
+            check=True,
+            timeout=3600,
+        )
+        target.parent.mkdir(exist_ok=True)
+        os.replace(Path(tmp) / "promtool", target)
+    return target

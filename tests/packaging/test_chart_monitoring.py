@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from packaging_helpers import CHART, by_kind, helm, render  # noqa: F401 (helm: fixture)
+from packaging_helpers import CHART, by_kind, render
 
 TESTDATA = Path(__file__).parent / "testdata"
 
@@ -103,7 +103,9 @@ def test_dashboard_has_the_panels_operators_look_for(title, metric):
 )
 def test_latency_panels_show_p50_p95_p99(metric):
     (panel,) = [p for p in panels() if any(metric in t["expr"] for t in p["targets"])]
-    quantiles = sorted(re.match(r"histogram_quantile\((0\.\d+),", t["expr"]).group(1) for t in panel["targets"])
+    quantiles = sorted(
+        re.match(r"histogram_quantile\((0\.\d+),", t["expr"]).group(1) for t in panel["targets"]
+    )
     assert quantiles == ["0.5", "0.95", "0.99"]
     assert all(f"{metric}_bucket" in t["expr"] and "le)" in t["expr"] for t in panel["targets"])
 
@@ -140,25 +142,24 @@ def test_alert_expressions_name_only_exported_metrics(helm):
             assert metrics_in(rule["expr"]) <= ENGINE_METRICS | OPERATOR_METRICS, rule
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    assert path, (
-        "promtool is needed to evaluate the alert rules: on Debian `apt-get install prometheus` "
-        "(docs/packaging.md, 'Testing the alerts')"
-    )
-    return path
-
-
-def test_alert_rules_pass_promtool_check(helm, tmp_path):
+def test_alert_rules_pass_promtool_check(helm, promtool, tmp_path):
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_groups(helm)))
-    done = subprocess.run([promtool(), "check", "rules", str(tmp_path / "rules.yaml")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(promtool), "check", "rules", str(tmp_path / "rules.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_alerts_fire_on_the_stories_in_alerts_test_yaml(helm, tmp_path):
+def test_alerts_fire_on_the_stories_in_alerts_test_yaml(helm, promtool, tmp_path):
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_groups(helm)))
     shutil.copy(TESTDATA / "alerts_test.yaml", tmp_path / "alerts_test.yaml")
-    done = subprocess.run([promtool(), "test", "rules", str(tmp_path / "alerts_test.yaml")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(promtool), "test", "rules", str(tmp_path / "alerts_test.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -4,7 +4,7 @@ a hardened operator Deployment, and standalone vs peered operation."""
 from __future__ import annotations
 
 import pytest
-from packaging_helpers import CHART, by_kind, helm, render, run_helm  # noqa: F401 (helm: fixture)
+from packaging_helpers import CHART, by_kind, render, run_helm
 
 # Value combinations a user can pick; each must lint with --strict and render.
 VARIANTS = {
@@ -185,7 +185,9 @@ def test_monitoring_objects_are_off_by_default(helm):
 def test_monitoring_objects_when_enabled(helm):
     docs = render(helm, *VARIANTS["monitoring"])
     (sm,) = by_kind(docs, "ServiceMonitor")
-    assert sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["honorLabels"] is True
+    assert (
+        sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["honorLabels"] is True
+    )
     (pm,) = by_kind(docs, "PodMonitor")
     assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "llmfleet-engine"}
     endpoint = pm["spec"]["podMetricsEndpoints"][0]

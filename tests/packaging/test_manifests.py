@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from packaging_helpers import CHART, ROOT, helm, sync  # noqa: F401 (helm: fixture)
+from packaging_helpers import CHART, ROOT, sync
 
 KINDS = {"LLMService", "AutoscalePolicy", "SpotPool"}
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -31,8 +31,11 @@ def test_crds_exist_for_every_kind():
 
 
 def test_chart_and_base_carry_the_same_crds(helm):
-    drift = [str(p.relative_to(ROOT)) for p, text in sync.expected_files().items()
-             if not p.exists() or p.read_text() != text]
+    drift = [
+        str(p.relative_to(ROOT))
+        for p, text in sync.expected_files().items()
+        if not p.exists() or p.read_text() != text
+    ]
     drift += [str(p.relative_to(ROOT)) for p in sync.stale_files()]
     assert not drift, f"out of date (run `make chart-crds`): {drift}"
 
@@ -41,12 +44,19 @@ def test_chart_ships_kopf_peering_crds_next_to_the_api_crds():
     names = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
     assert names == sorted([*sync.source_crds(), "kopf.dev_peerings.yaml"])
     peering = list(yaml.safe_load_all((CHART / "crds" / "kopf.dev_peerings.yaml").read_text()))
-    assert {c["metadata"]["name"] for c in peering} == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    assert {c["metadata"]["name"] for c in peering} == {
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
 
 
 def test_kustomize_base_builds():
-    done = subprocess.run(["kubectl", "kustomize", str(ROOT / "manifests" / "base")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "manifests" / "base")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     kinds = [d["kind"] for d in docs]
@@ -67,8 +77,12 @@ def strict(schema: dict) -> dict:
 
     def walk(node):
         if isinstance(node, dict):
-            if (node.get("type") == "object" and "properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 walk(value)
@@ -101,8 +115,10 @@ def test_example_validates_against_its_crd(path):
     # CEL rules (x-kubernetes-validations) are checked by the API server in the e2e suite.
     obj = yaml.safe_load(path.read_text())
     assert obj["apiVersion"] == "llmfleet.dev/v1alpha1"
-    errors = [f"{'.'.join(map(str, e.path))}: {e.message}"
-              for e in jsonschema.Draft4Validator(schema_of(obj["kind"])).iter_errors(obj)]
+    errors = [
+        f"{'.'.join(map(str, e.path))}: {e.message}"
+        for e in jsonschema.Draft4Validator(schema_of(obj["kind"])).iter_errors(obj)
+    ]
     assert not errors, errors
 
 
@@ -133,7 +149,20 @@ def test_argocd_application_server_side_applies_the_chart():
 def test_argocd_application_values_render(helm):
     app = yaml.safe_load(APPLICATION.read_text())
     values = yaml.safe_dump(app["spec"]["source"]["helm"]["valuesObject"])
-    done = subprocess.run([str(helm), "template", "llmfleet", str(CHART), "--namespace",
-                           app["spec"]["destination"]["namespace"], "--values", "-"],
-                          input=values, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "llmfleet",
+            str(CHART),
+            "--namespace",
+            app["spec"]["destination"]["namespace"],
+            "--values",
+            "-",
+        ],
+        input=values,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
