@@ -3,6 +3,7 @@
     python3 e2e/bed/cluster.py up [--owner NAME]   start (or reuse a healthy) cluster
     python3 e2e/bed/cluster.py down [--owner NAME] stop everything it started, by pid
     python3 e2e/bed/cluster.py status              exit 0 if a healthy cluster is up
+    python3 e2e/bed/cluster.py restart-runner [--hard]  restart the pod runner (--hard: SIGKILL first)
 
 Everything lives in <repo>/.cluster/ (gitignored):
 
@@ -424,14 +425,12 @@ def up(owner: str = "cluster-up") -> Cluster:
     if load_state() is not None:
         print(f"cluster: found a stale {STATE_DIR} (an earlier run was killed?); cleaning it up", file=sys.stderr)
         down(quiet=True)
-    # Logs of the previous cluster go; those of this one stay after `down` for a post-mortem.
-    for sub in ("logs", "pods"):
+    # Logs of the previous cluster go (those of this one stay after `down` for a post-mortem),
+    # and so does anything a start killed half-way left.
+    for sub in ("logs", "pods", "etcd", "pki", "runner"):
         shutil.rmtree(STATE_DIR / sub, ignore_errors=True)
 
     started = time.monotonic()
-    for sub in ("pki", "logs", "pods", "runner", "etcd"):
-        (STATE_DIR / sub).mkdir(parents=True, exist_ok=True)
-    (STATE_DIR / "etcd").chmod(0o700)
     taken: set[int] = set()
     ports = {}
     for key, env in (("apiserver", "LLMFLEET_APISERVER_PORT"), ("etcd", "LLMFLEET_ETCD_PORT"),
@@ -439,6 +438,9 @@ def up(owner: str = "cluster-up") -> Cluster:
                      ("scheduler", "LLMFLEET_SCHEDULER_PORT"), ("kwok", "LLMFLEET_KWOK_PORT")):
         ports[key] = choose_port(env, taken)
         taken.add(ports[key])
+    for sub in ("pki", "logs", "pods", "runner", "etcd"):
+        (STATE_DIR / sub).mkdir(parents=True, exist_ok=True)
+    (STATE_DIR / "etcd").chmod(0o700)
     server = f"https://127.0.0.1:{ports['apiserver']}"
     state = {"server": server, "ports": ports, "owner": owner, "processes": {},
              "started_at": dt.datetime.now(dt.UTC).isoformat()}
@@ -484,9 +486,16 @@ def down(owner: str | None = None, quiet: bool = False, keep_logs: bool = True) 
     """Stop every recorded process, then the runner's leftover pod processes; remove state.
 
     With owner set, only a cluster started by that owner is stopped (so `make e2e`
-    never tears down a cluster someone started with `make cluster-up`).
+    never tears down a cluster someone started with `make cluster-up`); owner
+    "orphaned" stops a cluster only if the pytest session that started it is gone.
     """
     state = load_state()
+    if owner == "orphaned":
+        # Only a cluster whose pytest session is gone (killed before its teardown ran).
+        who = (state or {}).get("owner", "")
+        if not who.startswith("pytest-") or proc_start_time(int(who.split("-", 1)[1])) is not None:
+            return False
+        owner = who
     if owner is not None and state is not None and state.get("owner") != owner:
         if not quiet:
             print(f"cluster: left running (started by {state.get('owner')}, not {owner})")
@@ -519,10 +528,29 @@ def down(owner: str | None = None, quiet: bool = False, keep_logs: bool = True) 
     return True
 
 
+def restart_runner(hard: bool = False) -> None:
+    """Restart the pod runner (after editing it, or to test recovery: --hard SIGKILLs it)."""
+    state = load_state()
+    if not state or "podrunner" not in state.get("processes", {}):
+        raise BedError("no cluster is up")
+    p = state["processes"]["podrunner"]
+    if hard and is_same_process(p["pid"], p["start_time"]):
+        os.killpg(p["pid"], 9)
+        time.sleep(0.5)
+    stop_process("podrunner", p["pid"], p["start_time"], grace=15.0)
+    (STATE_DIR / "runner" / "heartbeat").unlink(missing_ok=True)
+    start("podrunner", p["argv"], state)
+    wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
+    print("cluster: pod runner restarted")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status", "env"])
-    parser.add_argument("--owner", default=None, help="who starts/stops the cluster (down: only if it matches)")
+    parser.add_argument("action", choices=["up", "down", "status", "env", "restart-runner"])
+    parser.add_argument("--hard", action="store_true", help="restart-runner: SIGKILL it first, as a crash would")
+    parser.add_argument("--owner", default=None,
+                        help="who starts/stops the cluster (down: only if it matches; 'orphaned': only if the "
+                             "pytest session that started it is gone)")
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
@@ -533,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             found = current()
             print(f"cluster: up at {found.server}" if found else "cluster: not running")
             return 0 if found else 1
+        elif args.action == "restart-runner":
+            restart_runner(args.hard)
         elif args.action == "env":
             print(f"export KUBECONFIG={STATE_DIR / 'kubeconfig'}")
             print(f"export PATH={binaries()['helm'].parent}:$PATH")

@@ -374,12 +374,35 @@ class PodWorker(threading.Thread):
         self.init = [Container(c, init=True) for c in spec.get("initContainers") or []]
         self.main = [Container(c) for c in spec.get("containers") or []]
         self.init_done = not self.init
+        self.adopt(pod.get("status") or {})
         self.init_failed = False
         self.sent: dict | None = None
         self.transitions: dict[str, tuple[str, str]] = {}
         self.pod_dir = runner.state_dir / "pods" / self.uid
         self.log_path = runner.pod_log_dir / f"{self.ns}_{self.name}.log"
         self.extra_env: dict[str, str] = {}
+
+    def adopt(self, status: dict) -> None:
+        """Carry on from a previous runner's report: counts go on, finished init is not rerun."""
+        before = {s["name"]: s for s in (status.get("containerStatuses") or []) + (
+            status.get("initContainerStatuses") or [])}
+        for c in self.init + self.main:
+            old = before.get(c.name)
+            if not old:
+                continue
+            c.restart_count = old.get("restartCount", 0)
+            state = old.get("state") or {}
+            if "running" in state:  # its process was stopped with the previous runner
+                c.last_terminated = {"exitCode": 137, "reason": "Error", "message": "the pod runner restarted",
+                                     "startedAt": state["running"].get("startedAt"), "finishedAt": now_iso()}
+            elif old.get("lastState", {}).get("terminated"):
+                c.last_terminated = old["lastState"]["terminated"]
+        inits = [before.get(c.name, {}).get("state", {}).get("terminated", {}) for c in self.init]
+        if self.init and all(t.get("exitCode") == 0 for t in inits):
+            for c, t in zip(self.init, inits, strict=True):
+                c.exit_code, c.exit_handled, c.waiting = 0, True, None
+                c.started_at, c.finished_at = t.get("startedAt"), t.get("finishedAt")
+            self.init_done = True
 
     # called from the watch thread
     def update(self, pod: dict) -> None:
@@ -549,6 +572,8 @@ class PodWorker(threading.Thread):
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.runner.record(self.uid, c.name, {"name": f"{self.ns}/{self.name}/{c.name}", "pid": c.proc.pid,
                                               "start_time": proc_start_time(c.proc.pid)})
+        if c.last_terminated is not None:
+            c.restart_count += 1  # counted when the container really starts again, as kubelet does
         c.started_at, c.started_mono, c.exit_code, c.waiting = now_iso(), time.monotonic(), None, None
         c.exit_handled = False
         c.probes = {}
@@ -571,10 +596,11 @@ class PodWorker(threading.Thread):
         return True
 
     def back_off(self, c: Container) -> None:
+        """Delay the next start: at once after the first failure, then 10s, 20s, ... 5 min (kubelet's)."""
         if time.monotonic() - c.started_mono > 600:
             c.backoff = 0.0  # it ran fine for ten minutes: start over, as kubelet does
-        c.backoff = BACKOFF_BASE if c.backoff == 0 else min(c.backoff * 2, BACKOFF_MAX)
         c.backoff_until = time.monotonic() + c.backoff
+        c.backoff = BACKOFF_BASE if c.backoff == 0 else min(c.backoff * 2, BACKOFF_MAX)
 
     def restart_wanted(self, c: Container) -> bool:
         policy = self.spec.get("restartPolicy", "Always")
@@ -688,9 +714,9 @@ class PodWorker(threading.Thread):
         c.exit_handled = True
         if self.restart_wanted(c):
             c.last_terminated = c.terminated_state()
-            c.restart_count += 1
             self.back_off(c)
-            c.waiting = ("CrashLoopBackOff", f"back-off {c.backoff:.0f}s restarting failed container {c.name}")
+            delay = c.backoff_until - time.monotonic()
+            c.waiting = ("CrashLoopBackOff", f"back-off {max(delay, 0):.0f}s restarting failed container {c.name}")
         return True
 
     def step(self) -> None:
