@@ -76,9 +76,9 @@ class AsyncEngine:
                 item = await stream.queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                finished = item.finished  # set before yielding: the consumer may close us right after
                 yield item
-                if item.finished:
-                    finished = True
+                if finished:
                     return
         finally:
             self._streams.pop(request_id, None)

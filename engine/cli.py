@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
     _add_config_flags(serve)
     drain = sub.add_parser("drain", help="ask a local server to drain, then wait out the grace (preStop hook)")
-    drain.add_argument("--host", default="127.0.0.1")
+    drain.add_argument("--host", default=None,
+                       help=f"server address; default ${HOST_ENV} (0.0.0.0 means this host: 127.0.0.1)")
     drain.add_argument("--port", type=int, default=8000)
     drain.add_argument("--wait-seconds", type=float, default=5.0,
                        help="seconds to wait after the drain request, so endpoints drop the pod first")
@@ -67,8 +69,15 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
     return cfg
 
 
+def drain_host(flag: str | None) -> str:
+    """Where the preStop hook finds its own engine: the pod runner of the e2e bed binds each
+    engine to its own loopback address through $LLMFLEET_ENGINE_HOST; in a real pod it is unset."""
+    host = flag or os.environ.get(HOST_ENV) or "127.0.0.1"
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def run_drain(args: argparse.Namespace) -> int:
-    url = f"http://{args.host}:{args.port}/drain"
+    url = f"http://{drain_host(args.host)}:{args.port}/drain"
     try:
         req = urllib.request.Request(url, data=b"", method="POST")
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
@@ -168,6 +177,11 @@ def _make_server_class():
             self.state.metrics.draining.set(1)
             self.state.metrics.ready.set(0)
             super().handle_exit(sig, frame)
+            # uvicorn re-raises captured signals after shutdown, so the process would die by SIGTERM
+            # (exit 143) even after a clean drain; a graceful SIGTERM exit is a success (exit 0).
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list) and sig == signal.SIGTERM:
+                captured[:] = [s for s in captured if s != signal.SIGTERM]
 
     return Server
 

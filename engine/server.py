@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -292,39 +290,43 @@ def create_app(state: ServerState) -> Starlette:
         finally:
             await outputs.aclose()  # aborts the request if the client went away mid-stream
 
-    # -- middleware: request id, JSON errors, access log ---------------------------------------------
-    routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/drain", drain, methods=["GET", "POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-    ]
+    # -- request context: request id, JSON errors, access log --------------------------------------
+    # A wrapper per endpoint rather than a BaseHTTPMiddleware: that middleware hides the client's
+    # disconnect from request.is_disconnected(), and disconnects must abort generation.
+    def endpoint(handler):
+        async def wrapped(request: Request) -> Response:
+            rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+            request.state.request_id = rid[:128]
+            request.state.arrival = time.monotonic()
+            try:
+                if request.url.path.startswith("/v1/") and request.method == "POST" and state.engine is None:
+                    state.admission.check()  # still loading
+                response = await handler(request)
+            except EngineError as e:
+                if isinstance(e, Unavailable):
+                    state.metrics.rejected.labels(reason=e.code or "unavailable").inc()
+                elif isinstance(e, RateLimited):
+                    state.metrics.rejected.labels(reason="rate_limited").inc()
+                elif e.status < 500:
+                    state.metrics.rejected.labels(reason="invalid").inc()
+                response = _error_response(e, rid)
+            if request.url.path.startswith("/v1/"):
+                log.info("request", extra={"request_id": rid, "path": request.url.path,
+                                           "status": response.status_code,
+                                           "ms": round((time.monotonic() - request.state.arrival) * 1000, 1)})
+            response.headers.setdefault("X-Request-ID", rid)
+            return response
+        return wrapped
 
-    async def request_context(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid[:128]
-        request.state.arrival = time.monotonic()
-        try:
-            if request.url.path.startswith("/v1/") and state.engine is None and request.method == "POST":
-                state.admission.check()  # still loading
-            response = await call_next(request)
-        except EngineError as e:
-            if isinstance(e, Unavailable):
-                state.metrics.rejected.labels(reason=e.code or "unavailable").inc()
-            elif isinstance(e, RateLimited):
-                state.metrics.rejected.labels(reason="rate_limited").inc()
-            elif e.status < 500:
-                state.metrics.rejected.labels(reason="invalid").inc()
-            response = _error_response(e, rid)
-        if request.url.path.startswith("/v1/"):
-            log.info("request", extra={"request_id": rid, "path": request.url.path,
-                                       "status": response.status_code,
-                                       "ms": round((time.monotonic() - request.state.arrival) * 1000, 1)})
-        response.headers.setdefault("X-Request-ID", rid)
-        return response
+    routes = [
+        Route("/health", endpoint(health), methods=["GET"]),
+        Route("/ready", endpoint(ready), methods=["GET"]),
+        Route("/drain", endpoint(drain), methods=["GET", "POST"]),
+        Route("/metrics", endpoint(metrics), methods=["GET"]),
+        Route("/v1/models", endpoint(models), methods=["GET"]),
+        Route("/v1/completions", endpoint(completions), methods=["POST"]),
+        Route("/v1/chat/completions", endpoint(chat), methods=["POST"]),
+    ]
 
     async def not_found(request: Request, exc) -> Response:
         return _error_response(_status_error(404, f"no route {request.method} {request.url.path}"))
@@ -332,8 +334,7 @@ def create_app(state: ServerState) -> Starlette:
     async def bad_method(request: Request, exc) -> Response:
         return _error_response(_status_error(405, f"method {request.method} not allowed on {request.url.path}"))
 
-    return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=request_context)],
-                     exception_handlers={404: not_found, 405: bad_method})
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
 
 
 def _status_error(status: int, message: str) -> InvalidRequest:

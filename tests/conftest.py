@@ -36,6 +36,15 @@ def tiny_qwen2(tmp_path_factory):
                                                                            seed=1), separate_template=True)
 
 
+@pytest.fixture(scope="session")
+def slow_llama(tmp_path_factory):
+    """Big enough (~4M parameters) that a 400-token request takes a few seconds on one CPU thread."""
+    from llmfleet.engine.tinymodel import TinySpec, make_tiny_model
+
+    spec = TinySpec(hidden_size=256, intermediate_size=768, num_layers=6, num_heads=8, num_kv_heads=4, seed=3)
+    return make_tiny_model(tmp_path_factory.mktemp("slow-llama"), spec)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

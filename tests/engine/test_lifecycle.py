@@ -1,0 +1,152 @@
+"""Serving behaviour under pressure: drain, SIGTERM, disconnects, queue bound, keys, rate limits, bad models."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import EngineProcess
+
+LONG = {"prompt": "Although never is often better", "max_tokens": 400, "ignore_eos": True, "stream": True}
+
+
+def stream_all(url: str, body: dict) -> tuple[int, list[str]]:
+    """Consume an SSE stream; return (status, data lines)."""
+    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as r:
+        return r.status_code, [ln for ln in r.iter_lines() if ln.startswith("data: ")]
+
+
+def wait_for(pred, timeout=30.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+@pytest.fixture
+def server(slow_llama):
+    srv = EngineProcess(slow_llama, "--drain-grace-seconds", "1", "--max-num-seqs", "2")
+    yield srv
+    srv.stop()
+
+
+def test_drain_finishes_streams_then_refuses(server):
+    with cf.ThreadPoolExecutor(2) as pool:
+        streams = [pool.submit(stream_all, server.url, LONG) for _ in range(2)]
+        assert wait_for(lambda: server.metric("llmfleet_engine_requests_running") == 2)
+        r = httpx.post(server.url + "/drain")
+        assert r.json()["draining"] is True and r.json()["in_flight"] == 2
+        assert httpx.get(server.url + "/ready").status_code == 503
+        # within the propagation grace new requests are still admitted
+        assert httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 1}).status_code == 200
+        time.sleep(1.2)
+        late = httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 1})
+        assert late.status_code == 503 and late.headers["retry-after"] == "1"
+        assert late.json()["error"]["code"] == "draining"
+        for f in streams:
+            status, lines = f.result()
+            assert status == 200 and lines[-1] == "data: [DONE]"
+            assert json.loads(lines[-2][len("data: "):])["choices"][0]["finish_reason"] == "length"
+    assert server.metric("llmfleet_engine_draining") == 1
+    assert httpx.get(server.url + "/drain").json() == {"draining": True, "accepting": False, "in_flight": 0}
+
+
+def test_sigterm_refuses_new_finishes_in_flight_and_exits(server):
+    with cf.ThreadPoolExecutor(1) as pool:
+        stream = pool.submit(stream_all, server.url, LONG)
+        assert wait_for(lambda: server.metric("llmfleet_engine_requests_running") == 1)
+        server.proc.send_signal(signal.SIGTERM)
+        status, lines = stream.result()
+    assert status == 200 and lines[-1] == "data: [DONE]"
+    assert server.proc.wait(timeout=30) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url + "/health")
+
+
+def test_sigterm_when_idle_exits_at_once(server):
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=15) == 0
+
+
+def test_client_disconnect_aborts_and_frees_blocks(server):
+    # streaming: read the first chunk, then hang up
+    with httpx.stream("POST", server.url + "/v1/completions", json=LONG, timeout=30) as r:
+        lines = r.iter_lines()  # keep a reference: a collected iterator closes the connection
+        next(lines)
+        assert wait_for(lambda: server.metric("llmfleet_engine_requests_running") == 1)
+    # non-streaming: give up while the request is running
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/v1/completions", json={**LONG, "stream": False}, timeout=0.3)
+    assert wait_for(lambda: server.metric("llmfleet_engine_requests_running") == 0, timeout=10)
+    assert server.metric("llmfleet_engine_kv_cache_usage_ratio") == 0.0
+    assert server.metric('llmfleet_engine_requests_finished_total{finish_reason="abort"}') == 2
+    assert server.metric('llmfleet_engine_requests_finished_total{finish_reason="length"}') == 0
+    # and the server still serves
+    assert httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 2}).status_code == 200
+
+
+def test_bounded_queue_answers_503_with_retry_after(slow_llama):
+    srv = EngineProcess(slow_llama, "--max-num-seqs", "1", "--max-waiting", "2")
+    try:
+        with cf.ThreadPoolExecutor(6) as pool:
+            futs = [pool.submit(stream_all, srv.url, LONG) for _ in range(6)]
+            statuses = sorted(f.result()[0] for f in futs)
+        assert statuses.count(200) >= 2 and 503 in statuses, statuses
+        assert srv.metric('llmfleet_engine_requests_rejected_total{reason="queue_full"}') >= 1
+    finally:
+        srv.stop()
+
+
+def test_api_keys_and_rate_limits(tiny_llama, tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("# team keys\nsk-alpha\nsk-beta\n")
+    srv = EngineProcess(tiny_llama, "--api-key-file", str(keys), "--rate-limit-tokens-per-minute", "60")
+    try:
+        body = {"prompt": "hello", "max_tokens": 10}
+        assert httpx.post(srv.url + "/v1/completions", json=body).status_code == 401
+        bad = httpx.post(srv.url + "/v1/completions", json=body, headers={"Authorization": "Bearer sk-nope"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
+        alpha = {"Authorization": "Bearer sk-alpha"}
+        codes = [httpx.post(srv.url + "/v1/completions", json=body, headers=alpha).status_code for _ in range(6)]
+        assert codes[0] == 200 and codes[-1] == 429, codes  # ~11-12 tokens each against 60 per minute
+        limited = httpx.post(srv.url + "/v1/completions", json=body, headers=alpha)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        # buckets are per key
+        beta = httpx.post(srv.url + "/v1/completions", json=body, headers={"Authorization": "Bearer sk-beta"})
+        assert beta.status_code == 200
+        # probes stay open for the kubelet
+        assert httpx.get(srv.url + "/ready").status_code == 200
+        assert httpx.get(srv.url + "/metrics").status_code == 200
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("breakage,needle", [
+    (lambda d: (d / "config.json").unlink(), "config.json: missing"),
+    (lambda d: (d / "config.json").write_text("{not json"), "config.json: not valid JSON"),
+    (lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json: missing"),
+    (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"garbage"), "model.safetensors: cannot read"),
+], ids=["no-config", "bad-config", "no-tokenizer", "no-weights", "corrupt-weights"])
+def test_bad_model_directory_fails_at_start_naming_the_file(tiny_llama, tmp_path, breakage, needle):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama, model)
+    breakage(model)
+    proc = subprocess.run([sys.executable, "-m", "llmfleet.engine.cli", "serve", "--model", str(model),
+                           "--port", "0", "--host", "127.0.0.1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert needle in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
