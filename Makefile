@@ -32,3 +32,4 @@ lint: install
 
 -include e2e/Makefile.inc
 -include operator/Makefile.inc
+-include manifests/Makefile.inc

@@ -1,0 +1,1 @@
+"""kopf handlers: read the world, call the pure decision modules, write the result."""
