@@ -16,6 +16,8 @@
 # Usage: build.sh            build what is missing, print where everything is
 #        build.sh --check    exit 0 if everything is built, 1 otherwise (builds nothing)
 set -euo pipefail
+{ # The whole script is one block: bash reads it all before running, so editing
+  # this file while a build runs cannot derail that build.
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -54,14 +56,21 @@ if all_present; then
 fi
 
 # A missing toolchain is the commonest failure on a new machine: say so plainly.
+GOROOT_FALLBACK=${LLMFLEET_GOROOT:-/usr/local/go}
 if ! command -v go >/dev/null 2>&1; then
-    if [ -x /usr/local/go/bin/go ]; then
-        export PATH="/usr/local/go/bin:$PATH"
+    if [ -x "$GOROOT_FALLBACK/bin/go" ]; then
+        export PATH="$GOROOT_FALLBACK/bin:$PATH"
     else
-        die "no Go toolchain found (looked for 'go' on PATH and /usr/local/go/bin/go).
-Install Go >= 1.24 (e.g. 'apt-get install golang-go' or a Go release in /usr/local/go),
+        die "no Go toolchain found (looked for 'go' on PATH and $GOROOT_FALLBACK/bin/go).
+Install Go >= 1.26 (e.g. 'apt-get install golang-go' or a Go release in /usr/local/go),
 or put prebuilt binaries in $CACHE/bin/<tool>-<version>/ as listed in e2e/bed/versions.env."
     fi
+fi
+# kwok, etcd and helm at the pinned versions need go >= 1.26; GOTOOLCHAIN=local means no download.
+gover=$(go env GOVERSION)
+minor=${gover#go1.}; minor=${minor%%.*}
+if ! [ "$minor" -ge 26 ] 2>/dev/null; then
+    die "Go $gover is too old: the pinned kwok/etcd/helm need go >= 1.26 (found $(command -v go))"
 fi
 log "using $(go version), -p $JOBS, cache $CACHE"
 
@@ -163,3 +172,5 @@ build_kubernetes
 build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 build_go_install "$HELM_BIN" helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 log "done in $((SECONDS - total_start))s; binaries under $CACHE/bin (times in $CACHE/bin/build-times.tsv)"
+exit 0
+}

@@ -33,6 +33,7 @@ import http.client
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -82,7 +83,8 @@ class IPPool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.used: set[str] = set()
-        self.next = 1
+        # A random start keeps two beds on one machine (two checkouts) apart.
+        self.next = random.randint(1, 60000)
 
     def take(self, wanted: str | None = None) -> str:
         with self.lock:
@@ -93,7 +95,7 @@ class IPPool:
             for _ in range(65000):
                 n = self.next
                 self.next = self.next % 65000 + 1
-                ip = f"{IP_PREFIX}{n // 254}.{n % 254 + 1}"
+                ip = f"{IP_PREFIX}{n // 254}.{n % 254 + 1}"  # .1 to .254, never .0 or .255
                 if ip not in self.used and ip not in busy:
                     self.used.add(ip)
                     return ip

@@ -1,0 +1,52 @@
+"""Bad input to the bed gives a clear message or is recovered from, never a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cluster as bed
+import pytest
+from conftest import BED
+
+
+def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        monkeypatch.setenv("LLMFLEET_APISERVER_PORT", str(port))
+        with pytest.raises(bed.BedError, match=f"port {port} .*LLMFLEET_APISERVER_PORT.* in use"):
+            bed.choose_port("LLMFLEET_APISERVER_PORT", set())
+
+
+def test_a_missing_go_toolchain_is_said_plainly(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLMFLEET_GOROOT": str(tmp_path / "no-go"),
+           "LLMFLEET_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(["bash", str(BED / "build.sh")], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "no Go toolchain found" in out.stderr
+
+
+def test_a_stale_cluster_dir_from_a_killed_run_is_recovered(tmp_path: Path) -> None:
+    # Given a cluster in its own directory whose processes were all SIGKILLed
+    env = {**os.environ, "LLMFLEET_CLUSTER_DIR": str(tmp_path / "c")}
+    run = [sys.executable, str(BED / "cluster.py")]
+    subprocess.run(run + ["up"], env=env, check=True, timeout=180, capture_output=True)
+    try:
+        state = json.loads((tmp_path / "c" / "state.json").read_text())
+        for p in state["processes"].values():
+            os.kill(p["pid"], signal.SIGKILL)
+        # When it is brought up again, then it says so, cleans up and comes up healthy
+        again = subprocess.run(run + ["up"], env=env, timeout=180, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert "stale" in again.stderr
+        assert subprocess.run(run + ["status"], env=env, timeout=30).returncode == 0
+    finally:
+        subprocess.run(run + ["down"], env=env, timeout=120)
+    assert not (tmp_path / "c" / "state.json").exists()
