@@ -115,6 +115,7 @@ class LLMEngine:
         return len(self.scheduler.running)
 
     # -- the step --------------------------------------------------------------------------------
+    @torch.inference_mode()
     def step(self) -> list[RequestOutput]:
         plan = self.scheduler.schedule()
         if not plan:

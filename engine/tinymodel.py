@@ -51,12 +51,12 @@ class TinySpec:
 def corpus_text() -> str:
     """Plain English text that every Python install carries (docstrings of the stdlib)."""
     import codecs
-    import contextlib
-    import io
-    import textwrap
-    import json as json_mod
-    import http.server
     import collections
+    import contextlib
+    import http.server
+    import io
+    import json as json_mod
+    import textwrap
 
     with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
         import this

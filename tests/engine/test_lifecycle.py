@@ -7,12 +7,10 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-
 from conftest import EngineProcess
 
 LONG = {"prompt": "Although never is often better", "max_tokens": 400, "ignore_eos": True, "stream": True}

@@ -121,7 +121,7 @@ def test_bad_chat_bodies(engine_server, body, param):
 
 
 def test_malformed_json_and_content_type(engine_server):
-    r = httpx.post(engine_server.url + "/v1/completions", content=b'{"prompt": ', 
+    r = httpx.post(engine_server.url + "/v1/completions", content=b'{"prompt": ',
                    headers={"content-type": "application/json"})
     assert r.status_code == 400 and "malformed JSON" in r.json()["error"]["message"]
     r = httpx.post(engine_server.url + "/v1/completions", content=b"prompt=x",

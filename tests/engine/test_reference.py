@@ -11,7 +11,6 @@ import random
 import pytest
 import torch
 import transformers
-
 from llmfleet.engine.config import EngineConfig
 from llmfleet.engine.llm_engine import LLMEngine
 from llmfleet.engine.sequence import SamplingParams

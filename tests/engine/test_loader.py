@@ -1,0 +1,83 @@
+"""Checkpoint loading: config variants and errors that name the file at fault."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from llmfleet.engine.errors import ModelLoadError
+from llmfleet.engine.gpu import GpuMonitor
+from llmfleet.engine.loader import load_model_config, resolve_model_path
+from llmfleet.engine.model_runner import ModelRunner
+
+
+def copy_with_config(src, dst, **changes):
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    for k, v in changes.items():
+        if v is None:
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_older_rope_keys_are_read(tiny_llama, tmp_path):
+    d = copy_with_config(tiny_llama, tmp_path / "m", rope_parameters=None, rope_theta=500000.0,
+                         rope_scaling={"type": "linear", "factor": 2.0})
+    cfg = load_model_config(d)
+    assert cfg.rope_theta == 500000.0 and cfg.rope_scaling["rope_type"] == "linear"
+
+
+def test_unsupported_architecture_and_rope_are_named(tiny_llama, tmp_path):
+    d = copy_with_config(tiny_llama, tmp_path / "a", architectures=["GPT2LMHeadModel"])
+    with pytest.raises(ModelLoadError, match="GPT2LMHeadModel"):
+        load_model_config(d)
+    d = copy_with_config(tiny_llama, tmp_path / "b", rope_parameters={"rope_type": "yarn", "factor": 4.0})
+    with pytest.raises(ModelLoadError, match="yarn"):
+        load_model_config(d)
+
+
+def test_missing_key_and_tensor_are_named(tiny_llama, tmp_path):
+    d = copy_with_config(tiny_llama, tmp_path / "a", hidden_size=None)
+    with pytest.raises(ModelLoadError, match="hidden_size"):
+        load_model_config(d)
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "b"
+    shutil.copytree(tiny_llama, d)
+    weights = load_file(d / "model.safetensors")
+    del weights["model.layers.1.mlp.down_proj.weight"]
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="model.layers.1.mlp.down_proj.weight"):
+        ModelRunner(d, device="cpu", max_model_len=64)
+
+
+def test_file_uri_and_plain_path(tiny_llama):
+    assert resolve_model_path(f"file://{tiny_llama}") == tiny_llama
+    assert resolve_model_path(str(tiny_llama)) == tiny_llama
+
+
+def test_max_model_len_beyond_the_model_is_refused(tiny_llama):
+    with pytest.raises(ModelLoadError, match="exceeds"):
+        ModelRunner(tiny_llama, device="cpu", max_model_len=10**6)
+
+
+def test_kv_pool_smaller_than_one_sequence_is_refused(tiny_llama):
+    with pytest.raises(ModelLoadError, match="cannot hold one"):
+        ModelRunner(tiny_llama, device="cpu", max_model_len=128, num_kv_blocks=2, block_size=16)
+
+
+def test_kv_pool_is_sized_from_the_memory_budget(tiny_llama):
+    r = ModelRunner(tiny_llama, device="cpu", max_model_len=128, kv_cache_memory_mb=1)
+    assert r.num_blocks == 2**20 // r.bytes_per_block()
+    assert r.kv_caches[0].dtype == torch.float32  # auto dtype on CPU
+
+
+def test_gpu_monitor_is_inert_on_cpu():
+    mon = GpuMonitor("cpu")
+    assert not mon.enabled and mon.problem() is None
+    mon.export(None)  # no NVML calls, no metrics touched
