@@ -26,8 +26,12 @@ def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_missing_go_toolchain_is_said_plainly(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLMFLEET_GOROOT": str(tmp_path / "no-go"),
-           "LLMFLEET_CACHE": str(tmp_path / "cache")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LLMFLEET_GOROOT": str(tmp_path / "no-go"),
+        "LLMFLEET_CACHE": str(tmp_path / "cache"),
+    }
     out = subprocess.run(["bash", str(BED / "build.sh")], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "no Go toolchain found" in out.stderr

@@ -14,32 +14,55 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, alive, pid_of, wait_until
 from kubernetes import watch
-from test_podrunner import alive, pid_of
 
 
 def engine_deployment(model: Path, replicas: int = 2) -> dict:
     engine = shutil.which("llmfleet-engine") or "llmfleet-engine"
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "tiny"},
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": {"app": "tiny"}},
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "tiny"}},
             "template": {
                 "metadata": {"labels": {"app": "tiny"}},
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
-                    "containers": [{
-                        "name": "engine", "image": "llmfleet/engine:dev",
-                        "command": [engine, "serve"],
-                        "args": ["--model", str(model), "--device", "cpu", "--max-model-len", "256",
-                                 "--port", "8000", "--served-model-name", "tiny", "--threads", "1"],
-                        "ports": [{"name": "http", "containerPort": 8000}],
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
-                        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5,
-                                          "failureThreshold": 6},
-                        "volumeMounts": [{"name": "model", "mountPath": str(model), "readOnly": True}],
-                    }],
+                    "containers": [
+                        {
+                            "name": "engine",
+                            "image": "llmfleet/engine:dev",
+                            "command": [engine, "serve"],
+                            "args": [
+                                "--model",
+                                str(model),
+                                "--device",
+                                "cpu",
+                                "--max-model-len",
+                                "256",
+                                "--port",
+                                "8000",
+                                "--served-model-name",
+                                "tiny",
+                                "--threads",
+                                "1",
+                            ],
+                            "ports": [{"name": "http", "containerPort": 8000}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/ready", "port": "http"},
+                                "periodSeconds": 1,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/health", "port": "http"},
+                                "periodSeconds": 5,
+                                "failureThreshold": 6,
+                            },
+                            "volumeMounts": [{"name": "model", "mountPath": str(model), "readOnly": True}],
+                        }
+                    ],
                     "volumes": [{"name": "model", "hostPath": {"path": str(model), "type": "Directory"}}],
                 },
             },
@@ -48,35 +71,52 @@ def engine_deployment(model: Path, replicas: int = 2) -> dict:
 
 
 def post_json(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         assert r.status == 200
         return json.loads(r.read())
 
 
-def test_engine_deployment_serves_and_scales_to_zero(cluster: E2ECluster, namespace: str, tiny_model: Path) -> None:
+def test_engine_deployment_serves_and_scales_to_zero(
+    cluster: E2ECluster, namespace: str, tiny_model: Path
+) -> None:
     cluster.apps.create_namespaced_deployment(namespace, engine_deployment(tiny_model))
-    cluster.core.create_namespaced_service(namespace, {
-        "metadata": {"name": "tiny"},
-        "spec": {"selector": {"app": "tiny"}, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]}})
+    cluster.core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "tiny"},
+            "spec": {
+                "selector": {"app": "tiny"},
+                "ports": [{"name": "http", "port": 8000, "targetPort": "http"}],
+            },
+        },
+    )
 
-    wait_until("2 ready engine replicas", lambda: cluster.apps.read_namespaced_deployment(
-        "tiny", namespace).status.ready_replicas == 2, timeout=240, interval=1)
+    wait_until(
+        "2 ready engine replicas",
+        lambda: cluster.apps.read_namespaced_deployment("tiny", namespace).status.ready_replicas == 2,
+        timeout=240,
+        interval=1,
+    )
     pods = cluster.core.list_namespaced_pod(namespace, label_selector="app=tiny").items
     ips = {p.status.pod_ip for p in pods}
     assert len(ips) == 2
 
     def ready_addresses() -> set[str]:
         slices = cluster.discovery.list_namespaced_endpoint_slice(
-            namespace, label_selector="kubernetes.io/service-name=tiny").items
+            namespace, label_selector="kubernetes.io/service-name=tiny"
+        ).items
         return {a for s in slices for e in s.endpoints or [] if e.conditions.ready for a in e.addresses}
 
     wait_until("the EndpointSlice to list both engines", lambda: ready_addresses() == ips, timeout=30)
     for ip in sorted(ready_addresses()):
         with urllib.request.urlopen(f"http://{ip}:8000/ready", timeout=10) as r:
             assert r.status == 200
-        out = post_json(f"http://{ip}:8000/v1/completions", {"model": "tiny", "prompt": "hello", "max_tokens": 4})
+        out = post_json(
+            f"http://{ip}:8000/v1/completions", {"model": "tiny", "prompt": "hello", "max_tokens": 4}
+        )
         assert out["choices"] and out["usage"]["completion_tokens"] > 0
 
     # Watch the pods' last reports: the runner writes the exit codes before it deletes them.
@@ -85,8 +125,9 @@ def test_engine_deployment_serves_and_scales_to_zero(cluster: E2ECluster, namesp
     rv = cluster.core.list_namespaced_pod(namespace).metadata.resource_version
 
     def watch_exits() -> None:
-        for event in watch.Watch().stream(cluster.core.list_namespaced_pod, namespace, resource_version=rv,
-                                          timeout_seconds=90):
+        for event in watch.Watch().stream(
+            cluster.core.list_namespaced_pod, namespace, resource_version=rv, timeout_seconds=90
+        ):
             pod = event["object"]
             for st in pod.status.container_statuses or []:
                 if st.state.terminated is not None:

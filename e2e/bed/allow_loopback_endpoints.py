@@ -23,7 +23,9 @@ def main(path: str) -> None:
     check = re.compile(r"\n\tif ip\.IsLoopback\(\) \{\n[^\n]*loopback range[^\n]*\n\t\}\n")
     patched_body, count = check.subn("\n", text[func_at:body_end])
     if count != 1:
-        sys.exit(f"allow_loopback_endpoints: expected one loopback check in ValidateEndpointIP of {source}, found {count}")
+        sys.exit(
+            f"allow_loopback_endpoints: expected one loopback check in ValidateEndpointIP of {source}, found {count}"
+        )
     # The file is a hard link into the module cache: write a new file, never through the link.
     source.unlink()
     source.write_text(text[:func_at] + patched_body + text[body_end:])

@@ -102,8 +102,10 @@ def choose_port(env: str, taken: set[int]) -> int:
     if wanted:
         port = int(wanted)
         if not port_is_free(port):
-            raise BedError(f"port {port} on 127.0.0.1 (from {env}) is already in use by another process; "
-                           f"free it or unset {env} to let the bed pick a free port")
+            raise BedError(
+                f"port {port} on 127.0.0.1 (from {env}) is already in use by another process; "
+                f"free it or unset {env} to let the bed pick a free port"
+            )
         return port
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -175,40 +177,72 @@ def write_pki(pki: Path) -> None:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
 
     def key_pem(key) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llmfleet-e2e-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default",
-                                       "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")]
+    names = [
+        x509.DNSName(n)
+        for n in (
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
+    ]
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "127.96.0.1")]
-    srv = (x509.CertificateBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-           .issuer_name(ca_name).public_key(srv_key.public_key())
-           .serial_number(x509.random_serial_number())
-           .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-           .add_extension(x509.SubjectAlternativeName(names), critical=False)
-           .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-           .sign(ca_key, hashes.SHA256()))
+    srv = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(srv_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     sa_key = ec.generate_private_key(ec.SECP256R1())
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (pki / "ca.key").write_bytes(key_pem(ca_key))
     (pki / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
     (pki / "apiserver.key").write_bytes(key_pem(srv_key))
     (pki / "sa.key").write_bytes(key_pem(sa_key))
-    (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 #: Static tokens: user, groups. RBAC's bootstrap roles already bind the two system users.
@@ -225,9 +259,15 @@ def write_kubeconfigs(server: str) -> None:
         token = os.urandom(24).hex()
         lines.append(f'{token},{user},{user},"{groups}"')
         cfg = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "llmfleet-e2e",
-            "clusters": [{"name": "llmfleet-e2e", "cluster": {
-                "server": server, "certificate-authority": str(STATE_DIR / "pki" / "ca.crt")}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "llmfleet-e2e",
+            "clusters": [
+                {
+                    "name": "llmfleet-e2e",
+                    "cluster": {"server": server, "certificate-authority": str(STATE_DIR / "pki" / "ca.crt")},
+                }
+            ],
             "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": "llmfleet-e2e", "context": {"cluster": "llmfleet-e2e", "user": user}}],
         }
@@ -247,52 +287,82 @@ def command_lines(ports: dict[str, int]) -> dict[str, list[str]]:
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     return {
         "etcd": [
-            str(b["etcd"]), "--name=bed", f"--data-dir={s / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            str(b["etcd"]),
+            "--name=bed",
+            f"--data-dir={s / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
             f"--initial-cluster=bed=http://127.0.0.1:{ports['etcd-peer']}",
-            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=2147483648",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+            "--quota-backend-bytes=2147483648",
         ],
         "kube-apiserver": [
-            str(b["kube-apiserver"]), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
+            str(b["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={pki / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC",
             # The default admission chain of this version plus what kubeadm adds.
             "--enable-admission-plugins=NodeRestriction",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
-            "--profiling=false", "--v=1",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
         ],
         "kube-controller-manager": [
-            str(b["kube-controller-manager"]), f"--kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
+            str(b["kube-controller-manager"]),
+            f"--kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
             f"--authentication-kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
             f"--authorization-kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
-            "--leader-elect=false", "--use-service-account-credentials=true",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['controller-manager']}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
             "--controllers=*,bootstrapsigner,tokencleaner",
-            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "--v=1",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+            "--v=1",
         ],
         "kube-scheduler": [
-            str(b["kube-scheduler"]), f"--kubeconfig={s / 'kube-scheduler.kubeconfig'}",
+            str(b["kube-scheduler"]),
+            f"--kubeconfig={s / 'kube-scheduler.kubeconfig'}",
             f"--authentication-kubeconfig={s / 'kube-scheduler.kubeconfig'}",
             f"--authorization-kubeconfig={s / 'kube-scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false", "--profiling=false", "--v=1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['scheduler']}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
         ],
         "kwok": [
-            str(b["kwok"]), f"--kubeconfig={s / 'kubeconfig'}", f"--config={BED / 'kwok-stages.yaml'}",
+            str(b["kwok"]),
+            f"--kubeconfig={s / 'kubeconfig'}",
+            f"--config={BED / 'kwok-stages.yaml'}",
             "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_NODE_ANNOTATION),
-            "--node-lease-duration-seconds=40", f"--server-address=127.0.0.1:{ports['kwok']}",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{ports['kwok']}",
         ],
         "podrunner": [
-            sys.executable, str(BED / "podrunner.py"), f"--kubeconfig={s / 'kubeconfig'}",
-            f"--state-dir={s / 'runner'}", f"--pod-log-dir={s / 'pods'}",
+            sys.executable,
+            str(BED / "podrunner.py"),
+            f"--kubeconfig={s / 'kubeconfig'}",
+            f"--state-dir={s / 'runner'}",
+            f"--pod-log-dir={s / 'pods'}",
             "--node-annotation=" + "=".join(KWOK_NODE_ANNOTATION),
         ],
     }
@@ -300,8 +370,14 @@ def command_lines(ports: dict[str, int]) -> dict[str, list[str]]:
 
 def start(name: str, argv: list[str], state: dict) -> None:
     log = open(STATE_DIR / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=STATE_DIR)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=STATE_DIR,
+    )
     log.close()
     state["processes"][name] = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "argv": argv}
     save_state(state)
@@ -315,15 +391,19 @@ def log_tail(name: str, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
-def wait_for(what: str, check, state: dict, timeout: float = START_TIMEOUT, watch: tuple[str, ...] = ()) -> None:
+def wait_for(
+    what: str, check, state: dict, timeout: float = START_TIMEOUT, watch: tuple[str, ...] = ()
+) -> None:
     """Poll check() until true; fail early and clearly if a watched process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name in watch:
             p = state["processes"][name]
             if not is_same_process(p["pid"], p["start_time"]):
-                raise BedError(f"{name} exited while waiting for {what}; the end of "
-                               f"{STATE_DIR / 'logs' / (name + '.log')}:\n{log_tail(name)}")
+                raise BedError(
+                    f"{name} exited while waiting for {what}; the end of "
+                    f"{STATE_DIR / 'logs' / (name + '.log')}:\n{log_tail(name)}"
+                )
         try:
             if check():
                 return
@@ -336,37 +416,64 @@ def wait_for(what: str, check, state: dict, timeout: float = START_TIMEOUT, watc
 def node_objects() -> list[dict]:
     nodes = []
     for i, spec in enumerate(yaml.safe_load((BED / "nodes.yaml").read_text()), start=1):
-        capacity = {"cpu": "48", "memory": "192Gi", "pods": "110", "ephemeral-storage": "500Gi",
-                    "nvidia.com/gpu": "4"}
+        capacity = {
+            "cpu": "48",
+            "memory": "192Gi",
+            "pods": "110",
+            "ephemeral-storage": "500Gi",
+            "nvidia.com/gpu": "4",
+        }
         zone = spec["zone"]
-        nodes.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {
-                "name": spec["name"],
-                "annotations": {KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
-                    "kubernetes.io/hostname": spec["name"], "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64", "type": "kwok",
-                    "node.kubernetes.io/instance-type": spec["instanceType"],
-                    "topology.kubernetes.io/zone": zone, "topology.kubernetes.io/region": zone[:-1],
-                    "karpenter.sh/capacity-type": spec["capacityType"],
-                    "eks.amazonaws.com/capacityType": "SPOT" if spec["capacityType"] == "spot" else "ON_DEMAND",
-                    "nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": "NVIDIA-A10G",
-                    "nvidia.com/gpu.count": capacity["nvidia.com/gpu"],
+        nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": spec["name"],
+                    "annotations": {
+                        KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
+                    "labels": {
+                        "kubernetes.io/hostname": spec["name"],
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                        "node.kubernetes.io/instance-type": spec["instanceType"],
+                        "topology.kubernetes.io/zone": zone,
+                        "topology.kubernetes.io/region": zone[:-1],
+                        "karpenter.sh/capacity-type": spec["capacityType"],
+                        "eks.amazonaws.com/capacityType": "SPOT"
+                        if spec["capacityType"] == "spot"
+                        else "ON_DEMAND",
+                        "nvidia.com/gpu.present": "true",
+                        "nvidia.com/gpu.product": "NVIDIA-A10G",
+                        "nvidia.com/gpu.count": capacity["nvidia.com/gpu"],
+                    },
                 },
-            },
-            "spec": {"providerID": f"kwok://{spec['name']}"},
-            "status": {
-                "capacity": capacity, "allocatable": capacity,
-                "addresses": [{"type": "InternalIP", "address": f"127.1.0.{i}"},
-                              {"type": "Hostname", "address": spec["name"]}],
-                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                             "kubeletVersion": versions()["KUBERNETES_VERSION"],
-                             "containerRuntimeVersion": "llmfleet-podrunner://1", "kernelVersion": "",
-                             "kubeProxyVersion": "", "osImage": "llmfleet e2e bed", "bootID": "",
-                             "machineID": "", "systemUUID": ""},
-            },
-        })
+                "spec": {"providerID": f"kwok://{spec['name']}"},
+                "status": {
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "addresses": [
+                        {"type": "InternalIP", "address": f"127.1.0.{i}"},
+                        {"type": "Hostname", "address": spec["name"]},
+                    ],
+                    "nodeInfo": {
+                        "architecture": "amd64",
+                        "operatingSystem": "linux",
+                        "kubeletVersion": versions()["KUBERNETES_VERSION"],
+                        "containerRuntimeVersion": "llmfleet-podrunner://1",
+                        "kernelVersion": "",
+                        "kubeProxyVersion": "",
+                        "osImage": "llmfleet e2e bed",
+                        "bootID": "",
+                        "machineID": "",
+                        "systemUUID": "",
+                    },
+                },
+            }
+        )
     return nodes
 
 
@@ -416,14 +523,21 @@ def current() -> Cluster | None:
 def up(owner: str = "cluster-up") -> Cluster:
     found = current()
     if found:
-        print(f"cluster: already up at {found.server} (started by {found.owner}); kubeconfig {found.kubeconfig}")
+        print(
+            f"cluster: already up at {found.server} (started by {found.owner}); kubeconfig {found.kubeconfig}"
+        )
         return found
     missing = [n for n, p in binaries().items() if n != "helm" and not p.exists()]
     if missing:
-        raise BedError(f"missing binaries {', '.join(missing)} under {CACHE / 'bin'}: run `make e2e-binaries` "
-                       "(e2e/bed/build.sh) first")
+        raise BedError(
+            f"missing binaries {', '.join(missing)} under {CACHE / 'bin'}: run `make e2e-binaries` "
+            "(e2e/bed/build.sh) first"
+        )
     if load_state() is not None:
-        print(f"cluster: found a stale {STATE_DIR} (an earlier run was killed?); cleaning it up", file=sys.stderr)
+        print(
+            f"cluster: found a stale {STATE_DIR} (an earlier run was killed?); cleaning it up",
+            file=sys.stderr,
+        )
         down(quiet=True)
     # Logs of the previous cluster go (those of this one stay after `down` for a post-mortem),
     # and so does anything a start killed half-way left.
@@ -433,17 +547,27 @@ def up(owner: str = "cluster-up") -> Cluster:
     started = time.monotonic()
     taken: set[int] = set()
     ports = {}
-    for key, env in (("apiserver", "LLMFLEET_APISERVER_PORT"), ("etcd", "LLMFLEET_ETCD_PORT"),
-                     ("etcd-peer", "LLMFLEET_ETCD_PEER_PORT"), ("controller-manager", "LLMFLEET_KCM_PORT"),
-                     ("scheduler", "LLMFLEET_SCHEDULER_PORT"), ("kwok", "LLMFLEET_KWOK_PORT")):
+    for key, env in (
+        ("apiserver", "LLMFLEET_APISERVER_PORT"),
+        ("etcd", "LLMFLEET_ETCD_PORT"),
+        ("etcd-peer", "LLMFLEET_ETCD_PEER_PORT"),
+        ("controller-manager", "LLMFLEET_KCM_PORT"),
+        ("scheduler", "LLMFLEET_SCHEDULER_PORT"),
+        ("kwok", "LLMFLEET_KWOK_PORT"),
+    ):
         ports[key] = choose_port(env, taken)
         taken.add(ports[key])
     for sub in ("pki", "logs", "pods", "runner", "etcd"):
         (STATE_DIR / sub).mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "etcd").chmod(0o700)
     server = f"https://127.0.0.1:{ports['apiserver']}"
-    state = {"server": server, "ports": ports, "owner": owner, "processes": {},
-             "started_at": dt.datetime.now(dt.UTC).isoformat()}
+    state = {
+        "server": server,
+        "ports": ports,
+        "owner": owner,
+        "processes": {},
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
     save_state(state)
     write_pki(STATE_DIR / "pki")
     write_kubeconfigs(server)
@@ -451,10 +575,18 @@ def up(owner: str = "cluster-up") -> Cluster:
 
     try:
         start("etcd", argv["etcd"], state)
-        wait_for("etcd", lambda: urllib.request.urlopen(
-            f"http://127.0.0.1:{ports['etcd']}/health", timeout=2).status == 200, state, watch=("etcd",))
+        wait_for(
+            "etcd",
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{ports['etcd']}/health", timeout=2).status == 200
+            ),
+            state,
+            watch=("etcd",),
+        )
         start("kube-apiserver", argv["kube-apiserver"], state)
-        wait_for("the API server to be ready", lambda: api_healthy(state), state, watch=("kube-apiserver", "etcd"))
+        wait_for(
+            "the API server to be ready", lambda: api_healthy(state), state, watch=("kube-apiserver", "etcd")
+        )
         for name in ("kube-controller-manager", "kube-scheduler", "kwok", "podrunner"):
             start(name, argv[name], state)
         from kubernetes import client, config
@@ -464,8 +596,12 @@ def up(owner: str = "cluster-up") -> Cluster:
         wait_for("node registration", lambda: register_nodes(api) or True, state, timeout=30)
         n = len(node_objects())
         wait_for(f"{n} kwok nodes to be Ready", lambda: nodes_ready(api, n), state, watch=("kwok",))
-        wait_for("the default ServiceAccount (controller manager)", lambda: default_service_account(api), state,
-                 watch=("kube-controller-manager",))
+        wait_for(
+            "the default ServiceAccount (controller manager)",
+            lambda: default_service_account(api),
+            state,
+            watch=("kube-controller-manager",),
+        )
         wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
         # The scheduler has no health we can reach without credentials: check it is alive.
         wait_for("the scheduler", lambda: all_alive(state), state, timeout=5, watch=("kube-scheduler",))
@@ -474,8 +610,9 @@ def up(owner: str = "cluster-up") -> Cluster:
         print("cluster: start failed; stopping what was started", file=sys.stderr)
         down(quiet=True, keep_logs=True)
         raise
-    print(f"cluster: up at {server} in {time.monotonic() - started:.1f}s; "
-          f"KUBECONFIG={STATE_DIR / 'kubeconfig'}")
+    print(
+        f"cluster: up at {server} in {time.monotonic() - started:.1f}s; KUBECONFIG={STATE_DIR / 'kubeconfig'}"
+    )
     return Cluster(STATE_DIR, STATE_DIR / "kubeconfig", server, owner)
 
 
@@ -547,10 +684,15 @@ def restart_runner(hard: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status", "env", "restart-runner"])
-    parser.add_argument("--hard", action="store_true", help="restart-runner: SIGKILL it first, as a crash would")
-    parser.add_argument("--owner", default=None,
-                        help="who starts/stops the cluster (down: only if it matches; 'orphaned': only if the "
-                             "pytest session that started it is gone)")
+    parser.add_argument(
+        "--hard", action="store_true", help="restart-runner: SIGKILL it first, as a crash would"
+    )
+    parser.add_argument(
+        "--owner",
+        default=None,
+        help="who starts/stops the cluster (down: only if it matches; 'orphaned': only if the "
+        "pytest session that started it is gone)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "up":

@@ -242,9 +242,13 @@ class Runner:
                         vanished = [w for uid, w in self.workers.items() if uid not in seen]
                     for w in vanished:
                         w.gone()
-                stream = watch.Watch().stream(self.core.list_pod_for_all_namespaces, resource_version=rv,
-                                              timeout_seconds=30, allow_watch_bookmarks=True,
-                                              _request_timeout=60)
+                stream = watch.Watch().stream(
+                    self.core.list_pod_for_all_namespaces,
+                    resource_version=rv,
+                    timeout_seconds=30,
+                    allow_watch_bookmarks=True,
+                    _request_timeout=60,
+                )
                 for event in stream:
                     if self.stopping.is_set():
                         break
@@ -348,9 +352,13 @@ class Container:
 
     def terminated_state(self) -> dict:
         code = self.exit_code if self.exit_code is not None else 0
-        return {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                "startedAt": self.started_at, "finishedAt": self.finished_at,
-                "containerID": self.container_id()}
+        return {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "containerID": self.container_id(),
+        }
 
     def container_id(self) -> str:
         pid = self.proc.pid if self.proc else 0
@@ -386,8 +394,10 @@ class PodWorker(threading.Thread):
 
     def adopt(self, status: dict) -> None:
         """Carry on from a previous runner's report: counts go on, finished init is not rerun."""
-        before = {s["name"]: s for s in (status.get("containerStatuses") or []) + (
-            status.get("initContainerStatuses") or [])}
+        before = {
+            s["name"]: s
+            for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+        }
         for c in self.init + self.main:
             old = before.get(c.name)
             if not old:
@@ -395,8 +405,13 @@ class PodWorker(threading.Thread):
             c.restart_count = old.get("restartCount", 0)
             state = old.get("state") or {}
             if "running" in state:  # its process was stopped with the previous runner
-                c.last_terminated = {"exitCode": 137, "reason": "Error", "message": "the pod runner restarted",
-                                     "startedAt": state["running"].get("startedAt"), "finishedAt": now_iso()}
+                c.last_terminated = {
+                    "exitCode": 137,
+                    "reason": "Error",
+                    "message": "the pod runner restarted",
+                    "startedAt": state["running"].get("startedAt"),
+                    "finishedAt": now_iso(),
+                }
             elif old.get("lastState", {}).get("terminated"):
                 c.last_terminated = old["lastState"]["terminated"]
         inits = [before.get(c.name, {}).get("state", {}).get("terminated", {}) for c in self.init]
@@ -422,7 +437,11 @@ class PodWorker(threading.Thread):
 
     @property
     def terminating(self) -> bool:
-        return self.deleted or bool(self.pod["metadata"].get("deletionTimestamp")) or self.runner.stopping.is_set()
+        return (
+            self.deleted
+            or bool(self.pod["metadata"].get("deletionTimestamp"))
+            or self.runner.stopping.is_set()
+        )
 
     def run(self) -> None:
         try:
@@ -453,16 +472,29 @@ class PodWorker(threading.Thread):
         if spec.get("automountServiceAccountToken") is False:
             return
         sa = spec.get("serviceAccountName") or "default"
-        body = {"spec": {"expirationSeconds": 86400,
-                         "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": self.name, "uid": self.uid}}}
-        resp = self.runner.call(f"token for {self.ns}/{sa}", self.runner.core.create_namespaced_service_account_token,
-                                sa, self.ns, body)
+        body = {
+            "spec": {
+                "expirationSeconds": 86400,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": self.name, "uid": self.uid},
+            }
+        }
+        resp = self.runner.call(
+            f"token for {self.ns}/{sa}",
+            self.runner.core.create_namespaced_service_account_token,
+            sa,
+            self.ns,
+            body,
+        )
         if resp is None:
             return
         cfg = self.runner.api.configuration
         kubeconfig = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
-            "clusters": [{"name": "bed", "cluster": {"server": cfg.host, "certificate-authority": cfg.ssl_ca_cert}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "pod",
+            "clusters": [
+                {"name": "bed", "cluster": {"server": cfg.host, "certificate-authority": cfg.ssl_ca_cert}}
+            ],
             "users": [{"name": sa, "user": {"token": resp.status.token}}],
             "contexts": [{"name": "pod", "context": {"cluster": "bed", "user": sa, "namespace": self.ns}}],
         }
@@ -474,11 +506,17 @@ class PodWorker(threading.Thread):
 
     def field_value(self, path: str) -> str:
         meta = self.pod["metadata"]
-        simple = {"metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
-                  "spec.nodeName": self.spec.get("nodeName", ""),
-                  "spec.serviceAccountName": self.spec.get("serviceAccountName", ""),
-                  "status.podIP": self.ip or "", "status.podIPs": self.ip or "",
-                  "status.hostIP": self.host_ip, "status.hostIPs": self.host_ip}
+        simple = {
+            "metadata.name": self.name,
+            "metadata.namespace": self.ns,
+            "metadata.uid": self.uid,
+            "spec.nodeName": self.spec.get("nodeName", ""),
+            "spec.serviceAccountName": self.spec.get("serviceAccountName", ""),
+            "status.podIP": self.ip or "",
+            "status.podIPs": self.ip or "",
+            "status.hostIP": self.host_ip,
+            "status.hostIPs": self.host_ip,
+        }
         if path in simple:
             return simple[path]
         m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
@@ -494,8 +532,11 @@ class PodWorker(threading.Thread):
         return str(value)
 
     def key_ref(self, kind: str, ref: dict) -> str | None:
-        read = (self.runner.core.read_namespaced_secret if kind == "secret"
-                else self.runner.core.read_namespaced_config_map)
+        read = (
+            self.runner.core.read_namespaced_secret
+            if kind == "secret"
+            else self.runner.core.read_namespaced_config_map
+        )
         obj = self.runner.call(f"read {kind} {ref['name']}", read, ref["name"], self.ns)
         if obj is None:
             if ref.get("optional"):
@@ -517,8 +558,11 @@ class PodWorker(threading.Thread):
         for src in c.get("envFrom") or []:
             kind = "secret" if "secretRef" in src else "configmap"
             ref = src.get("secretRef") or src.get("configMapRef") or {}
-            read = (self.runner.core.read_namespaced_secret if kind == "secret"
-                    else self.runner.core.read_namespaced_config_map)
+            read = (
+                self.runner.core.read_namespaced_secret
+                if kind == "secret"
+                else self.runner.core.read_namespaced_config_map
+            )
             obj = self.runner.call(f"read {kind} {ref.get('name')}", read, ref.get("name"), self.ns)
             if obj is None:
                 if ref.get("optional"):
@@ -570,10 +614,24 @@ class PodWorker(threading.Thread):
         with open(self.log_path, "ab") as out:
             out.write(f"--- {now_iso()} container {c.name} start #{c.restart_count}: {argv}\n".encode())
             out.flush()
-            c.proc = subprocess.Popen([exe] + argv[1:], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.runner.record(self.uid, c.name, {"name": f"{self.ns}/{self.name}/{c.name}", "pid": c.proc.pid,
-                                              "start_time": proc_start_time(c.proc.pid)})
+            c.proc = subprocess.Popen(
+                [exe] + argv[1:],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.runner.record(
+            self.uid,
+            c.name,
+            {
+                "name": f"{self.ns}/{self.name}/{c.name}",
+                "pid": c.proc.pid,
+                "start_time": proc_start_time(c.proc.pid),
+            },
+        )
         if c.last_terminated is not None:
             c.restart_count += 1  # counted when the container really starts again, as kubelet does
         c.started_at, c.started_mono, c.exit_code, c.waiting = now_iso(), time.monotonic(), None, None
@@ -644,15 +702,26 @@ class PodWorker(threading.Thread):
             env = self.environment(c.spec)
             argv = [expand(a, env) for a in handler["exec"].get("command") or []]
             try:
-                return subprocess.run(argv, env=env, cwd=str(self.pod_dir), stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      timeout=timeout).returncode == 0
+                return (
+                    subprocess.run(
+                        argv,
+                        env=env,
+                        cwd=str(self.pod_dir),
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        timeout=timeout,
+                    ).returncode
+                    == 0
+                )
             except (OSError, subprocess.TimeoutExpired):
                 return False
         if "httpGet" in handler:
             h = handler["httpGet"]
             host = h.get("host") or self.ip
-            conn_cls = http.client.HTTPSConnection if h.get("scheme") == "HTTPS" else http.client.HTTPConnection
+            conn_cls = (
+                http.client.HTTPSConnection if h.get("scheme") == "HTTPS" else http.client.HTTPConnection
+            )
             kwargs = {}
             if conn_cls is http.client.HTTPSConnection:
                 import ssl
@@ -671,7 +740,9 @@ class PodWorker(threading.Thread):
         if "tcpSocket" in handler:
             t = handler["tcpSocket"]
             try:
-                socket.create_connection((t.get("host") or self.ip, self.port(c, t["port"])), timeout=timeout).close()
+                socket.create_connection(
+                    (t.get("host") or self.ip, self.port(c, t["port"])), timeout=timeout
+                ).close()
                 return True
             except OSError:
                 return False
@@ -700,8 +771,11 @@ class PodWorker(threading.Thread):
                 continue
             if p.due(c.started_mono, t):
                 p.observe(self.run_handler(c, p.spec, p.spec.get("timeoutSeconds", 1)))
-        failed = ((startup is not None and not startup.ok and startup.failures >= startup.spec.get("failureThreshold", 3))
-                  or ("livenessProbe" in c.probes and not c.probes["livenessProbe"].ok))
+        failed = (
+            startup is not None
+            and not startup.ok
+            and startup.failures >= startup.spec.get("failureThreshold", 3)
+        ) or ("livenessProbe" in c.probes and not c.probes["livenessProbe"].ok)
         if failed:
             log.info("%s/%s: %s failed its liveness/startup probe: restarting", self.ns, self.name, c.name)
             self.kill(c, self.grace(), pre_stop=True)
@@ -718,7 +792,10 @@ class PodWorker(threading.Thread):
             c.last_terminated = c.terminated_state()
             self.back_off(c)
             delay = c.backoff_until - time.monotonic()
-            c.waiting = ("CrashLoopBackOff", f"back-off {max(delay, 0):.0f}s restarting failed container {c.name}")
+            c.waiting = (
+                "CrashLoopBackOff",
+                f"back-off {max(delay, 0):.0f}s restarting failed container {c.name}",
+            )
         return True
 
     def step(self) -> None:
@@ -755,11 +832,17 @@ class PodWorker(threading.Thread):
 
     def terminate(self) -> None:
         """Stop every container (preStop unless the runner itself is stopping), report, delete."""
-        stopping = self.runner.stopping.is_set() and not self.deleted and not self.pod["metadata"].get(
-            "deletionTimestamp")
+        stopping = (
+            self.runner.stopping.is_set()
+            and not self.deleted
+            and not self.pod["metadata"].get("deletionTimestamp")
+        )
         grace = min(self.grace(), 10.0) if stopping else self.grace()
-        threads = [threading.Thread(target=self.kill, args=(c, grace, not stopping))
-                   for c in self.init + self.main if c.proc is not None]
+        threads = [
+            threading.Thread(target=self.kill, args=(c, grace, not stopping))
+            for c in self.init + self.main
+            if c.proc is not None
+        ]
         for th in threads:
             th.start()
         for th in threads:
@@ -769,9 +852,17 @@ class PodWorker(threading.Thread):
         for c in self.main:
             c.waiting = None
         self.report(final=True)
-        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid))
-        self.runner.call(f"delete pod {self.ns}/{self.name}", self.runner.core.delete_namespaced_pod,
-                         self.name, self.ns, body=body, grace_period_seconds=0)
+        body = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
+        )
+        self.runner.call(
+            f"delete pod {self.ns}/{self.name}",
+            self.runner.core.delete_namespaced_pod,
+            self.name,
+            self.ns,
+            body=body,
+            grace_period_seconds=0,
+        )
         log.info("%s/%s: terminated and deleted", self.ns, self.name)
 
     # --- status --------------------------------------------------------------------
@@ -780,8 +871,7 @@ class PodWorker(threading.Thread):
         if c.init:
             ready = c.exit_code == 0
         else:
-            ready = (c.running and not final
-                     and all(p.ok for k, p in c.probes.items() if k != "livenessProbe"))
+            ready = c.running and not final and all(p.ok for k, p in c.probes.items() if k != "livenessProbe")
         if c.running and not final:
             state = {"running": {"startedAt": c.started_at}}
         elif c.exit_code is not None and (c.waiting is None or final):
@@ -790,10 +880,16 @@ class PodWorker(threading.Thread):
             reason, message = c.waiting or ("ContainerCreating", "")
             state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
         startup = c.probes.get("startupProbe")
-        status = {"name": c.name, "image": c.spec.get("image", ""), "imageID": "",
-                  "ready": bool(ready), "restartCount": c.restart_count, "state": state,
-                  "started": bool(c.running and not final and (startup is None or startup.ok)),
-                  "lastState": {"terminated": c.last_terminated} if c.last_terminated else {}}
+        status = {
+            "name": c.name,
+            "image": c.spec.get("image", ""),
+            "imageID": "",
+            "ready": bool(ready),
+            "restartCount": c.restart_count,
+            "state": state,
+            "started": bool(c.running and not final and (startup is None or startup.ok)),
+            "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
+        }
         if c.proc is not None:
             status["containerID"] = c.container_id()
         return status
@@ -816,8 +912,12 @@ class PodWorker(threading.Thread):
         prev = self.transitions.get(kind)
         if prev is None or prev[0] != status:
             self.transitions[kind] = (status, now_iso())
-        cond = {"type": kind, "status": status, "lastProbeTime": None,
-                "lastTransitionTime": self.transitions[kind][1]}
+        cond = {
+            "type": kind,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": self.transitions[kind][1],
+        }
         if reason and not ok:
             cond["reason"] = reason
         return cond
@@ -836,18 +936,27 @@ class PodWorker(threading.Thread):
         ]
         kept = [c for t, c in current.items() if t not in OWN_CONDITIONS]
         status = {
-            "phase": self.phase(final), "conditions": kept + ours,
-            "hostIP": self.host_ip, "hostIPs": [{"ip": self.host_ip}],
-            "podIP": self.ip, "podIPs": [{"ip": self.ip}] if self.ip else [],
-            "startTime": self.start_time, "containerStatuses": statuses,
+            "phase": self.phase(final),
+            "conditions": kept + ours,
+            "hostIP": self.host_ip,
+            "hostIPs": [{"ip": self.host_ip}],
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}] if self.ip else [],
+            "startTime": self.start_time,
+            "containerStatuses": statuses,
         }
         if self.init:
             status["initContainerStatuses"] = [self.container_status(c, final) for c in self.init]
         if status == self.sent:
             return
-        done = self.runner.call(f"status of {self.ns}/{self.name}", self.runner.core.patch_namespaced_pod_status,
-                                self.name, self.ns, {"status": status},
-                                _content_type="application/merge-patch+json")
+        done = self.runner.call(
+            f"status of {self.ns}/{self.name}",
+            self.runner.core.patch_namespaced_pod_status,
+            self.name,
+            self.ns,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+        )
         if done is not None:
             self.sent = status
 
@@ -873,8 +982,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pod-log-dir", required=True, type=Path)
     parser.add_argument("--node-annotation", default="kwok.x-k8s.io/node=fake")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s"
+    )
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.pod_log_dir.mkdir(parents=True, exist_ok=True)
     api = config.new_client_from_config(args.kubeconfig)
