@@ -3,7 +3,8 @@
     python3 e2e/bed/cluster.py up [--owner NAME]   start (or reuse a healthy) cluster
     python3 e2e/bed/cluster.py down [--owner NAME] stop everything it started, by pid
     python3 e2e/bed/cluster.py status              exit 0 if a healthy cluster is up
-    python3 e2e/bed/cluster.py restart-runner [--hard]  restart the pod runner (--hard: SIGKILL first)
+    python3 e2e/bed/cluster.py restart [COMPONENT] [--hard] [--down-for S]
+                                                   restart one process (default: the pod runner)
 
 Everything lives in <repo>/.cluster/ (gitignored):
 
@@ -29,6 +30,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -665,28 +667,43 @@ def down(owner: str | None = None, quiet: bool = False, keep_logs: bool = True) 
     return True
 
 
-def restart_runner(hard: bool = False) -> None:
-    """Restart the pod runner (after editing it, or to test recovery: --hard SIGKILLs it)."""
+def restart(component: str, hard: bool = False, down_for: float = 0.0) -> None:
+    """Restart one component: after editing the runner, or to test recovery.
+
+    hard SIGKILLs it first, as a crash would; down_for keeps it stopped that long
+    (say, to see the runner ride out an API server outage).
+    """
     state = load_state()
-    if not state or "podrunner" not in state.get("processes", {}):
+    if not state or component not in state.get("processes", {}):
         raise BedError("no cluster is up")
-    p = state["processes"]["podrunner"]
+    p = state["processes"][component]
     if hard and is_same_process(p["pid"], p["start_time"]):
-        os.killpg(p["pid"], 9)
+        os.killpg(p["pid"], signal.SIGKILL)
         time.sleep(0.5)
-    stop_process("podrunner", p["pid"], p["start_time"], grace=15.0)
-    (STATE_DIR / "runner" / "heartbeat").unlink(missing_ok=True)
-    start("podrunner", p["argv"], state)
-    wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
-    print("cluster: pod runner restarted")
+    stop_process(component, p["pid"], p["start_time"], grace=15.0)
+    time.sleep(down_for)
+    if component == "podrunner":
+        (STATE_DIR / "runner" / "heartbeat").unlink(missing_ok=True)
+    start(component, p["argv"], state)
+    if component == "podrunner":
+        wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
+    elif component == "kube-apiserver":
+        wait_for("the API server to be ready", lambda: api_healthy(state), state, watch=("kube-apiserver",))
+    print(f"cluster: {component} restarted")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status", "env", "restart-runner"])
+    parser.add_argument("action", choices=["up", "down", "status", "env", "restart"])
     parser.add_argument(
-        "--hard", action="store_true", help="restart-runner: SIGKILL it first, as a crash would"
+        "component",
+        nargs="?",
+        default="podrunner",
+        choices=COMPONENTS,
+        help="restart: which (default podrunner)",
     )
+    parser.add_argument("--hard", action="store_true", help="restart: SIGKILL it first, as a crash would")
+    parser.add_argument("--down-for", type=float, default=0.0, help="restart: seconds to keep it stopped")
     parser.add_argument(
         "--owner",
         default=None,
@@ -703,8 +720,8 @@ def main(argv: list[str] | None = None) -> int:
             found = current()
             print(f"cluster: up at {found.server}" if found else "cluster: not running")
             return 0 if found else 1
-        elif args.action == "restart-runner":
-            restart_runner(args.hard)
+        elif args.action == "restart":
+            restart(args.component, args.hard, args.down_for)
         elif args.action == "env":
             print(f"export KUBECONFIG={STATE_DIR / 'kubeconfig'}")
             print(f"export PATH={binaries()['helm'].parent}:$PATH")
