@@ -287,6 +287,12 @@ class SpotStatus(ApiModel):
         None, description="True while spot replicas run on on-demand nodes because spot capacity is missing."
     )
     fallback_since: datetime | None = Field(None, description="When the current fallback started.")
+    fallback_replicas: int | None = Field(
+        None,
+        description="How many spot replicas run on on-demand nodes now (the fallback moves only what spot cannot place).",
+        ge=0,
+        le=1000,
+    )
     draining_pods: list[DrainingPod] = Field(
         default_factory=list, description="Pods being drained because of an interruption notice.", max_length=64
     )
