@@ -44,6 +44,8 @@ def cluster() -> Iterator[E2ECluster]:
         except bed.BedError as e:
             pytest.fail(f"the e2e control plane did not come up: {e}", pytrace=False)
         started = True
+    # helm and kubectl for scenarios that shell out: the bed's helm goes first on PATH.
+    os.environ["PATH"] = f"{bed.binaries()['helm'].parent}{os.pathsep}{os.environ.get('PATH', '')}"
     api = config.new_client_from_config(str(found.kubeconfig))
     try:
         yield E2ECluster(

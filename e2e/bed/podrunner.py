@@ -849,9 +849,10 @@ class PodWorker(threading.Thread):
             th.join()
         if stopping or self.deleted:
             return
-        for c in self.main:
-            c.waiting = None
-        self.report(final=True)
+        if any(c.proc is not None for c in self.init + self.main):  # else it ended before us: status stands
+            for c in self.main:
+                c.waiting = None
+            self.report(final=True)
         body = client.V1DeleteOptions(
             grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
         )
