@@ -8,7 +8,7 @@ terminationGracePeriodSeconds):
 | notice seen                | mark the pod, Surge the replacement, POST /drain (not-ready at once)  |
 | in_flight = 0 after grace  | Evict with grace min(G, D-M-now): nothing left to wait for            |
 | evict_by  = D - M - G      | Evict anyway: the latest eviction that still gets the pod its full G  |
-| 429 (PDB)                  | retry with backoff (1, 2, 4 … 15 s), each attempt recorded on the pod |
+| 429 (PDB)                  | retry with backoff (1, 2, 4, 5, 5 … s), each attempt recorded on the pod |
 | delete_at = D - M - 5 s    | Delete with grace D-M-now: waiting longer lets SIGKILL land mid-request |
 | D - M                      | the pod is gone; requests still in flight then are the cut ones       |
 
@@ -39,7 +39,7 @@ EVICTION_RETRY_AT = "llmfleet.dev/eviction-retry-at"  # RFC 3339: not before thi
 
 CAPACITY_LABEL = "llmfleet.dev/capacity"  # same key as render.labels.CAPACITY_LABEL
 DELETE_BEFORE_STOP_SECONDS = 5  # delete (bypassing the PDB) this long before D - M at the latest
-BACKOFF_SECONDS = (1, 2, 4, 8, 15)
+BACKOFF_SECONDS = (1, 2, 4, 5)  # eviction calls are cheap; a replacement turning ready is noticed within 5 s
 POLL_SECONDS = 2  # how often a waiting drain looks at the engine again
 
 
@@ -197,6 +197,7 @@ def _kill(
     in_flight = engine.in_flight if engine is not None else 0
     cut_short = grace < pod.termination_grace_seconds
     at_risk = in_flight if cut_short else 0
+    first = delete or pod.marks.eviction_attempts == 0  # announce once, not on every retry
     actions: list[Action] = []
     if delete:
         actions.append(Delete(pod.name, grace))
@@ -210,7 +211,7 @@ def _kill(
         )
     else:
         actions.append(Evict(pod.name, grace))
-    if at_risk:
+    if at_risk and first:
         actions.append(
             RecordEvent(
                 pod.name,

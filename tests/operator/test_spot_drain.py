@@ -272,7 +272,7 @@ BACKOFF = [
     (0, "TooManyRequests", 1),
     (1, "TooManyRequests", 2),
     (2, "Error", 4),
-    (9, "TooManyRequests", 15),
+    (9, "TooManyRequests", 5),
     (0, "Evicted", None),
     (3, "NotFound", None),
 ]
