@@ -2,7 +2,7 @@
 
 Subcommands:
   simulate  replay a load trace through an AutoscalePolicy (no cluster needed)
-  run       run the operator (kopf) against a cluster: not implemented yet
+  run       run the operator (kopf) against a cluster
 
 Exit codes: 0 success, 2 a usage or input error (reported in one line, no traceback).
 Each subcommand is a `_cmd_<name>(args) -> int` registered in `build_parser`.
@@ -72,14 +72,49 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def peering_priority(now: float | None = None) -> int:
+    """A priority distinct per process, higher for older processes.
+
+    kopf pauses every peer that sees a live peer of higher *or equal* priority, and
+    `--priority` is one value for all pods of a Deployment; so each process derives its
+    own from its start time (milliseconds) with a random tie-break. The oldest replica
+    stays active; one that starts later (a rollout's new pod) joins paused. Stays below
+    2**53 so JSON readers keep it exact.
+    """
+    import random
+    import time
+
+    start_ms = int((time.time() if now is None else now) * 1000)
+    return (10**13 - start_ms) * 100 + random.randrange(100)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    print(
-        "llmfleet-operator run: not implemented yet: the kopf handlers that reconcile LLMService, "
-        "AutoscalePolicy and SpotPool in a cluster have not landed. "
-        "`llmfleet-operator simulate` works without a cluster.",
-        file=sys.stderr,
+    import kopf
+    from llmfleet.operator.handlers import kopf_handlers
+
+    if args.standalone and args.peering:
+        print("llmfleet-operator run: --standalone and --peering exclude each other", file=sys.stderr)
+        return EXIT_USAGE
+    if args.all_namespaces and args.namespace:
+        print("llmfleet-operator run: --all-namespaces and --namespace exclude each other", file=sys.stderr)
+        return EXIT_USAGE
+    kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet)
+    kopf_handlers.configure_runtime(
+        engine_image=args.engine_image or os.environ.get("LLMFLEET_ENGINE_IMAGE"),
+        check_secrets=not args.no_secret_check,
+        metrics_address=args.metrics_address,
+        metrics_port=args.metrics_port,
     )
-    return EXIT_USAGE
+    priority = args.priority if args.priority is not None else peering_priority()
+    kopf.run(
+        standalone=args.standalone or not args.peering,
+        peering_name=args.peering,
+        priority=priority,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+    )
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=_cmd_simulate)
 
-    run = commands.add_parser("run", help="run the operator against a cluster (not implemented yet)")
+    run = commands.add_parser(
+        "run",
+        help="run the operator (kopf) against a cluster",
+        description=(
+            "Reconcile LLMServices and AutoscalePolicies in the cluster of the in-cluster service account, "
+            "else $KUBECONFIG. The flags mirror `kopf run`'s."
+        ),
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace (default)")
+    scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="serve only this namespace (repeatable; globs need namespace list rights)")
+    run.add_argument("--standalone", action="store_true", help="no peering: the only operator (default)")
+    run.add_argument("--peering", default=None, metavar="NAME",
+                     help="kopf peering object shared by the replicas; one replica is active")
+    run.add_argument("--priority", type=int, default=None,
+                     help="peering priority (default: distinct per process, older processes higher)")
+    run.add_argument("--liveness", default=None, metavar="URL",
+                     help="kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--metrics-address", default=None, metavar="ADDR",
+                     help="address for /metrics (default $POD_IP, else 0.0.0.0)")
+    run.add_argument("--metrics-port", type=int, default=8080, metavar="PORT", help="port for /metrics (8080)")
+    run.add_argument("--engine-image", default=None, metavar="IMAGE",
+                     help="default image of embedded-engine pods (default $LLMFLEET_ENGINE_IMAGE, else the release's)")
+    run.add_argument("--no-secret-check", action="store_true",
+                     help="do not watch Secrets (without read rights): a missing API-key Secret shows on the pods only")
+    for flag in ("--verbose", "--debug", "--quiet"):
+        run.add_argument(flag, action="store_true", help=f"kopf's {flag} logging")
     run.set_defaults(func=_cmd_run)
     return parser
 

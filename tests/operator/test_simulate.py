@@ -229,9 +229,9 @@ def test_cli_schedule_start_time(capsys):
     assert capsys.readouterr().out.splitlines()[1] == "0,2,1,2,"  # a bounds correction: no metric recommendation
 
 
-def test_run_is_not_implemented_yet(capsys):
-    assert main(["run"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_run_refuses_contradictory_flags(capsys):
+    assert main(["run", "--standalone", "--peering", "llmfleet"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_console_script_entry_point():

@@ -1,0 +1,1 @@
+"""Adapters: the operator's only contact with the outside (Kubernetes API, engine /metrics)."""

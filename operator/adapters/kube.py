@@ -1,0 +1,177 @@
+"""The Kubernetes API as the handlers need it: get, list, server-side apply, merge patches, delete.
+
+Objects go in and out as plain dicts in wire form (camelCase, as `kubectl get -o json`),
+so the pure modules and the unit tests never see client classes. Every call is the
+synchronous `kubernetes` client run in a worker thread (kopf's loop must not block).
+
+Applies are server-side under the field manager `llmfleet-operator` with force=True:
+the operator is the only writer of what it renders, and a conflict (someone edited a
+generated Deployment) is resolved in its favour, as a controller must. A 404 on get is
+None; other API errors are raised as `KubeError` with the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Protocol
+
+FIELD_MANAGER = "llmfleet-operator"
+
+# kind -> (plural, namespaced); enough for what the operator reads and writes.
+KINDS: dict[str, tuple[str, bool]] = {
+    "Deployment": ("deployments", True),
+    "Service": ("services", True),
+    "PodDisruptionBudget": ("poddisruptionbudgets", True),
+    "Pod": ("pods", True),
+    "Secret": ("secrets", True),
+    "LLMService": ("llmservices", True),
+    "AutoscalePolicy": ("autoscalepolicies", True),
+    "SpotPool": ("spotpools", False),
+}
+
+API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "PodDisruptionBudget": "policy/v1",
+    "Pod": "v1",
+    "Secret": "v1",
+    "LLMService": "llmfleet.dev/v1alpha1",
+    "AutoscalePolicy": "llmfleet.dev/v1alpha1",
+    "SpotPool": "llmfleet.dev/v1alpha1",
+}
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def object_path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+    api_version = API_VERSIONS[kind]
+    plural, namespaced = KINDS[kind]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if namespaced:
+        if not namespace:
+            raise ValueError(f"{kind} is namespaced: a namespace is required")
+        base += f"/namespaces/{namespace}"
+    path = f"{base}/{plural}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+def _message(data: Any, default: str) -> str:
+    """The API server's Status message, else the HTTP reason."""
+    try:
+        return str(json.loads(data).get("message") or default)
+    except (TypeError, ValueError, AttributeError):
+        return default
+
+
+class Kube(Protocol):
+    """What the handlers call; `KubeClient` talks to a cluster, the tests pass a fake."""
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict | None: ...
+
+    async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]: ...
+
+    async def apply(self, obj: dict) -> dict: ...
+
+    async def patch(
+        self, kind: str, namespace: str | None, name: str, patch: dict, subresource: str | None = None
+    ) -> dict: ...
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None: ...
+
+
+class KubeClient:
+    """`Kube` over a kubernetes.client.ApiClient."""
+
+    def __init__(self, api_client: Any, request_timeout: float = 30.0):
+        self.api = api_client
+        self.timeout = request_timeout
+
+    @classmethod
+    def from_environment(cls) -> KubeClient:
+        """In-cluster service account, else $KUBECONFIG / ~/.kube/config (as kopf's own login does)."""
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    def _call(self, method: str, path: str, *, body: Any = None, query: list | None = None,
+              content_type: str | None = None) -> dict:
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            method, url, headers, body, post = self.api.param_serialize(
+                method, path, query_params=query or [], header_params=headers, body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                     _request_timeout=self.timeout)
+            data = resp.read()
+        except ApiException as exc:
+            raise KubeError(exc.status or 0, _message(exc.body, exc.reason or "")) from None
+        if resp.status >= 400:
+            raise KubeError(resp.status, _message(data, resp.reason or ""))
+        return json.loads(data) if data else {}
+
+    async def _run(self, *args: Any, **kwargs: Any) -> dict:
+        return await asyncio.to_thread(self._call, *args, **kwargs)
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
+        try:
+            return await self._run("GET", object_path(kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        out = await self._run("GET", object_path(kind, namespace), query=query)
+        items = out.get("items") or []
+        for item in items:  # list items come without apiVersion/kind
+            item.setdefault("apiVersion", API_VERSIONS[kind])
+            item.setdefault("kind", kind)
+        return items
+
+    async def apply(self, obj: dict) -> dict:
+        meta = obj["metadata"]
+        return await self._run(
+            "PATCH",
+            object_path(obj["kind"], meta.get("namespace"), meta["name"]),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: dict,
+                    subresource: str | None = None) -> dict:
+        return await self._run(
+            "PATCH",
+            object_path(kind, namespace, name, subresource),
+            body=patch,
+            query=[("fieldManager", FIELD_MANAGER)],
+            content_type="application/merge-patch+json",
+        )
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        try:
+            await self._run("DELETE", object_path(kind, namespace, name),
+                            body={"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,158 @@
+"""The kopf handlers: thin glue from kopf's causes to the Reconciler.
+
+| kopf handler                                   | does                                                      |
+| ---------------------------------------------- | --------------------------------------------------------- |
+| startup                                        | settings (status storage, events), Reconciler, /metrics   |
+| LLMService create / update / resume            | sync with apply                                           |
+| LLMService timer (every TICK_SECONDS)          | sync when due: periodic (scrape, autoscale), a child changed, a reference appeared |
+| LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
+| Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty (next tick)        |
+| AutoscalePolicy create / update / resume       | policy status; wake its services                          |
+| AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name             |
+
+kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
+annotations, so GitOps tools see no drift. The one piece of metadata kopf writes is its
+finalizer: kopf requires one on objects that have timers, so it can stop them before
+the object goes (deleting an LLMService therefore needs the operator running).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+from llmfleet.operator import metrics
+from llmfleet.operator.adapters.kube import KubeClient
+from llmfleet.operator.api.resource import GROUP, VERSION
+from llmfleet.operator.render import Images
+from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
+
+from .reconciler import Reconciler
+
+TICK_SECONDS = 1.0  # the timer's idle tick; the real work runs when due (see Reconciler.tick)
+FINALIZER = "llmfleet.dev/operator"
+
+
+class Runtime:
+    """Process-wide state set at startup: the Reconciler and the options `run` was given."""
+
+    reconciler: Reconciler | None = None
+    images: Images = Images()
+    check_secrets: bool = True
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = metrics.METRICS_PORT
+
+
+def reconciler() -> Reconciler:
+    if Runtime.reconciler is None:
+        raise kopf.TemporaryError("operator not started yet", delay=1)
+    return Runtime.reconciler
+
+
+def post_event(body: dict, type_: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type_, reason=reason, message=message[:1024])
+
+
+class _QuietSuccess(logging.Filter):
+    """Drop kopf's 'Timer ... succeeded.' and per-event 'Handler ... succeeded.' lines: one per tick is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.endswith("succeeded.") and ("Timer " in msg or "_event'" in msg))
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
+    settings.persistence.finalizer = FINALIZER
+    # Only the events we post on purpose (kopf.event); not one per handler log line.
+    settings.posting.loggers = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    for name in ("kopf.objects", "kopf.activities"):
+        logging.getLogger(name).addFilter(_QuietSuccess())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape otherwise
+    Runtime.reconciler = Reconciler(
+        kube=KubeClient.from_environment(),
+        post_event=post_event,
+        images=Runtime.images,
+        check_secrets=Runtime.check_secrets,
+    )
+    try:
+        metrics.serve(Runtime.metrics_address, Runtime.metrics_port)
+    except OSError as exc:  # a second operator in the same network namespace (tests): no /metrics, still work
+        logger.warning("cannot serve /metrics on %s:%d: %s", Runtime.metrics_address, Runtime.metrics_port, exc)
+
+
+# --- LLMService --------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+@kopf.on.create(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+@kopf.on.update(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+async def llmfleet_reconcile(body: kopf.Body, **_: Any) -> None:
+    await reconciler().sync(dict(body), force_apply=True)
+
+
+@kopf.timer(GROUP, VERSION, "llmservices", interval=TICK_SECONDS, errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+async def llmfleet_tick(body: kopf.Body, **_: Any) -> None:
+    await reconciler().tick(dict(body))
+
+
+@kopf.on.delete(GROUP, VERSION, "llmservices", optional=True)
+def llmfleet_forget(namespace: str | None, name: str, **_: Any) -> None:
+    if Runtime.reconciler is not None:
+        Runtime.reconciler.forget(namespace or "", name)
+
+
+# --- children: status follows readiness within a tick -------------------------------------
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER, SERVICE_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={SERVICE_LABEL: kopf.PRESENT})
+def on_child_event(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    if Runtime.reconciler is not None:
+        Runtime.reconciler.mark_status(namespace or "", labels[SERVICE_LABEL])
+
+
+# --- references ---------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, "autoscalepolicies", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+@kopf.on.create(GROUP, VERSION, "autoscalepolicies", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+@kopf.on.update(GROUP, VERSION, "autoscalepolicies", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+async def llmfleet_policy(body: kopf.Body, **_: Any) -> None:
+    await reconciler().sync_policy(dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, "autoscalepolicies")
+def on_policy_event(namespace: str | None, name: str, **_: Any) -> None:
+    if Runtime.reconciler is not None:
+        Runtime.reconciler.reference_changed("AutoscalePolicy", namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "spotpools")
+def on_pool_event(name: str, **_: Any) -> None:
+    if Runtime.reconciler is not None:
+        Runtime.reconciler.reference_changed("SpotPool", None, name)
+
+
+def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    """Registered only when the operator may read Secrets (chart value rbac.readSecrets)."""
+    if Runtime.reconciler is not None and type != "MODIFIED":  # only existence matters
+        Runtime.reconciler.reference_changed("Secret", namespace, name)
+
+
+def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_address: str | None,
+                      metrics_port: int) -> None:
+    """Options from `llmfleet-operator run`, read by the startup handler."""
+    if engine_image:
+        Runtime.images = Images(embedded=engine_image)
+    Runtime.check_secrets = check_secrets
+    if check_secrets:
+        kopf.on.event("", "v1", "secrets")(on_secret_event)
+    Runtime.metrics_address = metrics_address or os.environ.get("POD_IP") or "0.0.0.0"
+    Runtime.metrics_port = metrics_port

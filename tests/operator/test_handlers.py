@@ -1,0 +1,406 @@
+"""The reconciler against a fake API server: what it applies, what it writes, what it announces.
+
+No cluster and no kopf: the Reconciler takes its Kubernetes adapter, scraper, clocks and
+event sink as arguments, so each story here is given objects -> sync -> observed writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from llmfleet.operator.adapters.kube import KubeError
+from llmfleet.operator.handlers.reconciler import Reconciler, merge_patch
+from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
+from llmfleet.operator.scrape import EngineScrape
+
+NS = "team-a"
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _merge(target: dict, patch: dict) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class FakeKube:
+    """An in-memory API server: SSA replaces what we own, merge patches merge, generation follows spec."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str | None, str], dict] = {}
+        self.log: list[tuple[str, str, str]] = []  # (verb, kind, name)
+        self.rv = 0
+
+    def put(self, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("generation", 1)
+        meta.setdefault("uid", f"uid-{meta['name']}")
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        self.objects[(obj["kind"], meta.get("namespace"), meta["name"])] = obj
+        return obj
+
+    async def get(self, kind, namespace, name):
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    async def list(self, kind, namespace, label_selector=""):
+        want = dict(kv.split("=", 1) for kv in label_selector.split(",") if kv)
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
+                if k == kind and ns == namespace
+                and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in want.items())]
+
+    async def apply(self, obj):
+        key = (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        self.log.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        old = self.objects.get(key)
+        new = copy.deepcopy(obj)
+        if old is None:
+            return copy.deepcopy(self.put(new))
+        new["metadata"] = {**old["metadata"], **new["metadata"]}
+        new["status"] = old.get("status", {})
+        if new.get("spec") == old.get("spec") and new["metadata"] == old["metadata"]:
+            return copy.deepcopy(old)
+        if new.get("spec") != old.get("spec"):
+            new["metadata"]["generation"] = old["metadata"]["generation"] + 1
+        return copy.deepcopy(self.put(new))
+
+    async def patch(self, kind, namespace, name, patch, subresource=None):
+        self.log.append(("patch" + (f"/{subresource}" if subresource else ""), kind, name))
+        obj = self.objects.get((kind, namespace, name))
+        if obj is None:
+            raise KubeError(404, f"{kind} {name} not found")
+        _merge(obj, patch)
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return copy.deepcopy(obj)
+
+    async def delete(self, kind, namespace, name):
+        self.log.append(("delete", kind, name))
+        self.objects.pop((kind, namespace, name), None)
+
+    def writes(self, verb_prefix: str = "") -> list[tuple[str, str, str]]:
+        return [w for w in self.log if w[0].startswith(verb_prefix)]
+
+
+class World:
+    """The fake API server plus a scraper and clocks the test moves."""
+
+    def __init__(self) -> None:
+        self.kube = FakeKube()
+        self.events: list[tuple[str, str, str]] = []
+        self.now = T0
+        self.mono = 1000.0
+        self.queue: dict[str, float] = {}  # pod -> requests waiting (scraped)
+        self.running: dict[str, float] = {}
+
+    async def scrape(self, targets, now):
+        return {t.pod: EngineScrape(t.pod, now, waiting=self.queue.get(t.pod, 0.0),
+                                    running=self.running.get(t.pod, 0.0), generation_tokens=0.0)
+                for t in targets}
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(kube=self.kube, post_event=lambda body, t, r, m: self.events.append((t, r, m)),
+                          scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.mono += seconds
+
+    def service(self, name="chat", **spec) -> dict:
+        body = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"model": {"uri": "file:///models/tiny"}, **spec}}
+        return self.kube.put(body)
+
+    def body(self, name="chat") -> dict:
+        return copy.deepcopy(self.kube.objects[("LLMService", NS, name)])
+
+    def policy(self, name="chat-policy", **spec) -> dict:
+        return self.kube.put({"apiVersion": "llmfleet.dev/v1alpha1", "kind": "AutoscalePolicy",
+                              "metadata": {"name": name, "namespace": NS},
+                              "spec": {"maxReplicas": 8, "metric": {"type": "QueueDepth", "targetAverageValue": 2},
+                                       "syncPeriodSeconds": 5, **spec}})
+
+    def deployment(self, name="chat") -> dict:
+        return self.kube.objects[("Deployment", NS, name)]
+
+    def run_pods(self, dep="chat", ready=True) -> list[str]:
+        """Play the ReplicaSet controller and kubelet: pods to match the Deployment, all (not) ready."""
+        d = self.deployment(dep)
+        want = d["spec"]["replicas"]
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        have = [k for k in self.kube.objects if k[0] == "Pod" and k[2].startswith(dep + "-")]
+        for key in have[want:]:
+            del self.kube.objects[key]
+        for i in range(len(have), want):
+            self.kube.put({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": f"{dep}-{i}", "namespace": NS, "labels": dict(labels)},
+                           "status": {"phase": "Running", "podIP": f"10.0.0.{i}", "startTime": "2026-01-01T12:00:00Z",
+                                      "conditions": [{"type": "PodScheduled", "status": "True"},
+                                                     {"type": "Ready", "status": "True" if ready else "False"}]}})
+        d["status"] = {"observedGeneration": d["metadata"]["generation"], "replicas": want,
+                       "updatedReplicas": want, "readyReplicas": want if ready else 0,
+                       "availableReplicas": want if ready else 0}
+        return [f"{dep}-{i}" for i in range(want)]
+
+
+def sync(world: World, rec: Reconciler, name="chat", **kw) -> None:
+    asyncio.run(rec.sync(world.body(name), **kw))
+
+
+def tick(world: World, rec: Reconciler, name="chat") -> None:
+    asyncio.run(rec.tick(world.body(name)))
+
+
+def status(world: World, name="chat") -> dict:
+    return world.body(name).get("status", {})
+
+
+def cond(world: World, type_: str, name="chat") -> tuple[str, str]:
+    c = next(c for c in status(world, name)["conditions"] if c["type"] == type_)
+    return c["status"], c["reason"]
+
+
+# --- a fixed-replica service ----------------------------------------------------------------
+
+
+def test_first_sync_applies_children_with_owner_references_and_reports_progress():
+    world = World()
+    world.service(replicas=2, pricing={"onDemandHourly": 3.0})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+
+    assert {w for w in world.kube.writes("apply")} == {
+        ("apply", "Deployment", "chat"), ("apply", "Service", "chat"), ("apply", "PodDisruptionBudget", "chat")}
+    dep = world.deployment()
+    assert dep["spec"]["replicas"] == 2
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-chat"
+    st = status(world)
+    assert st["phase"] == "Pending" and st["readyText"] == "0/2"  # no pod scheduled yet
+    assert st["endpoint"] == "http://chat.team-a.svc/v1"
+    assert st["selector"] == "app.kubernetes.io/instance=chat,app.kubernetes.io/name=llmfleet-engine,llmfleet.dev/service=chat"
+    assert ("Normal", "Created", "Created Deployment chat with 2 replicas") in world.events
+    assert "spec" not in str(world.kube.writes("patch"))  # only status is ever patched on the LLMService
+
+    world.run_pods()
+    world.advance(1)
+    tick(world, rec)
+    assert status(world)["phase"] == "Pending"  # nothing due: the tick did no work
+    rec.mark_status(NS, "chat")  # what the pod event handler does
+    tick(world, rec)
+    st = status(world)
+    assert (st["phase"], st["readyText"], st["cost"]) == ("Ready", "2/2", {"perHour": 6.0})
+    assert cond(world, "Ready") == ("True", "AllReplicasReady")
+    assert any(e[1] == "PhaseReady" for e in world.events)
+
+
+def test_a_second_sync_changes_nothing():
+    world = World()
+    world.service(replicas=1)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.run_pods()
+    sync(world, rec, force_apply=True)
+    rv = {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()}
+    events = len(world.events)
+    sync(world, rec, force_apply=True)
+    assert {k: o["metadata"]["resourceVersion"] for k, o in world.kube.objects.items()} == rv
+    assert len(world.events) == events
+
+
+def test_a_restarted_operator_converges_without_duplicates():
+    world = World()
+    world.service(replicas=2)
+    sync(world, world.reconciler(), force_apply=True)
+    world.run_pods()
+    before = sorted(world.kube.objects)
+    sync(world, world.reconciler(), force_apply=True)  # a new process: empty memory
+    assert sorted(world.kube.objects) == before
+    assert status(world)["phase"] == "Ready"
+
+
+# --- references -----------------------------------------------------------------------------
+
+
+def test_missing_policy_is_a_condition_and_is_picked_up_when_it_appears():
+    world = World()
+    world.service(autoscalePolicyRef={"name": "chat-policy"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    assert ("Deployment", NS, "chat") not in world.kube.objects
+    assert cond(world, "Ready") == ("False", "AutoscalePolicyNotFound")
+    assert status(world)["phase"] == "Pending"
+    assert ("Warning", "AutoscalePolicyNotFound", "AutoscalePolicy chat-policy not found in namespace team-a") in world.events
+
+    world.advance(1)
+    tick(world, rec)
+    assert [e for e in world.events if e[1] == "AutoscalePolicyNotFound"].__len__() == 1  # not repeated per tick
+
+    world.policy(minReplicas=2)
+    rec.reference_changed("AutoscalePolicy", NS, "chat-policy")  # what the kopf event handler does
+    tick(world, rec)
+    assert world.deployment()["spec"]["replicas"] == 2  # starts at minReplicas
+    policy_status = world.kube.objects[("AutoscalePolicy", NS, "chat-policy")]["status"]
+    assert policy_status["services"] == ["chat"]
+    assert policy_status["bounds"] == {"minReplicas": 2, "maxReplicas": 8, "activeSchedules": []}
+
+
+def test_missing_secret_names_it():
+    world = World()
+    world.service(replicas=1, apiKeySecretRef={"name": "chat-key", "key": "key"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    assert cond(world, "Ready") == ("False", "SecretNotFound")
+    assert "Secret chat-key not found" in next(c for c in status(world)["conditions"] if c["type"] == "Degraded")["message"]
+    world.kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-key", "namespace": NS}})
+    rec.reference_changed("Secret", NS, "chat-key")
+    tick(world, rec)
+    assert ("Deployment", NS, "chat") in world.kube.objects
+
+
+# --- autoscaling ----------------------------------------------------------------------------
+
+
+def autoscaled_world(replicas: int = 1, **policy) -> tuple[World, Reconciler]:
+    world = World()
+    world.policy(**policy)
+    world.service(autoscalePolicyRef={"name": "chat-policy"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.deployment()["spec"]["replicas"] = replicas
+    world.run_pods()
+    return world, rec
+
+
+def test_spec_edit_keeps_the_autoscaled_count():
+    world, rec = autoscaled_world(replicas=3)
+    body = world.body()
+    body["spec"]["engine"] = {"maxNumSeqs": 8}
+    body["metadata"]["generation"] = 2
+    world.kube.put(body)
+    sync(world, rec, force_apply=True)
+    dep = world.deployment()
+    assert dep["spec"]["replicas"] == 3  # not reset to 1 or minReplicas
+    assert "--max-num-seqs" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_queue_above_target_scales_the_deployment_up_and_explains_why():
+    world, rec = autoscaled_world(replicas=1)
+    world.queue = {"chat-0": 10}  # target 2 per replica -> 5
+    world.advance(5)
+    tick(world, rec)
+    assert world.deployment()["spec"]["replicas"] == 5
+    st = status(world)
+    assert st["lastScaleReason"] == "1 -> 5: QueueDepth above target"
+    assert st["scaling"]["decisions"][-1]["from"] == 1 and st["scaling"]["decisions"][-1]["to"] == 5
+    assert st["scaling"]["policy"] == "chat-policy"
+    assert st["averageQueueDepth"] == 10
+    assert ("Normal", "SuccessfulRescale", "New size: 5; reason: QueueDepth above target (was 1)") in world.events
+    assert cond(world, "MetricsAvailable") == ("True", "ValidMetricFound")
+    assert world.body()["spec"] == {"model": {"uri": "file:///models/tiny"}, "autoscalePolicyRef": {"name": "chat-policy"}}
+
+
+def test_no_decision_between_sync_periods():
+    world, rec = autoscaled_world(replicas=1)
+    world.queue = {"chat-0": 10}
+    world.advance(5)
+    tick(world, rec)
+    world.run_pods()
+    world.queue = {f"chat-{i}": 10 for i in range(5)}
+    world.advance(1)
+    rec.mark_status(NS, "chat")
+    tick(world, rec)  # pods changed: status refresh only, no new decision inside the period
+    assert world.deployment()["spec"]["replicas"] == 5
+
+
+def test_scale_down_sets_deletion_costs_first_and_least_busy_go_first():
+    world, rec = autoscaled_world(replicas=3, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    world.queue = {"chat-0": 0, "chat-1": 0, "chat-2": 0}
+    world.running = {"chat-0": 3, "chat-1": 0, "chat-2": 1}
+    world.advance(5)
+    tick(world, rec)
+    assert world.deployment()["spec"]["replicas"] == 1
+    costs = {n: world.kube.objects[("Pod", NS, n)]["metadata"]["annotations"][POD_DELETION_COST_ANNOTATION]
+             for n in ("chat-0", "chat-1", "chat-2")}
+    assert costs == {"chat-0": "3", "chat-1": "0", "chat-2": "1"}
+    order = [w for w in world.kube.log if w[1] in ("Pod", "Deployment")]
+    assert order.index(("patch", "Pod", "chat-0")) < order.index(("apply", "Deployment", "chat"), 2)
+
+
+def test_restart_remembers_a_burst_through_status():
+    world, rec = autoscaled_world(replicas=1)  # default scale-down window: 300 s
+    world.queue = {"chat-0": 10}
+    world.advance(5)
+    tick(world, rec)
+    world.run_pods()
+    world.queue = {}
+    world.advance(60)
+    fresh = world.reconciler()  # operator restarted: nothing in memory
+    sync(world, fresh, force_apply=True)
+    world.advance(5)
+    tick(world, fresh)
+    assert world.deployment()["spec"]["replicas"] == 5  # the burst's recommendation is still in the window
+    assert cond(world, "AbleToScale") == ("True", "ScaleDownStabilized")
+
+
+def test_removing_the_policy_drops_autoscaler_state():
+    world, rec = autoscaled_world(replicas=2)
+    world.advance(5)
+    tick(world, rec)
+    body = world.body()
+    body["spec"].pop("autoscalePolicyRef")
+    body["spec"]["replicas"] = 1
+    world.kube.put(body)
+    sync(world, rec, force_apply=True)
+    st = status(world)
+    assert "scaling" not in st
+    assert {c["type"] for c in st["conditions"]} == {"Ready", "Progressing", "Degraded"}
+    assert world.deployment()["spec"]["replicas"] == 1
+
+
+# --- spot pools ---------------------------------------------------------------------------------
+
+
+def test_a_pool_renders_both_deployments_and_removes_the_unpooled_one():
+    world = World()
+    world.service(replicas=2)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.kube.put({"apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": "gpu-spot"},
+                    "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}}}})
+    body = world.body()
+    body["spec"]["spotPoolRef"] = {"name": "gpu-spot"}
+    world.kube.put(body)
+    sync(world, rec, force_apply=True)
+    names = sorted(k[2] for k in world.kube.objects if k[0] == "Deployment")
+    assert names == ["chat-ondemand", "chat-spot"]
+    total = sum(world.deployment(n)["spec"]["replicas"] for n in names)
+    assert total == 2
+    assert ("delete", "Deployment", "chat") in world.kube.log
+
+
+# --- the status patch -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "old, new, patch",
+    [
+        ({"a": 1}, {"a": 1}, {}),
+        ({"a": 1, "kopf": {"x": 1}}, {"a": 2}, {"a": 2}),                       # others' keys untouched
+        ({"cost": {"perHour": 1, "per1kTokens": 2}}, {"cost": {"perHour": 1}}, {"cost": {"per1kTokens": None}}),
+        ({"cost": {"perHour": 1}}, {"cost": None}, {"cost": None}),
+        ({}, {"cost": None}, {}),
+        ({"conditions": [1, 2]}, {"conditions": [1]}, {"conditions": [1]}),
+    ],
+)
+def test_merge_patch(old, new, patch):
+    assert merge_patch(old, new) == patch
