@@ -23,10 +23,10 @@ from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION, PodMetric, f
 from llmfleet.operator.scrape import EngineScrape
 from llmfleet.operator.status import pod_ready, pod_terminating
 
-try:  # issue 5's split lands in operator/spot; until then everything stays on-demand
-    from llmfleet.operator.spot import split_replicas  # type: ignore[attr-defined]
+try:  # issue 5's split by base and share; the spot handlers add fallback and drains on top
+    from llmfleet.operator.spot.split import target_split
 except ImportError:  # pragma: no cover - depends on the spot work
-    split_replicas = None
+    target_split = None
 
 
 def capacities(pooled: bool) -> tuple[Capacity, ...]:
@@ -34,13 +34,16 @@ def capacities(pooled: bool) -> tuple[Capacity, ...]:
 
 
 def split(total: int, pool: SpotPoolSpec | None) -> dict[Capacity, int]:
-    """{capacity: replicas}. With a pool, the spot module's split when it exists, else all on-demand."""
+    """{capacity: replicas}: onDemandBase + maxSpotShare (spot.split.target_split), else all on-demand.
+
+    No spot fallback here: the spot handlers (issue 5) own moving replicas when spot
+    capacity is missing and replace this call with spot.split.split_replicas.
+    """
     if pool is None:
         return {"any": total}
-    if split_replicas is not None:
-        result = split_replicas(total, pool)
-        on_demand, spot = (result.on_demand, result.spot) if hasattr(result, "spot") else result
-        return {"ondemand": int(on_demand), "spot": int(spot)}
+    if target_split is not None:
+        on_demand, spot = target_split(total, pool)
+        return {"ondemand": on_demand, "spot": spot}
     return {"ondemand": total, "spot": 0}
 
 

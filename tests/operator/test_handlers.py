@@ -383,8 +383,8 @@ def test_a_pool_renders_both_deployments_and_removes_the_unpooled_one():
     sync(world, rec, force_apply=True)
     names = sorted(k[2] for k in world.kube.objects if k[0] == "Deployment")
     assert names == ["chat-ondemand", "chat-spot"]
-    total = sum(world.deployment(n)["spec"]["replicas"] for n in names)
-    assert total == 2
+    # onDemandBase 1 and maxSpotShare 100 (the defaults): one on each
+    assert [world.deployment(n)["spec"]["replicas"] for n in names] == [1, 1]
     assert ("delete", "Deployment", "chat") in world.kube.log
 
 
