@@ -3,6 +3,7 @@
 Subcommands:
   simulate  replay a load trace through an AutoscalePolicy (no cluster needed)
   run       run the operator (kopf) against a cluster
+  node-agent  on a spot node: EC2 metadata notices → Node annotation (the chart's DaemonSet)
 
 Exit codes: 0 success, 2 a usage or input error (reported in one line, no traceback).
 Each subcommand is a `_cmd_<name>(args) -> int` registered in `build_parser`.
@@ -192,7 +193,42 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--verbose", "--debug", "--quiet"):
         run.add_argument(flag, action="store_true", help=f"kopf's {flag} logging")
     run.set_defaults(func=_cmd_run)
+    _add_node_agent(commands)
     return parser
+
+
+# --- node-agent (the SpotPool DaemonSet; operator/spot/agent.py) -----------------------------
+
+
+def _cmd_node_agent(args: argparse.Namespace) -> int:
+    import logging
+
+    from llmfleet.operator.spot.agent import ImdsClient, KubeNodeClient, run_agent
+
+    node = args.node_name or os.environ.get("NODE_NAME")
+    if not node:
+        print("llmfleet-operator node-agent: give --node-name or set $NODE_NAME", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_agent(node, ImdsClient(args.imds_url, timeout=args.timeout), KubeNodeClient(), interval=args.interval)
+    return EXIT_OK
+
+
+def _add_node_agent(commands) -> None:
+    agent = commands.add_parser(
+        "node-agent",
+        help="watch this node's EC2 metadata for spot notices and annotate the Node",
+        description=(
+            "Poll the instance metadata service (IMDSv2) for a spot instance-action and a rebalance "
+            "recommendation and write them onto the Node (llmfleet.dev/interruption-deadline, "
+            "llmfleet.dev/rebalance-recommendation). Runs as the chart's node-agent DaemonSet."
+        ),
+    )
+    agent.add_argument("--node-name", default=None, help="this pod's node (default $NODE_NAME)")
+    agent.add_argument("--imds-url", default="http://169.254.169.254", help="metadata service base URL")
+    agent.add_argument("--interval", type=_non_negative_float, default=5.0, metavar="S", help="seconds between polls (5)")
+    agent.add_argument("--timeout", type=_non_negative_float, default=2.0, metavar="S", help="per-request timeout (2)")
+    agent.set_defaults(func=_cmd_node_agent)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -288,3 +288,18 @@ def test_desired_patch_without_a_resource_version_still_works():
     obs = Observation(InstanceAction("stop", datetime(2026, 11, 22, tzinfo=UTC)), UNKNOWN)
     patch = desired_node_patch(n, obs)
     assert "resourceVersion" not in patch["metadata"] and patch["spec"]["taints"][0]["value"] == "stop"
+
+
+def test_cli_node_agent_needs_a_node_name(monkeypatch, capsys):
+    from llmfleet.operator.cli import build_parser, main
+
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    assert main(["node-agent"]) == 2
+    assert "--node-name" in capsys.readouterr().err
+    args = build_parser().parse_args(["node-agent", "--node-name", "n1", "--interval", "3"])
+    assert (args.node_name, args.imds_url, args.interval, args.timeout) == (
+        "n1",
+        "http://169.254.169.254",
+        3.0,
+        2.0,
+    )
