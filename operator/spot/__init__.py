@@ -40,6 +40,8 @@ from llmfleet.operator.spot.signals import (
     SignalScan,
     check_notice_length,
     detect_interruptions,
+    first_seen_from_status,
+    interrupted_nodes_status,
     scan_signals,
 )
 from llmfleet.operator.spot.split import (
@@ -76,6 +78,8 @@ __all__ = [
     "clear_advisory",
     "deployment_replicas",
     "detect_interruptions",
+    "first_seen_from_status",
+    "interrupted_nodes_status",
     "is_leaving",
     "observe_spot_capacity",
     "plan_advisory",

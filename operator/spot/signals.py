@@ -321,3 +321,38 @@ def check_notice_length(
     return NoticeCheck(
         False, "NoticeLongEnough", f"known notices cover a {needed_seconds}s drain plus a {margin}s margin"
     )
+
+
+def first_seen_from_status(interrupted_nodes: Sequence[Mapping] | None) -> dict[tuple[str, str], datetime]:
+    """SpotPool status.interruptedNodes → the `first_seen` argument of scan_signals."""
+    seen: dict[tuple[str, str], datetime] = {}
+    for entry in interrupted_nodes or []:
+        when = entry.get("seenAt")
+        when = parse_rfc3339(when) if isinstance(when, str) else when
+        if entry.get("name") and entry.get("signal") and isinstance(when, datetime):
+            seen[(entry["name"], entry["signal"])] = when
+    return seen
+
+
+def interrupted_nodes_status(
+    notices: Sequence[Notice], previous: Sequence[Mapping] | None, now: datetime
+) -> tuple[list[dict], int]:
+    """SpotPool status.interruptedNodes for these notices, and how many of them are new
+    (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays."""
+    before = first_seen_from_status(previous)
+    known_nodes = {entry.get("name") for entry in previous or []}
+    entries, new = [], 0
+    for notice in notices:
+        seen = before.get((notice.node, notice.source), min(notice.noticed_at, now))
+        if notice.node not in known_nodes and notice.kind == "Interruption":
+            new += 1
+        entries.append(
+            {
+                "name": notice.node,
+                "signal": notice.source,
+                "seenAt": format_rfc3339(seen),
+                "deadline": format_rfc3339(notice.deadline),
+                "advisory": notice.kind == "Advisory",
+            }
+        )
+    return entries, new

@@ -307,3 +307,27 @@ def test_an_observed_short_notice_counts_too():
     notices = detect_interruptions(nodes, [], [], POOL, NOW)
     check = check_notice_length(nodes, POOL, 65, notices)
     assert check.too_short and "node n1 got 20s" in check.message
+
+
+def test_status_round_trip_keeps_first_sight_across_a_restart():
+    from llmfleet.operator.spot.signals import first_seen_from_status, interrupted_nodes_status
+
+    nodes = [node(taints=[taint("remediator.kubernetes.azure.com/unschedulable")])]
+    notices = detect_interruptions(nodes, [], [], POOL, NOW)
+    entries, new = interrupted_nodes_status(notices, [], NOW)
+    assert new == 1
+    assert entries == [
+        {
+            "name": "n1",
+            "signal": "NodeTaint/remediator.kubernetes.azure.com/unschedulable",
+            "seenAt": "2026-11-22T00:00:00Z",
+            "deadline": "2026-11-22T00:00:30Z",
+            "advisory": False,
+        }
+    ]
+    # 20 s later a restarted operator reads status back: the deadline does not move.
+    later = NOW + T(seconds=20)
+    (again,) = detect_interruptions(nodes, [], [], POOL, later, first_seen_from_status(entries))
+    assert again.deadline == NOW + T(seconds=30)
+    entries2, new2 = interrupted_nodes_status([again], entries, later)
+    assert new2 == 0 and entries2 == entries
