@@ -7,8 +7,9 @@
 | scale-down     | spot goes first: spot = min(current spot, new target spot)                 |
 | scale-up       | new replicas go to spot up to the target; a running on-demand pod is never |
 |                | swapped for a spot pod that still has to load its model                    |
-| fallback       | no schedulable spot node → every spot replica on-demand at once; spot pods |
-|                | Pending (unschedulable) > fallback.pendingSeconds → that many move         |
+| fallback       | no schedulable spot node → every spot replica without a running pod on a   |
+|                | spot node moves to on-demand at once; spot pods Pending (unschedulable)    |
+|                | longer than fallback.pendingSeconds → that many move                       |
 | return         | spot schedulable, nothing Pending too long, for fallback.returnAfterSeconds |
 |                | since both the last move and the spot nodes' readiness → all move back      |
 
@@ -28,6 +29,8 @@ from llmfleet.operator.api.spotpool import SpotPoolSpec
 
 from .signals import Notice, parse_rfc3339
 
+_DRAIN_STARTED = "llmfleet.dev/drain-started"  # drain.DRAIN_STARTED (drain imports nothing from here)
+
 
 @dataclass(frozen=True)
 class SpotCapacity:
@@ -36,6 +39,7 @@ class SpotCapacity:
     schedulable_nodes: int  # spot nodes Ready, not cordoned, no untolerated taint, no notice
     pending_too_long: int  # spot pods unschedulable for longer than fallback.pendingSeconds
     available_since: datetime | None = None  # since when some schedulable spot node has been Ready
+    placed: int = 0  # spot pods running on spot nodes without an interruption notice, not leaving
 
 
 @dataclass(frozen=True)
@@ -83,27 +87,32 @@ def target_split(total: int, pool: SpotPoolSpec) -> tuple[int, int]:
 
 
 def _fallback(state: FallbackState, wanted_spot: int, cap: SpotCapacity, pool: SpotPoolSpec, now: datetime):
-    """(new state, why) — how many of the wanted spot replicas run on-demand instead."""
+    """(new state, why) — how many of the wanted spot replicas run on-demand instead.
+
+    Only replicas spot cannot hold move: pods running on spot nodes without a notice stay
+    (a rebalance taint on every spot node must not kill healthy spot pods)."""
     back_after = pool.fallback.return_after_seconds
     if wanted_spot == 0:
         return FallbackState(), None
+    need, why = 0, None
     if cap.schedulable_nodes == 0:
-        since = state.since if state.replicas == wanted_spot and state.since else now
-        return FallbackState(wanted_spot, since), "no schedulable spot node"
+        need, why = max(0, wanted_spot - cap.placed), "no schedulable spot node"
     if cap.pending_too_long > 0:
-        moved = min(wanted_spot, state.replicas + cap.pending_too_long)
-        return FallbackState(moved, now), (
-            f"{cap.pending_too_long} spot pod(s) Pending longer than {pool.fallback.pending_seconds}s"
-        )
+        need = max(need, state.replicas + cap.pending_too_long)
+        why = f"{cap.pending_too_long} spot pod(s) Pending longer than {pool.fallback.pending_seconds}s"
+    need = min(need, wanted_spot)
+    if need > state.replicas:
+        return FallbackState(need, now), why
     if state.replicas == 0:
         return state, None
+    kept = FallbackState(min(state.replicas, wanted_spot), state.since)
+    if why is not None:
+        return kept, why
     quiet = state.since is None or (now - state.since).total_seconds() >= back_after
     ready = cap.available_since is not None and (now - cap.available_since).total_seconds() >= back_after
     if quiet and ready:
         return FallbackState(), f"spot capacity back for {back_after}s"
-    return FallbackState(
-        min(state.replicas, wanted_spot), state.since
-    ), "waiting for spot capacity to stay back"
+    return kept, "waiting for spot capacity to stay back"
 
 
 def split_replicas(
@@ -221,9 +230,18 @@ def observe_spot_capacity(
         since = _ready_since(node)
         if since is not None:
             ready.append(since)
-    pending = 0
+    interrupted = {n.node for n in notices if n.kind == "Interruption"}
+    spot_names = {(n.get("metadata") or {}).get("name") for n in nodes if is_spot_node(n, pool)}
+    pending = placed = 0
     for pod in spot_pods:
         since = _unschedulable_since(pod)
         if since is not None and (now - since).total_seconds() > pool.fallback.pending_seconds:
             pending += 1
-    return SpotCapacity(len(ready), pending, min(ready) if ready else None)
+        meta = pod.get("metadata") or {}
+        node = (pod.get("spec") or {}).get("nodeName")
+        leaving = meta.get("deletionTimestamp") is not None or _DRAIN_STARTED in (
+            meta.get("annotations") or {}
+        )
+        if node in spot_names and node not in interrupted and not leaving:
+            placed += 1
+    return SpotCapacity(len(ready), pending, min(ready) if ready else None, placed)

@@ -168,10 +168,34 @@ def test_observe_spot_capacity_from_nodes_and_pods():
         _node("ondemand", spot=False),
     ]
     notice = Notice("noticed", "Interruption", "x", NOW, NOW, True)
+
+    def running(node, **annotations):
+        return {
+            "metadata": {"annotations": annotations},
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running"},
+        }
+
     pods = [
         _pending_pod(121),
         _pending_pod(119),
-        {"metadata": {}, "spec": {"nodeName": "ok"}, "status": {"phase": "Running"}},
+        running("ok"),
+        running("cordoned"),  # still running on a spot node: placed
+        running("noticed"),  # on a node that is going: not placed
+        running("older", **{"llmfleet.dev/drain-started": "2026-11-22T00:00:00Z"}),  # leaving
+        running("ondemand"),  # not a spot node
     ]
     cap = observe_spot_capacity(nodes, pods, pool(), [notice], NOW)
-    assert cap == SpotCapacity(schedulable_nodes=3, pending_too_long=1, available_since=NOW - 3600 * S)
+    assert cap == SpotCapacity(
+        schedulable_nodes=3, pending_too_long=1, available_since=NOW - 3600 * S, placed=2
+    )
+
+
+def test_no_schedulable_spot_node_keeps_the_pods_still_running_on_spot():
+    # Every spot node got a rebalance recommendation (NoSchedule): nothing new fits on spot,
+    # but the two running spot pods stay; only the replica without a pod moves.
+    advised = SpotCapacity(schedulable_nodes=0, pending_too_long=0, placed=2)
+    split = split_replicas(4, pool(), advised, FallbackState(), NOW, current=(1, 2))
+    assert tuple(split) == (2, 2) and split.fallback == FallbackState(1, NOW)
+    split = split_replicas(3, pool(), advised, FallbackState(), NOW, current=(1, 2))
+    assert tuple(split) == (1, 2) and split.fallback == FallbackState()
