@@ -29,11 +29,13 @@ from typing import Literal
 
 from .signals import Notice, format_rfc3339, parse_rfc3339
 
-Capacity = Literal["ondemand", "spot"]
+Capacity = Literal["any", "ondemand", "spot"]  # the pod's llmfleet.dev/capacity label (its Deployment)
 
 DRAIN_STARTED = "llmfleet.dev/drain-started"  # RFC 3339: when the operator started the drain
 DRAIN_DEADLINE = "llmfleet.dev/drain-deadline"  # RFC 3339: the node deadline the drain works to
-DRAIN_SURGE = "llmfleet.dev/drain-surge"  # "spot" | "ondemand": the Deployment keeping +1 for this pod
+DRAIN_SURGE = (
+    "llmfleet.dev/drain-surge"  # "spot" | "ondemand" | "any": the Deployment keeping +1 for this pod
+)
 EVICTION_ATTEMPTS = "llmfleet.dev/eviction-attempts"  # refused evictions so far (429 or error)
 EVICTION_RETRY_AT = "llmfleet.dev/eviction-retry-at"  # RFC 3339: not before this time again
 
@@ -121,7 +123,7 @@ class DrainMarks:
         return cls(
             started=parse_rfc3339(a.get(DRAIN_STARTED)),
             deadline=parse_rfc3339(a.get(DRAIN_DEADLINE)),
-            surge=surge if surge in ("spot", "ondemand") else None,
+            surge=surge if surge in ("any", "spot", "ondemand") else None,
             eviction_attempts=int(attempts) if attempts.isdigit() else 0,
             eviction_retry_at=parse_rfc3339(a.get(EVICTION_RETRY_AT)),
         )
@@ -145,7 +147,7 @@ class PodDrain:
         return cls(
             name=meta.get("name", ""),
             node=spec.get("nodeName"),
-            capacity="spot" if capacity == "spot" else "ondemand",
+            capacity=capacity if capacity in ("spot", "ondemand") else "any",
             termination_grace_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
             terminating=meta.get("deletionTimestamp") is not None,
             marks=DrainMarks.from_annotations(meta.get("annotations")),
@@ -245,6 +247,8 @@ def plan_drain(
         eviction call and waits as for a 429.
     supports_drain: False for engines without /drain (vLLM): no PostDrain, evict on the timeline.
     """
+    if notice is not None and notice.kind != "Interruption":
+        notice = None  # an advisory drains nothing (plan_advisory); a drain already begun goes on
     stop_by = _stop_by(pod, notice, margin)
     if pod.terminating:
         return DrainPlan(
@@ -383,7 +387,7 @@ def serving_pods(pods: Iterable[Mapping]) -> list[Mapping]:
 
 def surge_by_capacity(pods: Iterable[Mapping]) -> dict[Capacity, int]:
     """Extra replicas kept for drained or advised pods that are still there (not terminating)."""
-    counts: dict[Capacity, int] = {"ondemand": 0, "spot": 0}
+    counts: dict[Capacity, int] = {"any": 0, "ondemand": 0, "spot": 0}
     for pod in pods:
         meta = pod.get("metadata") or {}
         surge = (meta.get("annotations") or {}).get(DRAIN_SURGE)
@@ -394,6 +398,7 @@ def surge_by_capacity(pods: Iterable[Mapping]) -> dict[Capacity, int]:
 
 def deployment_replicas(split: Sequence[int], pods: Iterable[Mapping]) -> dict[Capacity, int]:
     """spec.replicas of the -ondemand and -spot Deployments: the split plus the surge.
+    (A service without a pool has one Deployment: its replicas + surge_by_capacity(pods)["any"].)
 
     A drained pod still counts in its ReplicaSet until it terminates, so its Deployment keeps
     one replica for it (the surge) until then; when it terminates, the surge drops in the

@@ -332,3 +332,26 @@ def test_pod_drain_from_a_pod_object():
     )
     assert p == PodDrain("a", "n1", "spot", 135, False, DrainMarks(started=NOW))
     assert isinstance(PostDrain("a"), PostDrain) and isinstance(Wait(NOW, ""), Wait)
+
+
+def test_a_service_without_a_pool_drains_too_and_surges_its_one_deployment():
+    bare = {"metadata": {"name": "x"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 135}}
+    p = PodDrain.from_pod(bare)
+    assert p.capacity == "any"
+    plan = plan_drain(p, notice(600), NOW, margin=MARGIN, drain_grace=GRACE, engine=None)
+    assert Surge("any", 1) in plan.actions
+
+
+def test_an_advisory_passed_by_mistake_drains_nothing_new():
+    with pytest.raises(ValueError, match="nothing to drain for"):
+        plan_drain(pod(), notice(kind="Advisory"), NOW, margin=MARGIN, drain_grace=GRACE, engine=None)
+    started = pod(started=NOW, deadline=NOW + 600 * S)
+    plan = plan_drain(
+        started,
+        notice(kind="Advisory"),
+        NOW + 10 * S,
+        margin=MARGIN,
+        drain_grace=GRACE,
+        engine=drain(True, 1),
+    )
+    assert kinds(plan.actions) == ["Wait"]
