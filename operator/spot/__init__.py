@@ -30,6 +30,7 @@ from llmfleet.operator.spot.drain import (
     is_leaving,
     plan_advisory,
     plan_drain,
+    replicas_without_surge,
     serving_pods,
     surge_by_capacity,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "observe_spot_capacity",
     "plan_advisory",
     "plan_drain",
+    "replicas_without_surge",
     "scan_signals",
     "serving_pods",
     "split_replicas",

@@ -406,3 +406,10 @@ def deployment_replicas(split: Sequence[int], pods: Iterable[Mapping]) -> dict[C
     ondemand, spot = split
     surge = surge_by_capacity(pods)
     return {"ondemand": ondemand + surge["ondemand"], "spot": spot + surge["spot"]}
+
+
+def replicas_without_surge(spec_replicas: int, pods: Iterable[Mapping]) -> int:
+    """The autoscaler's current_replicas: the Deployments' spec.replicas minus the replicas
+    kept for drained or advised pods, so a drain neither looks like a scale-up nor hides one.
+    Pair it with serving_pods() for the metric samples."""
+    return max(0, spec_replicas - sum(surge_by_capacity(pods).values()))

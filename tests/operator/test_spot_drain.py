@@ -27,6 +27,7 @@ from llmfleet.operator.spot.drain import (
     is_leaving,
     plan_advisory,
     plan_drain,
+    replicas_without_surge,
     serving_pods,
 )
 from llmfleet.operator.spot.signals import Notice
@@ -324,6 +325,8 @@ def test_autoscaler_sees_draining_pods_as_leaving_and_deployments_keep_their_rep
     assert [p["metadata"]["name"] for p in serving_pods(pods)] == ["b", "c", "e"]
     # The split (1 on-demand, 2 spot) plus one kept replica per drained/advised pod not yet terminating.
     assert deployment_replicas((1, 2), pods) == {"ondemand": 1, "spot": 4}
+    # The autoscaler sees the 3 it asked for, not the 5 the Deployments run.
+    assert replicas_without_surge(5, pods) == 3
 
 
 def test_pod_drain_from_a_pod_object():
