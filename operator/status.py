@@ -318,7 +318,9 @@ def compute_status(
         progressing = cond("Progressing", False, failure[1].reason, _describe(failure))
     elif progress is not None:
         progressing = cond("Progressing", True, progress[1].reason, f"{counts}; {_describe(progress)}")
-    elif ready > desired or not rolled_out:
+    elif len(live) > desired:
+        progressing = cond("Progressing", True, "ScalingDown", counts)
+    elif not rolled_out:
         progressing = cond("Progressing", True, "RollingOut", counts)
     else:
         progressing = cond("Progressing", True, "ScalingUp", counts)

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -107,6 +108,7 @@ class ServiceMemory:
     tokens: dict[str, TokenReading] = field(default_factory=dict)
     tokens_per_second: float | None = None
     scaling: ScalingStatus | None = None  # the last status.scaling written
+    last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
 
 
 @dataclass
@@ -184,6 +186,9 @@ class Reconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         old_status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        # The watched body may predate our own last write (the timer and the change handlers
+        # race the watch stream): what we wrote last is the truth for the fields we own.
+        old_status.update(copy.deepcopy(mem.last_status))
 
         try:
             service = LLMService.model_validate(body)
@@ -418,6 +423,9 @@ class Reconciler:
             return
         meta = body["metadata"]
         await self.kube.patch("LLMService", meta["namespace"], meta["name"], {"status": patch}, subresource="status")
+        mem = self.services.get((meta["namespace"], meta["name"]))
+        if mem is not None:
+            mem.last_status = {k: copy.deepcopy(v) for k, v in new.items() if v is not None}
 
     def _failed_conditions(self, body: dict, problem: Problem, now: datetime) -> list[dict]:
         gen = body["metadata"].get("generation")

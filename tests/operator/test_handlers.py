@@ -404,3 +404,14 @@ def test_a_pool_renders_both_deployments_and_removes_the_unpooled_one():
 )
 def test_merge_patch(old, new, patch):
     assert merge_patch(old, new) == patch
+
+
+def test_a_stale_watched_body_does_not_repeat_transitions():
+    world = World()
+    world.service(replicas=1)
+    stale = world.body()  # as the timer may still hold it after the create handler's write
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    asyncio.run(rec.sync(stale))
+    phase_events = [e for e in world.events if e[1].startswith("Phase")]
+    assert phase_events == [("Normal", "PhasePending", "New -> Pending: 0/1 replicas ready")]
