@@ -68,6 +68,21 @@ def corpus_text() -> str:
     return "\n".join(docs)
 
 
+def stdlib_source_text(max_bytes: int = 4_000_000) -> str:
+    """Python source of the standard library: megabytes of text for a larger tokenizer."""
+    import sysconfig
+
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    parts, size = [], 0
+    for f in sorted(root.glob("*.py")):
+        text = f.read_text(errors="ignore")
+        parts.append(text)
+        size += len(text)
+        if size >= max_bytes:
+            break
+    return "\n".join(parts)
+
+
 def train_tokenizer(vocab_size: int, text: str):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -140,7 +155,9 @@ def make_tiny_model(out_dir: str | os.PathLike, spec: TinySpec | None = None, *,
     spec = spec or TinySpec()
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = write_tokenizer(out, spec.vocab_size, separate_template=separate_template)
+    # a vocabulary beyond what the docstrings support is trained on the stdlib's source instead
+    text = stdlib_source_text() if spec.vocab_size > 1024 else None
+    tok = write_tokenizer(out, spec.vocab_size, text=text, separate_template=separate_template)
     eos_id = tok.token_to_id("<|im_end|>")
     pad_id = tok.token_to_id("<|endoftext|>")
     config = hf_config(spec, eos_id, pad_id)
