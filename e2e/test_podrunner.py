@@ -157,7 +157,8 @@ def test_env_from_the_downward_api_and_the_engine_host(
     ]
     cluster.core.create_namespaced_pod(namespace, pod)
     wait_until("the env file", lambda: out.exists() and out.read_text().strip(), timeout=30)
-    ip = cluster.core.read_namespaced_pod("env", namespace).status.pod_ip
+    # The process may write before the runner's status report lands: wait for the IP too.
+    ip = wait_until("the pod IP", lambda: cluster.core.read_namespaced_pod("env", namespace).status.pod_ip)
     assert out.read_text().split() == ["env", namespace, ip, ip, "1", "hi-env"]
 
 

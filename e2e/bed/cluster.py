@@ -12,6 +12,7 @@ Everything lives in <repo>/.cluster/ (gitignored):
 | --------------------- | ----------------------------------------------------------- |
 | kubeconfig            | cluster-admin kubeconfig for tests and kubectl              |
 | state.json            | ports, owner, and each process's pid and start time         |
+| pids/<component>.pid  | the same pids, one file each, for people and shell scripts  |
 | pki/                  | CA, API server serving cert, service-account key pair      |
 | etcd/                 | etcd's data                                                 |
 | logs/<component>.log  | each control-plane process's output                         |
@@ -29,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -109,13 +111,22 @@ def choose_port(env: str, taken: set[int]) -> int:
                 f"free it or unset {env} to let the bed pick a free port"
             )
         return port
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in taken:
+    # Not a kernel-assigned port: those come from the ephemeral range, where any outgoing
+    # connection made during start-up may take it before our server binds it.
+    low, high = ephemeral_ports()
+    candidates = [p for p in range(15000, 32000) if not low <= p <= high and p not in taken]
+    for port in random.sample(candidates, 200):
+        if port_is_free(port):
             return port
     raise BedError("could not find a free port on 127.0.0.1")
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 # --- state -------------------------------------------------------------------------
@@ -382,6 +393,8 @@ def start(name: str, argv: list[str], state: dict) -> None:
     )
     log.close()
     state["processes"][name] = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "argv": argv}
+    (STATE_DIR / "pids").mkdir(exist_ok=True)
+    (STATE_DIR / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n")  # for people; state.json is the record
     save_state(state)
 
 
@@ -541,22 +554,38 @@ def up(owner: str = "cluster-up") -> Cluster:
             file=sys.stderr,
         )
         down(quiet=True)
+    try:
+        return start_cluster(owner)
+    except BedError as e:
+        if "address already in use" not in str(e) or any(os.environ.get(v) for v in PORT_ENV.values()):
+            raise
+        # Someone took a free port between our check and the server's bind: pick again, once.
+        print("cluster: a port was taken during start-up; starting again on other ports", file=sys.stderr)
+        return start_cluster(owner)
+
+
+#: Which environment variable pins which port (unset: a free one is picked).
+PORT_ENV = {
+    "apiserver": "LLMFLEET_APISERVER_PORT",
+    "etcd": "LLMFLEET_ETCD_PORT",
+    "etcd-peer": "LLMFLEET_ETCD_PEER_PORT",
+    "controller-manager": "LLMFLEET_KCM_PORT",
+    "scheduler": "LLMFLEET_SCHEDULER_PORT",
+    "kwok": "LLMFLEET_KWOK_PORT",
+}
+
+
+def start_cluster(owner: str) -> Cluster:
+    """Start every component from scratch in STATE_DIR; on failure stop what was started."""
     # Logs of the previous cluster go (those of this one stay after `down` for a post-mortem),
     # and so does anything a start killed half-way left.
-    for sub in ("logs", "pods", "etcd", "pki", "runner"):
+    for sub in ("logs", "pods", "etcd", "pki", "runner", "pids"):
         shutil.rmtree(STATE_DIR / sub, ignore_errors=True)
 
     started = time.monotonic()
     taken: set[int] = set()
     ports = {}
-    for key, env in (
-        ("apiserver", "LLMFLEET_APISERVER_PORT"),
-        ("etcd", "LLMFLEET_ETCD_PORT"),
-        ("etcd-peer", "LLMFLEET_ETCD_PEER_PORT"),
-        ("controller-manager", "LLMFLEET_KCM_PORT"),
-        ("scheduler", "LLMFLEET_SCHEDULER_PORT"),
-        ("kwok", "LLMFLEET_KWOK_PORT"),
-    ):
+    for key, env in PORT_ENV.items():
         ports[key] = choose_port(env, taken)
         taken.add(ports[key])
     for sub in ("pki", "logs", "pods", "runner", "etcd"):

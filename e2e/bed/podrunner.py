@@ -117,6 +117,7 @@ class Runner:
         self.node_key, _, self.node_value = node_annotation.partition("=")
         self.stopping = threading.Event()
         self.lock = threading.Lock()
+        self.save_lock = threading.Lock()
         self.workers: dict[str, PodWorker] = {}
         self.finished: set[str] = set()
         self.nodes: dict[str, str] = {}  # kwok node name -> its InternalIP
@@ -127,11 +128,12 @@ class Runner:
     # --- bookkeeping ---------------------------------------------------------------
 
     def save_state(self) -> None:
-        with self.lock:
-            data = {"processes": list(self.processes.values())}
-        tmp = self.state_dir / "state.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(self.state_dir / "state.json")
+        with self.save_lock:  # one writer at a time: workers record from their own threads
+            with self.lock:
+                data = {"processes": list(self.processes.values())}
+            tmp = self.state_dir / "state.json.tmp"
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(self.state_dir / "state.json")
 
     def record(self, uid: str, container: str, rec: dict | None) -> None:
         with self.lock:
@@ -217,10 +219,11 @@ class Runner:
         else:
             worker.update(pod)
 
-    def done(self, uid: str) -> None:
+    def done(self, uid: str, failed: bool = False) -> None:
         with self.lock:
             self.workers.pop(uid, None)
-            self.finished.add(uid)
+            if not failed:  # a failed worker's pod is taken up again at the next event or relist
+                self.finished.add(uid)
 
     def watch_pods(self) -> None:
         rv = None
@@ -444,6 +447,7 @@ class PodWorker(threading.Thread):
         )
 
     def run(self) -> None:
+        failed = False
         try:
             status = self.pod.get("status") or {}
             if status.get("phase") not in ("Succeeded", "Failed"):
@@ -457,12 +461,14 @@ class PodWorker(threading.Thread):
             self.terminate()
         except Exception:  # noqa: BLE001 - one pod's trouble must not take the runner down
             log.exception("%s: worker failed", self.name)
+            failed = True
             for c in self.init + self.main:
                 self.kill(c, grace=2)
+                self.runner.record(self.uid, c.name, None)
         finally:
             self.runner.ips.give_back(self.ip)
             shutil.rmtree(self.pod_dir, ignore_errors=True)
-            self.runner.done(self.uid)
+            self.runner.done(self.uid, failed)
 
     # --- environment ---------------------------------------------------------------
 
@@ -879,6 +885,8 @@ class PodWorker(threading.Thread):
             state = {"terminated": c.terminated_state()}
         else:
             reason, message = c.waiting or ("ContainerCreating", "")
+            if not c.init and not self.init_done:
+                reason, message = "PodInitializing", ""
             state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
         startup = c.probes.get("startupProbe")
         status = {
