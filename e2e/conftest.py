@@ -1,8 +1,9 @@
 """Hands every e2e test a real control plane (e2e/bed), one per pytest session.
 
 The session reuses a healthy cluster that is already up (say from `make cluster-up`)
-and leaves it running; otherwise it builds what is missing, starts one, and tears it
-down at the end, also when tests fail. Every test here is marked `e2e`.
+and leaves it running; otherwise it starts one and tears it down at the end, also
+when tests fail. Binaries are built by `make e2e` / `make e2e-binaries`, not here (the
+first build takes longer than a test may). Every test here is marked `e2e`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def cluster() -> Iterator[E2ECluster]:
     started = False
     if found is None:
         if subprocess.run([str(BED / "build.sh"), "--check"]).returncode != 0:
-            subprocess.run([str(BED / "build.sh")], check=True, timeout=3600)
+            pytest.fail(
+                "the bed's binaries are not built: run `make e2e-binaries` (e2e/bed/build.sh; "
+                "about 13 min the first time), or `make e2e`, which builds them first",
+                pytrace=False,
+            )
         try:
             found = bed.up(owner=f"pytest-{os.getpid()}")
         except bed.BedError as e:

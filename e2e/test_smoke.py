@@ -3,7 +3,8 @@
 Given a Deployment of two llmfleet engines on a tiny model and a Service over them,
 when they come up, then the controller manager lists both pod IPs in the Service's
 EndpointSlice and each answers /ready and a completion; when the Deployment is
-scaled to 0, then each engine exits 0 on SIGTERM and no process is left.
+scaled to 0, then each engine is drained by its preStop hook, exits 0 on SIGTERM, and
+no process is left.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def engine_deployment(model: Path, replicas: int = 2) -> dict:
                                 "httpGet": {"path": "/health", "port": "http"},
                                 "periodSeconds": 5,
                                 "failureThreshold": 6,
+                            },
+                            # The contract's preStop: drain, wait out the grace, then SIGTERM comes.
+                            "lifecycle": {
+                                "preStop": {
+                                    "exec": {
+                                        "command": [engine, "drain", "--port", "8000", "--wait-seconds", "1"]
+                                    }
+                                }
                             },
                             "volumeMounts": [{"name": "model", "mountPath": str(model), "readOnly": True}],
                         }
@@ -147,3 +156,5 @@ def test_engine_deployment_serves_and_scales_to_zero(
     assert not names, f"pods not deleted: {names}"
     assert exit_codes == {p.metadata.name: 0 for p in pods}
     assert not any(alive(pid) for pid in pids)
+    for p in pods:  # the preStop reached the engine on its pod IP before SIGTERM
+        assert "drain requested" in cluster.pod_log(namespace, p.metadata.name)
