@@ -1,0 +1,208 @@
+"""Shared pieces of the operator scenarios: installing the chart, reading LLMService status, load.
+
+The bed has no kube-proxy, so clients do what a load balancer does: read the Service's
+EndpointSlices (ready endpoints only, refreshed twice a second) and spread requests over
+the pod IPs they list. A draining engine turns not-ready first, so a client that follows
+the endpoints never sends to a pod that refuses.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "llmfleet"
+EXAMPLES = ROOT / "manifests" / "examples"
+EXAMPLE_MODEL = Path(
+    "/var/lib/llmfleet/models/tiny-chat"
+)  # the path manifests/examples/llmservice.yaml names
+
+
+def helm_binary() -> Path:
+    """The bed's pinned helm, found or built as the packaging tests do (manifests/sync.py)."""
+    sys.path.insert(0, str(ROOT / "tests" / "packaging"))
+    import packaging_helpers  # noqa: PLC0415
+
+    return Path(packaging_helpers.sync.helm_binary())
+
+
+RELEASE = "llmfleet"
+OPERATOR_NS = "llmfleet-system"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance=llmfleet"
+
+
+def helm(cluster: Any, *args: str, timeout: float = 240) -> str:
+    out = subprocess.run(
+        [str(helm_binary()), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {out.stderr}")
+    return out.stdout
+
+
+def operator_pods(cluster: Any) -> list:
+    return [
+        p
+        for p in cluster.core.list_namespaced_pod(OPERATOR_NS, label_selector=OPERATOR_SELECTOR).items
+        if p.metadata.deletion_timestamp is None
+    ]
+
+
+def operator_ready(cluster: Any) -> bool:
+    pods = operator_pods(cluster)
+    return len(pods) == 1 and any(
+        c.type == "Ready" and c.status == "True" for c in pods[0].status.conditions or []
+    )
+
+
+@pytest.fixture(scope="module", name="llmfleet_operator")
+def llmfleet_operator_fixture(cluster: Any) -> Iterator[Any]:
+    """The chart installed once for this module (CRDs included), uninstalled afterwards."""
+    helm(
+        cluster,
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        OPERATOR_NS,
+        "--create-namespace",
+        "--set",
+        "grafanaDashboard.enabled=false",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    wait_until("the operator pod Ready", lambda: operator_ready(cluster), timeout=120, interval=1)
+    yield cluster
+    # Our LLMServices carry kopf's finalizer: let the operator see them go before it does.
+    wait_until(
+        "no LLMService left in e2e namespaces",
+        lambda: not [i for i in cluster.kubectl("get", "llms", "-A", "-o", "name").split() if i],
+        timeout=90,
+        interval=1,
+    )
+    helm(cluster, "uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait", "--timeout", "120s")
+
+
+def ensure_model(path: Path) -> Path:
+    """A tiny random checkpoint at `path` unless one is there (a demo-trained one is kept)."""
+    if not (path / "config.json").exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "llmfleet.engine.tinymodel", str(path)],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    return path
+
+
+def llms(cluster: Any, namespace: str, name: str) -> dict:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        "llmfleet.dev", "v1alpha1", namespace, "llmservices", name
+    )
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def ready_endpoints(cluster: Any, namespace: str, service: str) -> list[str]:
+    slices = cluster.discovery.list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}"
+    ).items
+    return sorted({a for s in slices for e in s.endpoints or [] if e.conditions.ready for a in e.addresses})
+
+
+def post_completion(ip: str, model: str, max_tokens: int = 8, timeout: float = 120) -> dict:
+    conn = http.client.HTTPConnection(ip, 8000, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            "/v1/completions",
+            json.dumps({"model": model, "prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True}),
+            {"Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status} from {ip}: {body[:200]!r}")
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+@dataclass
+class Load:
+    """`clients` concurrent clients, each sending one request after another, until stop()."""
+
+    cluster: Any
+    namespace: str
+    service: str
+    model: str
+    clients: int = 12
+    max_tokens: int = 200
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    _endpoints: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Load:
+        self._endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
+        self._threads = [threading.Thread(target=self._refresh, daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=150)
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self._endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
+            except Exception:  # noqa: BLE001 - keep the last known endpoints
+                pass
+
+    def _client(self, i: int) -> None:
+        n = i
+        while not self._stop.is_set():
+            endpoints = self._endpoints
+            if not endpoints:
+                time.sleep(0.2)
+                continue
+            ip = endpoints[n % len(endpoints)]
+            n += 1
+            try:
+                post_completion(ip, self.model, self.max_tokens)
+            except Exception as e:  # noqa: BLE001 - every failure is a finding
+                with self._lock:
+                    self.failures.append(f"{ip}: {e}")
+            else:
+                with self._lock:
+                    self.ok += 1
