@@ -103,7 +103,7 @@ class ServiceMemory:
     next_sync: float = 0.0  # monotonic time of the next periodic sync
     last_apply: float = 0.0
     period: int = DEFAULT_SYNC_SECONDS
-    refs: dict[str, str] = field(default_factory=dict)  # kind -> referenced name
+    refs: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) of the referenced objects
     scrapes: dict[str, EngineScrape] = field(default_factory=dict)  # last good scrape per pod
     tokens: dict[str, TokenReading] = field(default_factory=dict)
     tokens_per_second: float | None = None
@@ -145,11 +145,11 @@ class Reconciler:
     def reference_changed(self, kind: str, namespace: str | None, name: str) -> None:
         """An AutoscalePolicy, SpotPool or Secret appeared, changed or went: re-apply its users."""
         for (ns, _), mem in self.services.items():
-            if mem.refs.get(kind) == name and (namespace is None or ns == namespace):
+            if (kind, name) in mem.refs and (namespace is None or ns == namespace):
                 mem.apply_wanted = True
 
     def policy_users(self, namespace: str, policy: str) -> list[str]:
-        return sorted(n for (ns, n), m in self.services.items() if ns == namespace and m.refs.get("AutoscalePolicy") == policy)
+        return sorted(n for (ns, n), m in self.services.items() if ns == namespace and ("AutoscalePolicy", policy) in m.refs)
 
     async def tick(self, body: dict) -> None:
         """The short timer: sync when something is due, else return at once."""
@@ -202,13 +202,13 @@ class Reconciler:
         spec = service.spec
 
         # References: each missing one is a condition with its name; nothing is applied meanwhile.
-        mem.refs = {}
+        mem.refs = set()
         problem: Problem | None = None
         policy: AutoscalePolicySpec | None = None
         pool: SpotPoolSpec | None = None
         if spec.autoscale_policy_ref is not None:
             ref = spec.autoscale_policy_ref.name
-            mem.refs["AutoscalePolicy"] = ref
+            mem.refs.add(("AutoscalePolicy", ref))
             obj = await self.kube.get("AutoscalePolicy", namespace, ref)
             if obj is None:
                 problem = Problem("AutoscalePolicyNotFound", f"AutoscalePolicy {ref} not found in namespace {namespace}")
@@ -221,7 +221,7 @@ class Reconciler:
                     await self._policy_status(obj, policy, now, user=name)
         if spec.spot_pool_ref is not None:
             ref = spec.spot_pool_ref.name
-            mem.refs["SpotPool"] = ref
+            mem.refs.add(("SpotPool", ref))
             obj = await self.kube.get("SpotPool", None, ref)
             if obj is None:
                 problem = problem or Problem("SpotPoolNotFound", f"SpotPool {ref} not found")
@@ -229,7 +229,7 @@ class Reconciler:
                 pool = SpotPool.model_validate(obj).spec
         secrets = [r.name for r in (spec.api_key_secret_ref, spec.model.token_secret_ref) if r is not None]
         for secret in secrets:
-            mem.refs["Secret"] = secret
+            mem.refs.add(("Secret", secret))
             if self.check_secrets and await self.kube.get("Secret", namespace, secret) is None:
                 problem = problem or Problem("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
 

@@ -415,3 +415,17 @@ def test_a_stale_watched_body_does_not_repeat_transitions():
     asyncio.run(rec.sync(stale))
     phase_events = [e for e in world.events if e[1].startswith("Phase")]
     assert phase_events == [("Normal", "PhasePending", "New -> Pending: 0/1 replicas ready")]
+
+
+def test_every_referenced_secret_is_watched():
+    world = World()
+    world.service(replicas=1, model={"uri": "hf://org/model", "tokenSecretRef": {"name": "hf-token", "key": "t"}},
+                  apiKeySecretRef={"name": "chat-key", "key": "key"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    assert cond(world, "Ready") == ("False", "SecretNotFound")
+    for secret in ("chat-key", "hf-token"):
+        world.kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": NS}})
+        rec.reference_changed("Secret", NS, secret)
+        tick(world, rec)
+    assert ("Deployment", NS, "chat") in world.kube.objects
