@@ -36,6 +36,15 @@ class AttentionMetadata:
     decode_block_tables: torch.Tensor | None  # [B, max_blocks] int64 (padded with 0)
     decode_context_lens: torch.Tensor | None  # [B] int64, including the new token
     prefills: list[PrefillChunk]
+    decode_mask: torch.Tensor | None = None  # [B, 1, 1, max_blocks * block_size], built once per step
+
+    def mask_for_decodes(self, block_size: int) -> torch.Tensor:
+        if self.decode_mask is None:
+            assert self.decode_block_tables is not None and self.decode_context_lens is not None
+            length = self.decode_block_tables.shape[1] * block_size
+            positions = torch.arange(length, device=self.decode_context_lens.device)
+            self.decode_mask = (positions[None, :] < self.decode_context_lens[:, None])[:, None, None, :]
+        return self.decode_mask
 
 
 def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -58,11 +67,11 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
         tables = meta.decode_block_tables
         assert tables is not None and meta.decode_context_lens is not None
         length = tables.shape[1] * block_size
-        keys = k_cache[tables].view(b, length, hkv, d).transpose(1, 2)
-        values = v_cache[tables].view(b, length, hkv, d).transpose(1, 2)
-        positions = torch.arange(length, device=q.device)
-        mask = (positions[None, :] < meta.decode_context_lens[:, None])[:, None, None, :]
-        o = F.scaled_dot_product_attention(q[:b].unsqueeze(2), keys, values, attn_mask=mask,
+        # index_select copies whole blocks at memory speed; advanced indexing (k_cache[tables]) is ~5x slower
+        flat = tables.view(-1)
+        keys = k_cache.index_select(0, flat).view(b, length, hkv, d).transpose(1, 2)
+        values = v_cache.index_select(0, flat).view(b, length, hkv, d).transpose(1, 2)
+        o = F.scaled_dot_product_attention(q[:b].unsqueeze(2), keys, values, attn_mask=meta.mask_for_decodes(block_size),
                                            scale=scale, enable_gqa=True)
         out[:b] = o.squeeze(2)
 
@@ -77,8 +86,8 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
             total = chunk.context_start + n
             nblocks = -(-total // block_size)
             blocks = chunk.block_table[:nblocks]
-            ks = k_cache[blocks].view(-1, hkv, d)[:total].transpose(0, 1).unsqueeze(0)
-            vs = v_cache[blocks].view(-1, hkv, d)[:total].transpose(0, 1).unsqueeze(0)
+            ks = k_cache.index_select(0, blocks).view(-1, hkv, d)[:total].transpose(0, 1).unsqueeze(0)
+            vs = v_cache.index_select(0, blocks).view(-1, hkv, d)[:total].transpose(0, 1).unsqueeze(0)
             q_pos = torch.arange(chunk.context_start, total, device=q.device)
             k_pos = torch.arange(total, device=q.device)
             mask = (k_pos[None, :] <= q_pos[:, None])[None, None]

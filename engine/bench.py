@@ -220,7 +220,6 @@ def run_transformers(model, threads: int, reqs: list[Req], batch: int) -> Result
         mask = torch.tensor([[0] * (longest - len(r.prompt)) + [1] * len(r.prompt) for r in group])
         new = max(r.max_tokens for r in group)
         first_token = FirstTokenTimer()
-        start = time.monotonic()
         with torch.inference_mode():
             hf.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
                         pad_token_id=0, eos_token_id=None, streamer=first_token)
