@@ -58,6 +58,7 @@ from . import plan
 log = logging.getLogger("llmfleet.operator")
 
 DEFAULT_SYNC_SECONDS = 15  # status refresh and scrape without a policy; a policy's syncPeriodSeconds otherwise
+APPLY_RETRY_SECONDS = 10  # after the API server refused an apply
 REAPPLY_SECONDS = 300  # re-apply rendered objects this often even without a change (repairs drift)
 AUTOSCALER_CONDITIONS = ("MetricsAvailable", "AbleToScale", "ScalingLimited")
 
@@ -102,6 +103,7 @@ class ServiceMemory:
     status_dirty: bool = True
     next_sync: float = 0.0  # monotonic time of the next periodic sync
     last_apply: float = 0.0
+    retry_at: float = 0.0  # after a refused apply, no tick-driven sync before this (monotonic)
     period: int = DEFAULT_SYNC_SECONDS
     refs: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) of the referenced objects
     scrapes: dict[str, EngineScrape] = field(default_factory=dict)  # last good scrape per pod
@@ -155,7 +157,10 @@ class Reconciler:
         """The short timer: sync when something is due, else return at once."""
         meta = body["metadata"]
         mem = self.memory(meta["namespace"], meta["name"])
-        if mem.apply_wanted or mem.status_dirty or self.monotonic() >= mem.next_sync:
+        mono = self.monotonic()
+        if mono < mem.retry_at:
+            return
+        if mem.apply_wanted or mem.status_dirty or mono >= mem.next_sync:
             await self.sync(body)
 
     # --- the sync ----------------------------------------------------------------------
@@ -233,6 +238,8 @@ class Reconciler:
             if self.check_secrets and await self.kube.get("Secret", namespace, secret) is None:
                 problem = problem or Problem("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
 
+        if problem is not None:
+            mem.apply_wanted = False  # the reference's own event wakes us (reference_changed), no polling
         pooled = spec.spot_pool_ref is not None
         deployments = [d for d in await self.kube.list("Deployment", namespace, f"{SERVICE_LABEL}={name}")
                        if plan.owned_by(d, meta.get("uid"))]
@@ -263,6 +270,7 @@ class Reconciler:
                 deployments = await self._apply(body, service, pool, desired, deployments, pooled)
             except KubeError as exc:
                 problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
+                mem.retry_at = mono + APPLY_RETRY_SECONDS
             else:
                 mem.apply_wanted = False
                 mem.last_apply = mono

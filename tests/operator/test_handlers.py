@@ -35,7 +35,8 @@ class FakeKube:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str | None, str], dict] = {}
-        self.log: list[tuple[str, str, str]] = []  # (verb, kind, name)
+        self.log: list[tuple[str, str, str]] = []  # (verb, kind, name) of writes
+        self.reads = 0
         self.rv = 0
 
     def put(self, obj: dict) -> dict:
@@ -49,10 +50,12 @@ class FakeKube:
         return obj
 
     async def get(self, kind, namespace, name):
+        self.reads += 1
         obj = self.objects.get((kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
     async def list(self, kind, namespace, label_selector=""):
+        self.reads += 1
         want = dict(kv.split("=", 1) for kv in label_selector.split(",") if kv)
         return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
                 if k == kind and ns == namespace
@@ -429,3 +432,14 @@ def test_every_referenced_secret_is_watched():
         rec.reference_changed("Secret", NS, secret)
         tick(world, rec)
     assert ("Deployment", NS, "chat") in world.kube.objects
+
+
+def test_waiting_on_a_reference_does_not_poll_the_api_every_tick():
+    world = World()
+    world.service(autoscalePolicyRef={"name": "chat-policy"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    calls = (len(world.kube.log), world.kube.reads)
+    world.advance(1)
+    tick(world, rec)
+    assert (len(world.kube.log), world.kube.reads) == calls
