@@ -280,3 +280,41 @@ def test_restarting_the_operator_mid_reconcile_converges_without_duplicates(
     )
     assert events.count("Created Deployment restart") == 1
     cluster.kubectl("delete", "llms", "restart", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def test_why_a_service_is_not_ready_reads_from_kubectl(llmfleet_operator: E2ECluster, namespace: str,
+                                                       tiny_model: Path) -> None:
+    """Given services that cannot serve, `kubectl get llms` / the conditions say why, without pod logs;
+    a missing AutoscalePolicy is picked up the moment it is created, without a restart."""
+    cluster = llmfleet_operator
+    create(cluster, namespace, service_manifest("toobig", tiny_model, replicas=1, resources={"gpus": 8}))
+    create(cluster, namespace, service_manifest("nocmd", tiny_model, replicas=1,
+                                                engine={"extraArgs": ["--no-such-flag"]}))
+    create(cluster, namespace, service_manifest("waits", tiny_model, autoscalePolicyRef={"name": "later"}))
+
+    def ready_reason(name: str) -> tuple[str, str, str]:
+        obj = llms(cluster, namespace, name)
+        ready = condition(obj, "Ready")
+        return obj.get("status", {}).get("phase", ""), ready.get("reason", ""), ready.get("message", "")
+
+    phase, reason, message = wait_until("toobig Unschedulable", lambda: (lambda r: r if r[1] == "Unschedulable"
+                                                                         else None)(ready_reason("toobig")), timeout=60)
+    assert phase == "Pending" and "Insufficient nvidia.com/gpu" in message
+    phase, reason, message = wait_until("nocmd CrashLoopBackOff", lambda: (lambda r: r if r[1] == "CrashLoopBackOff"
+                                                                           else None)(ready_reason("nocmd")), timeout=90)
+    assert phase == "Failed" and "exit code" in message
+    phase, reason, message = wait_until("waits on its policy", lambda: (
+        lambda r: r if r[1] == "AutoscalePolicyNotFound" else None)(ready_reason("waits")), timeout=30)
+    assert phase == "Pending" and "AutoscalePolicy later not found" in message
+    assert not children(cluster, namespace, "waits")["deployments"]
+
+    rows = {r[0]: r for r in llms_columns(cluster, namespace)[1:]}
+    assert rows["toobig"][2:4] == ["0/1", "Pending"]  # no QUEUE yet: the empty column is skipped by split()
+    assert rows["nocmd"][2:4] == ["0/1", "Failed"]
+
+    create(cluster, namespace, {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "AutoscalePolicy",
+                                "metadata": {"name": "later"},
+                                "spec": {"minReplicas": 1, "maxReplicas": 2, "metric": {"targetAverageValue": 4}}})
+    wait_until("waits Ready once its policy exists", lambda: ready_reason("waits")[0] == "Ready", timeout=60)
+    for name in ("toobig", "nocmd", "waits"):
+        cluster.kubectl("delete", "llms", name, "-n", namespace, "--wait=true", "--timeout=60s")
