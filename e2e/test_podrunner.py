@@ -233,3 +233,16 @@ def test_failing_liveness_probe_restarts_the_container(cluster: E2ECluster, name
         ),
         timeout=40,
     )
+
+
+def test_force_deleted_pod_has_its_process_stopped(cluster: E2ECluster, namespace: str) -> None:
+    # A force delete (or the pod GC after a node is deleted) removes the object at once:
+    # the runner still has to stop the process it ran.
+    cluster.core.create_namespaced_pod(namespace, bare_pod("forced", "exec sleep 600", grace=30))
+    pid = wait_until(
+        "a process",
+        lambda: pid_of(cluster.core.read_namespaced_pod("forced", namespace).status.container_statuses[0]),
+        timeout=30,
+    )
+    cluster.core.delete_namespaced_pod("forced", namespace, grace_period_seconds=0)
+    wait_until("the process to be stopped", lambda: not alive(pid), timeout=15)

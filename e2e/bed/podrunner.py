@@ -197,6 +197,14 @@ class Runner:
     def dispatch(self, kind: str, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
         node = (pod.get("spec") or {}).get("nodeName")
+        with self.lock:
+            worker = self.workers.get(uid)
+        if worker is not None:  # ours already, even if its node has gone since
+            if kind == "DELETED":
+                worker.gone()
+            else:
+                worker.update(pod)
+            return
         if not node:
             return
         if node not in self.nodes:
