@@ -1,8 +1,9 @@
 """Hands every e2e test a real control plane (e2e/bed), one per pytest session.
 
-The session reuses a healthy cluster that is already up (say from `make cluster-up`)
-and leaves it running; otherwise it starts one and tears it down at the end, also
-when tests fail. Binaries are built by `make e2e` / `make e2e-binaries`, not here (the
+The session reuses a healthy cluster that is already up (say from `make cluster-up`, or
+another session's) and leaves it running; otherwise it starts one and tears it down
+at the end, also when tests fail, unless another live session joined it meanwhile
+(then that one owns it and tears it down). Binaries are built by `make e2e` / `make e2e-binaries`, not here (the
 first build takes longer than a test may). Every test here is marked `e2e`.
 """
 
@@ -35,20 +36,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster() -> Iterator[E2ECluster]:
     from kubernetes import client, config
 
-    found = bed.current()
-    started = False
-    if found is None:
+    me = f"pytest-{os.getpid()}"
+    if bed.current() is None:
         if subprocess.run([str(BED / "build.sh"), "--check"]).returncode != 0:
             pytest.fail(
                 "the bed's binaries are not built: run `make e2e-binaries` (e2e/bed/build.sh; "
                 "about 13 min the first time), or `make e2e`, which builds them first",
                 pytrace=False,
             )
-        try:
-            found = bed.up(owner=f"pytest-{os.getpid()}")
-        except bed.BedError as e:
-            pytest.fail(f"the e2e control plane did not come up: {e}", pytrace=False)
-        started = True
+    try:
+        found = bed.up(owner=me)  # reuses (and joins) a healthy cluster, or starts one
+    except bed.BedError as e:
+        pytest.fail(f"the e2e control plane did not come up: {e}", pytrace=False)
     # helm and kubectl for scenarios that shell out: the bed's helm goes first on PATH.
     os.environ["PATH"] = f"{bed.binaries()['helm'].parent}{os.pathsep}{os.environ.get('PATH', '')}"
     api = config.new_client_from_config(str(found.kubeconfig))
@@ -64,8 +63,7 @@ def cluster() -> Iterator[E2ECluster]:
         )
     finally:
         api.close()
-        if started:
-            bed.down(owner=f"pytest-{os.getpid()}")
+        bed.down(owner=me)  # stops it only if this session owns it and no live session still uses it
 
 
 @pytest.fixture

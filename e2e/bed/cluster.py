@@ -27,7 +27,9 @@ deadline; `down` works from any state, including a half-started or killed `up`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import random
@@ -40,6 +42,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -535,9 +538,40 @@ def current() -> Cluster | None:
     return Cluster(STATE_DIR, STATE_DIR / "kubeconfig", state["server"], state.get("owner", "?"))
 
 
+@contextlib.contextmanager
+def state_lock(timeout: float = 300.0) -> Iterator[None]:
+    """One up/down/join/leave at a time per cluster dir (two sessions may share a checkout)."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "lock", "w") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BedError(
+                        f"{STATE_DIR / 'lock'} was held for {timeout:.0f}s by another up/down"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def up(owner: str = "cluster-up") -> Cluster:
+    with state_lock():
+        return _up(owner)
+
+
+def _up(owner: str) -> Cluster:
     found = current()
     if found:
+        if owner != found.owner:  # a user too: the owner's `down` hands it over instead of pulling it away
+            state = load_state() or {}
+            state["users"] = sorted(set(state.get("users", [])) | {owner})
+            save_state(state)
         print(
             f"cluster: already up at {found.server} (started by {found.owner}); kubeconfig {found.kubeconfig}"
         )
@@ -553,7 +587,7 @@ def up(owner: str = "cluster-up") -> Cluster:
             f"cluster: found a stale {STATE_DIR} (an earlier run was killed?); cleaning it up",
             file=sys.stderr,
         )
-        down(quiet=True)
+        _down(quiet=True)
     try:
         return start_cluster(owner)
     except BedError as e:
@@ -639,7 +673,7 @@ def start_cluster(owner: str) -> Cluster:
         del client
     except BaseException:
         print("cluster: start failed; stopping what was started", file=sys.stderr)
-        down(quiet=True, keep_logs=True)
+        _down(quiet=True, keep_logs=True)
         raise
     print(
         f"cluster: up at {server} in {time.monotonic() - started:.1f}s; KUBECONFIG={STATE_DIR / 'kubeconfig'}"
@@ -650,24 +684,50 @@ def start_cluster(owner: str) -> Cluster:
 # --- down --------------------------------------------------------------------------
 
 
+def session_alive(user: str) -> bool:
+    """Whether a user named pytest-<pid> is a live process (other users always count as live)."""
+    if not user.startswith("pytest-"):
+        return True
+    try:
+        return proc_start_time(int(user.split("-", 1)[1])) is not None
+    except ValueError:
+        return False
+
+
 def down(owner: str | None = None, quiet: bool = False, keep_logs: bool = True) -> bool:
     """Stop every recorded process, then the runner's leftover pod processes; remove state.
 
     With owner set, only a cluster started by that owner is stopped (so `make e2e`
-    never tears down a cluster someone started with `make cluster-up`); owner
-    "orphaned" stops a cluster only if the pytest session that started it is gone.
+    never tears down a cluster someone started with `make cluster-up`), and not while
+    another live session that joined it still uses it: ownership passes to that one.
+    Owner "orphaned" means whichever pytest session started it, if it is gone.
     """
-    state = load_state()
-    if owner == "orphaned":
-        # Only a cluster whose pytest session is gone (killed before its teardown ran).
-        who = (state or {}).get("owner", "")
-        if not who.startswith("pytest-") or proc_start_time(int(who.split("-", 1)[1])) is not None:
-            return False
-        owner = who
-    if owner is not None and state is not None and state.get("owner") != owner:
-        if not quiet:
-            print(f"cluster: left running (started by {state.get('owner')}, not {owner})")
-        return False
+    with state_lock():
+        state = load_state()
+        if owner is not None and state is not None:
+            users = [u for u in state.get("users", []) if u != owner and session_alive(u)]
+            if owner == "orphaned":
+                owner = state.get("owner", "")
+                if not owner.startswith("pytest-") or session_alive(owner):
+                    return False
+            if owner != state.get("owner"):
+                if owner in state.get("users", []):
+                    state["users"] = users
+                    save_state(state)
+                if not quiet:
+                    print(f"cluster: left running (started by {state.get('owner')}, not {owner})")
+                return False
+            if users:
+                state["owner"], state["users"] = users[0], users[1:]
+                save_state(state)
+                if not quiet:
+                    print(f"cluster: left running for {users[0]}, which uses it too")
+                return False
+        return _down(quiet, keep_logs, state)
+
+
+def _down(quiet: bool = False, keep_logs: bool = True, state: dict | None = None) -> bool:
+    state = state if state is not None else load_state()
     if state:
         procs = state.get("processes", {})
         for name in reversed(COMPONENTS):
@@ -685,7 +745,7 @@ def down(owner: str | None = None, quiet: bool = False, keep_logs: bool = True) 
             stop_process(f"pod process {p.get('name')}", p["pid"], p.get("start_time"), grace=5.0)
     if STATE_DIR.exists():
         for child in STATE_DIR.iterdir():
-            if keep_logs and child.name in ("logs", "pods"):
+            if child.name == "lock" or (keep_logs and child.name in ("logs", "pods")):
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child, ignore_errors=True)
