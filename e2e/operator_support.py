@@ -38,9 +38,10 @@ def helm_binary() -> Path:
     return Path(packaging_helpers.sync.helm_binary())
 
 
-RELEASE = "llmfleet"
-OPERATOR_NS = "llmfleet-system"
-OPERATOR_SELECTOR = "app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance=llmfleet"
+# A release of its own, so a `make demo` install on the same bed is left alone.
+RELEASE = "llmfleet-e2e"
+OPERATOR_NS = "llmfleet-e2e"
+OPERATOR_SELECTOR = f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE}"
 
 
 def helm(cluster: Any, *args: str, timeout: float = 240) -> str:
@@ -90,14 +91,15 @@ def llmfleet_operator_fixture(cluster: Any) -> Iterator[Any]:
     )
     wait_until("the operator pod Ready", lambda: operator_ready(cluster), timeout=120, interval=1)
     yield cluster
-    # Our LLMServices carry kopf's finalizer: let the operator see them go before it does.
-    wait_until(
-        "no LLMService left in e2e namespaces",
-        lambda: not [i for i in cluster.kubectl("get", "llms", "-A", "-o", "name").split() if i],
-        timeout=90,
-        interval=1,
-    )
+    # LLMServices carry kopf's finalizer: the ones being deleted need the operator to go.
+    wait_until("no LLMService left mid-deletion", lambda: not terminating_llms(cluster), timeout=90, interval=1)
     helm(cluster, "uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait", "--timeout", "120s")
+
+
+def terminating_llms(cluster: Any) -> list[str]:
+    out = cluster.kubectl("get", "llms", "-A", "-o",
+                          "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name} {end}")
+    return out.split()
 
 
 def ensure_model(path: Path) -> Path:
