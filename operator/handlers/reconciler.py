@@ -50,7 +50,13 @@ from llmfleet.operator.scaling import (
     recommend_replicas,
 )
 from llmfleet.operator.scrape import EngineScrape, ScrapeTarget, scrape_engines
-from llmfleet.operator.status import Problem, compute_status, model_startup_seconds, pod_ready
+from llmfleet.operator.status import (
+    Problem,
+    compute_status,
+    model_startup_seconds,
+    pod_ready,
+    pod_terminating,
+)
 from pydantic import ValidationError
 
 from . import plan
@@ -64,7 +70,6 @@ AUTOSCALER_CONDITIONS = ("MetricsAvailable", "AbleToScale", "ScalingLimited")
 
 # post_event(body, type "Normal"|"Warning", reason, message)
 EventPoster = Callable[[dict, str, str, str], None]
-Scraper = Callable[[list[ScrapeTarget], datetime], "asyncio.Future[dict[str, EngineScrape]]"]
 
 
 def utcnow() -> datetime:
@@ -391,7 +396,7 @@ class Reconciler:
         cost = fleet_cost(service.spec.pricing, len(ready_pods) - ready_spot, ready_spot, mem.tokens_per_second)
         if cost is not None and cost.per_hour is not None:
             metrics.COST_PER_HOUR.labels(service=name, service_namespace=namespace).set(cost.per_hour)
-        live = [p for p in pods if p in ready_pods or not p["metadata"].get("deletionTimestamp")]
+        live = [p for p in pods if not pod_terminating(p)]
         fields: dict = {
             "observedGeneration": service.metadata.generation,
             "phase": state.phase,
