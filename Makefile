@@ -3,7 +3,7 @@ PY ?= python3
 STAMP := .make/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: install test unit e2e demo bench crds lint cluster-up cluster-down
+.PHONY: install test unit e2e demo bench bench-deps crds lint cluster-up cluster-down
 
 install: $(STAMP)
 
@@ -20,11 +20,32 @@ test: install
 unit: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-demo: install
+## demo: the whole fleet on the local control plane (e2e/demo.py); DEMO_ARGS=--keep leaves it running
+demo: install e2e-binaries
+	$(PY) e2e/demo.py $(DEMO_ARGS)
+
+## demo-engine: just the engine: serve the demo model and chat with it, no cluster
+demo-engine: install
 	$(PY) -m llmfleet.engine.demo
 
-bench: install
+bench: install bench-deps
 	$(PY) -m llmfleet.engine.bench
+
+## bench-deps: the llama.cpp baseline of `make bench`, once per machine (skipped when importable):
+## llama-cpp-python compiled locally (~10 minutes on 2 cores), `gguf`, and llama-cpp-python's source
+## distribution, whose convert_hf_to_gguf.py writes the GGUF. If it does not build, `make bench` runs
+## without that baseline and says so.
+bench-deps: install
+	@$(PY) -c "import llama_cpp" 2>/dev/null || { \
+	  echo "bench-deps: compiling llama-cpp-python (about 10 minutes, once per machine)"; \
+	  CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=ON}" nice -n 19 $(PY) -m pip install llama-cpp-python \
+	  || echo "bench-deps: llama-cpp-python did not build: make bench runs without the llama.cpp baseline"; }
+	@$(PY) -c "import gguf" 2>/dev/null || $(PY) -m pip install -q gguf || true
+	@ver=$$($(PY) -c "from importlib.metadata import version; print(version('llama_cpp_python'))" 2>/dev/null) \
+	  && dir="$${LLMFLEET_CACHE:-$$HOME/.cache/llmfleet}/llama-cpp" \
+	  && { [ -f "$$dir/llama_cpp_python-$$ver.tar.gz" ] \
+	       || $(PY) -m pip download -q --no-deps --no-binary :all: -d "$$dir" "llama-cpp-python==$$ver"; } \
+	  || true
 
 lint: install
 	$(PY) -m ruff check engine operator tests e2e
