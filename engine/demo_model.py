@@ -10,7 +10,7 @@ text a person can read, which random weights cannot.
 
 The checkpoint is cached (LLMFLEET_CACHE, default ~/.cache/llmfleet) and reused.
 
-    python -m llmfleet.engine.demo_model [OUT_DIR] [--seconds 90]
+    python -m llmfleet.engine.demo_model [OUT_DIR] [--steps 400]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sysconfig
 import time
 
 CACHE = pathlib.Path(os.environ.get("LLMFLEET_CACHE", pathlib.Path.home() / ".cache" / "llmfleet"))
-DEFAULT_DIR = CACHE / "models" / "demo-chat-v1"
+DEFAULT_DIR = CACHE / "models" / "demo-chat-v2"
 
 
 def docstring_pairs(limit_files: int = 400) -> list[tuple[str, str]]:
@@ -52,7 +52,8 @@ def chat_text(q: str, a: str) -> str:
     return f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
 
 
-def train(out_dir: pathlib.Path, seconds: float = 90.0, seed: int = 0) -> pathlib.Path:
+def train(out_dir: pathlib.Path, steps: int = 400, max_seconds: float = 300.0, seed: int = 0) -> pathlib.Path:
+    """A fixed number of steps, so the model is the same on a fast or a busy machine (capped in time)."""
     import torch
     import transformers
 
@@ -73,10 +74,10 @@ def train(out_dir: pathlib.Path, seconds: float = 90.0, seed: int = 0) -> pathli
     seq, batch = 96, 16
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     print(f"training a {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter Llama on "
-          f"{len(pairs)} docstring Q/A pairs ({len(ids)} tokens) for {seconds:.0f}s ...", flush=True)
+          f"{len(pairs)} docstring Q/A pairs ({len(ids)} tokens), {steps} steps ...", flush=True)
     start, step, loss = time.monotonic(), 0, None
     model.train()
-    while time.monotonic() - start < seconds:
+    while step < steps and time.monotonic() - start < max_seconds:
         offsets = [rng.randrange(0, len(data) - seq - 1) for _ in range(batch)]
         x = torch.stack([data[o:o + seq] for o in offsets])
         out = model(input_ids=x, labels=x)
@@ -92,17 +93,18 @@ def train(out_dir: pathlib.Path, seconds: float = 90.0, seed: int = 0) -> pathli
     model.save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "generation_config.json").write_text(f'{{"eos_token_id": [{eos}], "do_sample": false}}')
     (out_dir / "TRAINING.txt").write_text(
-        f"Trained locally by llmfleet.engine.demo_model: {step} steps of batch {batch} x {seq} tokens, "
-        f"{seconds:.0f}s, final loss {loss:.2f}, on {len(pairs)} Q/A pairs from Python stdlib docstrings.\n")
+        f"Trained locally by llmfleet.engine.demo_model: {step} steps of batch {batch} x {seq} tokens in "
+        f"{time.monotonic() - start:.0f}s, final loss {loss:.2f}, on {len(pairs)} Q/A pairs from Python stdlib "
+        "docstrings.\n")
     print(f"done: {step} steps, final loss {loss:.2f}", flush=True)
     return out_dir
 
 
-def ensure_demo_model(out_dir: pathlib.Path = DEFAULT_DIR, seconds: float = 90.0) -> pathlib.Path:
+def ensure_demo_model(out_dir: pathlib.Path = DEFAULT_DIR, steps: int = 400) -> pathlib.Path:
     if (out_dir / "model.safetensors").exists() and (out_dir / "TRAINING.txt").exists():
         return out_dir
     tmp = out_dir.with_name(out_dir.name + ".partial")
-    train(tmp, seconds)
+    train(tmp, steps)
     if out_dir.exists():
         import shutil
 
@@ -114,9 +116,9 @@ def ensure_demo_model(out_dir: pathlib.Path = DEFAULT_DIR, seconds: float = 90.0
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", nargs="?", default=str(DEFAULT_DIR))
-    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--steps", type=int, default=400)
     args = ap.parse_args(argv)
-    print(ensure_demo_model(pathlib.Path(args.out_dir), args.seconds))
+    print(ensure_demo_model(pathlib.Path(args.out_dir), args.steps))
 
 
 if __name__ == "__main__":
