@@ -26,7 +26,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "bed"))
 
 import cluster as bed  # noqa: E402
-
 from llmfleet.engine.demo_model import ensure_demo_model  # noqa: E402
 
 MODEL_PATH = Path("/var/lib/llmfleet/models/tiny-chat")  # the path manifests/examples/llmservice.yaml names
