@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from podrunner import Probe, expand  # e2e/bed, put on sys.path by conftest.py
+from podenv import expand  # e2e/bed, put on sys.path by conftest.py
+from podworker import Probe
 
 
 @pytest.mark.parametrize(

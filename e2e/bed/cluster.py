@@ -19,6 +19,9 @@ Everything lives in <repo>/.cluster/ (gitignored):
 | pods/<ns>_<name>.log  | each pod's processes' output (written by the pod runner)    |
 | runner/               | the pod runner's state file                                 |
 
+This module is the lifecycle (ports, start order, health waits, stop, recovery); what
+each component is started with lives in controlplane.py.
+
 Invariants: a pid is only ever signalled after /proc confirms it is the process that
 was recorded (same start time), so a recycled pid is never hit; every wait has a
 deadline; `down` works from any state, including a half-started or killed `up`.
@@ -46,48 +49,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from controlplane import (
+    BED,
+    CACHE,
+    binaries,
+    command_lines,
+    default_service_account,
+    node_objects,
+    nodes_ready,
+    register_nodes,
+    write_kubeconfigs,
+    write_pki,
+)
 from procs import is_same_process, proc_start_time, stop_process
 
-BED = Path(__file__).resolve().parent
 REPO = BED.parent.parent
 STATE_DIR = Path(os.environ.get("LLMFLEET_CLUSTER_DIR", REPO / ".cluster"))
-CACHE = Path(os.environ.get("LLMFLEET_CACHE", Path.home() / ".cache" / "llmfleet"))
 
-#: Service ClusterIPs come from loopback too: nothing routes them (there is no
-#: kube-proxy), and a stray connection to one then stays on this machine.
-SERVICE_CIDR = "127.96.0.0/16"
 #: Stop order: the runner first (it stops the pods' processes), etcd last.
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "podrunner"]
-KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 START_TIMEOUT = float(os.environ.get("LLMFLEET_CLUSTER_TIMEOUT", "120"))
 
 
 class BedError(Exception):
     """A problem the person running the bed can act on; printed without a traceback."""
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for line in (BED / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, value = line.split("=", 1)
-            out[key.strip()] = value.strip()
-    return out
-
-
-def binaries() -> dict[str, Path]:
-    v = versions()
-    k8s = CACHE / "bin" / f"kubernetes-{v['KUBERNETES_VERSION']}"
-    return {
-        "etcd": CACHE / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd",
-        "kube-apiserver": k8s / "kube-apiserver",
-        "kube-controller-manager": k8s / "kube-controller-manager",
-        "kube-scheduler": k8s / "kube-scheduler",
-        "kwok": CACHE / "bin" / f"kwok-{v['KWOK_VERSION']}" / "kwok",
-        "helm": CACHE / "bin" / f"helm-{v['HELM_VERSION']}" / "helm",
-    }
 
 
 # --- processes -------------------------------------------------------------------
@@ -177,211 +163,7 @@ def all_alive(state: dict) -> bool:
     return all(c in procs and is_same_process(procs[c]["pid"], procs[c]["start_time"]) for c in COMPONENTS)
 
 
-# --- pki and kubeconfigs -------------------------------------------------------------
-
-
-def write_pki(pki: Path) -> None:
-    """A CA, a serving cert for 127.0.0.1/localhost, and the service-account key pair."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    pki.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
-    def key_pem(key) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llmfleet-e2e-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    srv_key = ec.generate_private_key(ec.SECP256R1())
-    names = [
-        x509.DNSName(n)
-        for n in (
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
-        )
-    ]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "127.96.0.1")]
-    srv = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(srv_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    sa_key = ec.generate_private_key(ec.SECP256R1())
-    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (pki / "ca.key").write_bytes(key_pem(ca_key))
-    (pki / "apiserver.crt").write_bytes(srv.public_bytes(serialization.Encoding.PEM))
-    (pki / "apiserver.key").write_bytes(key_pem(srv_key))
-    (pki / "sa.key").write_bytes(key_pem(sa_key))
-    (pki / "sa.pub").write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-#: Static tokens: user, groups. RBAC's bootstrap roles already bind the two system users.
-USERS = {
-    "admin": ("llmfleet-e2e-admin", "system:masters"),
-    "kube-controller-manager": ("system:kube-controller-manager", ""),
-    "kube-scheduler": ("system:kube-scheduler", ""),
-}
-
-
-def write_kubeconfigs(server: str) -> None:
-    lines = []
-    for name, (user, groups) in USERS.items():
-        token = os.urandom(24).hex()
-        lines.append(f'{token},{user},{user},"{groups}"')
-        cfg = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "llmfleet-e2e",
-            "clusters": [
-                {
-                    "name": "llmfleet-e2e",
-                    "cluster": {"server": server, "certificate-authority": str(STATE_DIR / "pki" / "ca.crt")},
-                }
-            ],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": "llmfleet-e2e", "context": {"cluster": "llmfleet-e2e", "user": user}}],
-        }
-        path = STATE_DIR / ("kubeconfig" if name == "admin" else f"{name}.kubeconfig")
-        path.write_text(yaml.safe_dump(cfg))
-        path.chmod(0o600)
-    (STATE_DIR / "pki" / "tokens.csv").write_text("\n".join(lines) + "\n")
-
-
 # --- up ----------------------------------------------------------------------------
-
-
-def command_lines(ports: dict[str, int]) -> dict[str, list[str]]:
-    b = binaries()
-    s = STATE_DIR
-    pki = s / "pki"
-    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-    return {
-        "etcd": [
-            str(b["etcd"]),
-            "--name=bed",
-            f"--data-dir={s / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
-            f"--initial-cluster=bed=http://127.0.0.1:{ports['etcd-peer']}",
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-            "--quota-backend-bytes=2147483648",
-        ],
-        "kube-apiserver": [
-            str(b["kube-apiserver"]),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC",
-            # The default admission chain of this version plus what kubeadm adds.
-            "--enable-admission-plugins=NodeRestriction",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=1",
-        ],
-        "kube-controller-manager": [
-            str(b["kube-controller-manager"]),
-            f"--kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
-            f"--authentication-kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
-            f"--authorization-kubeconfig={s / 'kube-controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['controller-manager']}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            "--controllers=*,bootstrapsigner,tokencleaner",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-            f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--profiling=false",
-            "--v=1",
-        ],
-        "kube-scheduler": [
-            str(b["kube-scheduler"]),
-            f"--kubeconfig={s / 'kube-scheduler.kubeconfig'}",
-            f"--authentication-kubeconfig={s / 'kube-scheduler.kubeconfig'}",
-            f"--authorization-kubeconfig={s / 'kube-scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=1",
-        ],
-        "kwok": [
-            str(b["kwok"]),
-            f"--kubeconfig={s / 'kubeconfig'}",
-            f"--config={BED / 'kwok-stages.yaml'}",
-            "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_NODE_ANNOTATION),
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{ports['kwok']}",
-        ],
-        "podrunner": [
-            sys.executable,
-            str(BED / "podrunner.py"),
-            f"--kubeconfig={s / 'kubeconfig'}",
-            f"--state-dir={s / 'runner'}",
-            f"--pod-log-dir={s / 'pods'}",
-            "--node-annotation=" + "=".join(KWOK_NODE_ANNOTATION),
-        ],
-    }
 
 
 def start(name: str, argv: list[str], state: dict) -> None:
@@ -429,100 +211,6 @@ def wait_for(
             pass
         time.sleep(0.5)
     raise BedError(f"timed out after {timeout:.0f}s waiting for {what} (logs in {STATE_DIR / 'logs'})")
-
-
-def node_objects() -> list[dict]:
-    nodes = []
-    for i, spec in enumerate(yaml.safe_load((BED / "nodes.yaml").read_text()), start=1):
-        capacity = {
-            "cpu": "48",
-            "memory": "192Gi",
-            "pods": "110",
-            "ephemeral-storage": "500Gi",
-            "nvidia.com/gpu": "4",
-        }
-        zone = spec["zone"]
-        nodes.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": spec["name"],
-                    "annotations": {
-                        KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
-                        "node.alpha.kubernetes.io/ttl": "0",
-                    },
-                    "labels": {
-                        "kubernetes.io/hostname": spec["name"],
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "type": "kwok",
-                        "node.kubernetes.io/instance-type": spec["instanceType"],
-                        "topology.kubernetes.io/zone": zone,
-                        "topology.kubernetes.io/region": zone[:-1],
-                        "karpenter.sh/capacity-type": spec["capacityType"],
-                        "eks.amazonaws.com/capacityType": "SPOT"
-                        if spec["capacityType"] == "spot"
-                        else "ON_DEMAND",
-                        "nvidia.com/gpu.present": "true",
-                        "nvidia.com/gpu.product": "NVIDIA-A10G",
-                        "nvidia.com/gpu.count": capacity["nvidia.com/gpu"],
-                    },
-                },
-                "spec": {"providerID": f"kwok://{spec['name']}"},
-                "status": {
-                    "capacity": capacity,
-                    "allocatable": capacity,
-                    "addresses": [
-                        {"type": "InternalIP", "address": f"127.1.0.{i}"},
-                        {"type": "Hostname", "address": spec["name"]},
-                    ],
-                    "nodeInfo": {
-                        "architecture": "amd64",
-                        "operatingSystem": "linux",
-                        "kubeletVersion": versions()["KUBERNETES_VERSION"],
-                        "containerRuntimeVersion": "llmfleet-podrunner://1",
-                        "kernelVersion": "",
-                        "kubeProxyVersion": "",
-                        "osImage": "llmfleet e2e bed",
-                        "bootID": "",
-                        "machineID": "",
-                        "systemUUID": "",
-                    },
-                },
-            }
-        )
-    return nodes
-
-
-def register_nodes(api) -> None:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    core = client.CoreV1Api(api)
-    for node in node_objects():
-        try:
-            core.create_node(node)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-
-
-def nodes_ready(api, want: int) -> bool:
-    from kubernetes import client
-
-    ready = 0
-    for node in client.CoreV1Api(api).list_node().items:
-        if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
-            ready += 1
-    return ready >= want
-
-
-def default_service_account(api) -> bool:
-    from kubernetes import client
-
-    client.CoreV1Api(api).read_namespaced_service_account("default", "default")
-    return True
 
 
 def runner_alive() -> bool:
@@ -635,8 +323,8 @@ def start_cluster(owner: str) -> Cluster:
     }
     save_state(state)
     write_pki(STATE_DIR / "pki")
-    write_kubeconfigs(server)
-    argv = command_lines(ports)
+    write_kubeconfigs(server, STATE_DIR)
+    argv = command_lines(ports, STATE_DIR)
 
     try:
         start("etcd", argv["etcd"], state)
