@@ -268,17 +268,8 @@ def test_restarting_the_operator_mid_reconcile_converges_without_duplicates(
         made["deployments"] == ["restart"] and made["services"] == ["restart"] and made["pdbs"] == ["restart"]
     )
     assert len(made["replicasets"]) == 1 and len(made["pods"]) == 2
-    events = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.kind=LLMService,involvedObject.name=restart",
-        "-o",
-        "custom-columns=MESSAGE:.message",
-    )
-    assert events.count("Created Deployment restart") == 1
+    # The restarted operator re-applied the same object: no new generation, no second rollout.
+    assert cluster.apps.read_namespaced_deployment("restart", namespace).metadata.generation == 1
     cluster.kubectl("delete", "llms", "restart", "-n", namespace, "--wait=true", "--timeout=60s")
 
 
