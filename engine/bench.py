@@ -248,11 +248,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=16, help="static batch size of the transformers baseline")
     ap.add_argument("--quick", action="store_true", help="a smaller run (a few minutes)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--llama-cpp", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run the llama.cpp baseline (default: when llama_cpp imports; engine/bench_llamacpp.py)")
     args = ap.parse_args(argv)
     if args.quick:
         args.requests = 24
     model = bench_model(args.threads)
     figures: dict[str, dict] = {}
+    from . import bench_llamacpp
+
+    lcpp, skipped = bench_llamacpp.setup(model, args.threads, args.llama_cpp)
+    if lcpp is None:
+        print(f"llama.cpp baseline SKIPPED: {skipped}", flush=True)
 
     mixed = workload_mixed(args.requests, args.rate)
     print(f"\n== mixed: {len(mixed)} requests, Poisson {args.rate}/s, prompts 32-256, outputs 32-128, "
@@ -261,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     print("llmfleet     ", figures["mixed_llmfleet"], flush=True)
     figures["mixed_transformers"] = run_transformers(model, args.threads, mixed, args.batch).summary()
     print(f"transformers (static batches of {args.batch})", figures["mixed_transformers"], flush=True)
+    if lcpp:
+        figures["mixed_llamacpp"] = lcpp.mixed(mixed, args.batch)
+        print(f"llama.cpp    (continuous batching, {args.batch} sequences)", figures["mixed_llamacpp"], flush=True)
 
     single = [Req([random.Random(i).randrange(300, 8000) for _ in range(128)], 128, 0.0) for i in range(3)]
     print("\n== single: batch-1 decode, prompt 128, 128 new tokens, 3 requests one after another", flush=True)
@@ -281,6 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     print("llmfleet     ", figures["single_llmfleet"], flush=True)
     figures["single_transformers"] = sequential(lambda rs: run_transformers(model, args.threads, rs, 1)).summary()
     print("transformers ", figures["single_transformers"], flush=True)
+    if lcpp:
+        figures["single_llamacpp"] = lcpp.single(single)
+        print("llama.cpp    ", figures["single_llamacpp"], flush=True)
+        print("\n".join(f"llama.cpp sanity {line}" for line in lcpp.sanity()), flush=True)
 
     shared = workload_shared_prefix(max(16, args.requests // 2))
     print(f"\n== shared prefix: {len(shared)} requests, 512-token shared system prompt, 8-24 token questions, "
@@ -299,6 +313,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"single decode tok/s      llmfleet / transformers: {ratio(s, st, 'out_tok_per_s')}   (goal >= 1.5x)")
     print(f"shared-prefix TTFT p50   off / on:                {ratio(on, off, 'ttft_ms_p50', invert=True)}"
           "   (goal >= 3x)")
+    if lcpp:
+        print("\n".join(bench_llamacpp.ratio_lines(figures, ratio)))
+    else:
+        print(f"llama.cpp baseline SKIPPED: {skipped}")
     failed = sum(v.get("failed", 0) for v in figures.values())
     print(f"failed requests: {failed}")
     if args.json:
