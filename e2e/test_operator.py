@@ -309,3 +309,35 @@ def test_why_a_service_is_not_ready_reads_from_kubectl(llmfleet_operator: E2EClu
     wait_until("waits Ready once its policy exists", lambda: ready_reason("waits")[0] == "Ready", timeout=60)
     for name in ("toobig", "nocmd", "waits"):
         cluster.kubectl("delete", "llms", name, "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def test_editing_engine_args_rolls_the_pods_without_a_failed_request(llmfleet_operator: E2ECluster,
+                                                                    namespace: str, tiny_model: Path) -> None:
+    """Given two replicas under steady load, when the engine args change, then every pod is replaced
+    (surge one, drain one) and no request fails."""
+    from operator_support import Load
+
+    cluster = llmfleet_operator
+    create(cluster, namespace, service_manifest("roll", tiny_model, replicas=2))
+    wait_until("roll Ready 2/2", lambda: llms(cluster, namespace, "roll").get("status", {}).get("readyText") == "2/2"
+               and llms(cluster, namespace, "roll")["status"]["phase"] == "Ready", timeout=120, interval=1)
+    before = set(children(cluster, namespace, "roll")["pods"])
+    load = Load(cluster, namespace, "roll", "roll", clients=4, max_tokens=32).start()
+    try:
+        time.sleep(2)
+        cluster.kubectl("patch", "llms", "roll", "-n", namespace, "--type=merge", "-p",
+                        '{"spec": {"engine": {"maxModelLen": 256, "maxNumSeqs": 4}}}')
+        wait_until("a rollout to new pods, Ready again", lambda: (
+            not before & set(children(cluster, namespace, "roll")["pods"])
+            and llms(cluster, namespace, "roll")["status"].get("observedGeneration") == 2
+            and llms(cluster, namespace, "roll")["status"]["phase"] == "Ready"
+            and len(children(cluster, namespace, "roll")["pods"]) == 2), timeout=150, interval=1)
+        time.sleep(2)
+    finally:
+        load.stop()
+    print(f"\nrollout under load: {load.ok} requests, {len(load.failures)} failed")
+    assert not load.failures, load.failures[:5]
+    assert load.ok > 0
+    dep = cluster.apps.read_namespaced_deployment("roll", namespace)
+    assert "--max-num-seqs" in dep.spec.template.spec.containers[0].args
+    cluster.kubectl("delete", "llms", "roll", "-n", namespace, "--wait=true", "--timeout=60s")
