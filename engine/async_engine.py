@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from .errors import EngineError, Unavailable
@@ -60,7 +60,7 @@ class AsyncEngine:
         return max(0, len(self._streams) - self.engine.num_running)
 
     async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
-                       arrival: float | None = None) -> AsyncIterator[RequestOutput]:
+                       arrival: float | None = None) -> AsyncGenerator[RequestOutput, None]:
         """Yield outputs of one request; closing the iterator early aborts it and frees its blocks."""
         self.engine.check_lengths(len(prompt_ids), params)
         if self.num_waiting >= self.max_waiting:

@@ -116,7 +116,8 @@ class Server:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(err[-2000:])
             try:
                 if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
                     return

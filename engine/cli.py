@@ -124,7 +124,7 @@ def serve(cfg: EngineConfig) -> int:
                         api_keys=api_keys, buckets=TokenBuckets(cfg.rate_limit_tokens_per_minute),
                         gpu=GpuMonitor(device.type), tokenizer=tokenizer, served_model_name=name)
     app = create_app(state)
-    server = _Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
+    server = _Server(uvicorn.Config(app, host=cfg.host or "0.0.0.0", port=cfg.port, log_config=None, access_log=False,
                                     timeout_graceful_shutdown=int(cfg.shutdown_timeout) or None,
                                     timeout_keep_alive=5), state)
 

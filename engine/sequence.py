@@ -19,6 +19,7 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Sequence:
         self.arrival_time = arrival_time if arrival_time is not None else time.monotonic()
         self.first_token_time: float | None = None
         self.num_preemptions = 0
-        self.generator = None  # torch.Generator for seeded sampling, made by the sampler
+        self.generator: Any = None  # torch.Generator for seeded sampling, made by the sampler
 
     def __len__(self) -> int:
         return len(self.token_ids)

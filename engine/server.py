@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -46,7 +46,7 @@ class ServerState:
     buckets: TokenBuckets
     gpu: GpuMonitor
     engine: AsyncEngine | None = None
-    tokenizer: Tokenizer | None = None
+    tokenizer: Tokenizer = None  # type: ignore[assignment]  # set before the app serves
     served_model_name: str = ""
     max_model_len: int = 0
     load_error: str | None = None
@@ -190,6 +190,7 @@ def create_app(state: ServerState) -> Starlette:
         rid = request.state.request_id
         kind = "chatcmpl" if chat else "cmpl"
         oid = f"{kind}-{rid}"
+        assert state.engine is not None  # POSTs are refused while loading
         outputs = state.engine.generate(rid, prompt_ids, params, arrival=request.state.arrival)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -200,14 +201,14 @@ def create_app(state: ServerState) -> Starlette:
         text, last = await _collect_unless_disconnected(request, outputs)
         return JSONResponse(_final_body(oid, text, last, chat), headers={"X-Request-ID": rid})
 
-    async def _first(outputs: AsyncIterator[RequestOutput]) -> RequestOutput:
+    async def _first(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:
         try:
             return await outputs.__anext__()
         except BaseException:
             await outputs.aclose()
             raise
 
-    async def _collect_unless_disconnected(request: Request, outputs: AsyncIterator[RequestOutput]):
+    async def _collect_unless_disconnected(request: Request, outputs: AsyncGenerator[RequestOutput, None]):
         async def collect():
             parts, last = [], None
             async for out in outputs:
@@ -231,7 +232,7 @@ def create_app(state: ServerState) -> Starlette:
             await outputs.aclose()
 
     def _usage(last: RequestOutput) -> dict:
-        u = {"prompt_tokens": last.num_prompt_tokens, "completion_tokens": last.num_output_tokens,
+        u: dict = {"prompt_tokens": last.num_prompt_tokens, "completion_tokens": last.num_output_tokens,
              "total_tokens": last.num_prompt_tokens + last.num_output_tokens}
         if last.num_cached_tokens:
             u["prompt_tokens_details"] = {"cached_tokens": last.num_cached_tokens}

@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 from dataclasses import dataclass
+from typing import Any
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -121,7 +122,7 @@ def write_tokenizer(out: pathlib.Path, vocab_size: int, text: str | None = None,
 def hf_config(spec: TinySpec, eos_id: int, pad_id: int):
     import transformers
 
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=spec.vocab_size,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,

@@ -41,6 +41,9 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
 
 
 class Rotary(nn.Module):
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, cfg: ModelConfig, max_positions: int):
         super().__init__()
         t = torch.arange(max_positions, dtype=torch.float64)
@@ -109,7 +112,7 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed_tokens = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size))
-        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.layers: list[DecoderLayer] = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))  # type: ignore[assignment]
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head_t = nn.Parameter(torch.empty(cfg.hidden_size, cfg.vocab_size))
         self.rotary = Rotary(cfg, max_positions)
