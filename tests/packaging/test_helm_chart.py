@@ -101,8 +101,11 @@ def test_rbac_grants_exactly_the_documented_verbs(helm):
 
 
 def test_rbac_without_secrets_access(helm):
-    rules = rules_of(render(helm, "rbac.readSecrets=false"))
-    assert ("", "secrets") not in rules
+    docs = render(helm, "rbac.readSecrets=false")
+    assert ("", "secrets") not in rules_of(docs)
+    # ...and the operator is told not to watch them (a forbidden watch would retry forever).
+    assert "--no-secret-check" in operator_container(docs)["args"]
+    assert "--no-secret-check" not in operator_container(render(helm))["args"]
 
 
 def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
