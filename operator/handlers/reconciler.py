@@ -65,7 +65,8 @@ log = logging.getLogger("llmfleet.operator")
 
 DEFAULT_SYNC_SECONDS = 15  # status refresh and scrape without a policy; a policy's syncPeriodSeconds otherwise
 APPLY_RETRY_SECONDS = 10  # after the API server refused an apply
-REAPPLY_SECONDS = 300  # re-apply rendered objects this often even without a change (repairs drift)
+REAPPLY_SECONDS = 300
+RELIST_SECONDS = 60  # a safety net under the watch events: re-read children and references this often  # re-apply rendered objects this often even without a change (repairs drift)
 AUTOSCALER_CONDITIONS = ("MetricsAvailable", "AbleToScale", "ScalingLimited")
 
 # post_event(body, type "Normal"|"Warning", reason, message)
@@ -105,7 +106,12 @@ class ServiceMemory:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     apply_wanted: bool = True  # the first sync after (re)start applies
-    status_dirty: bool = True
+    status_dirty: bool = True  # a child changed: re-read Deployments and pods
+    refs_dirty: bool = False  # a referenced object changed: re-read references
+    blocked: bool = False  # the last sync could not apply for a missing reference
+    last_read: float = 0.0  # monotonic time of the last full read
+    observed: tuple[list[dict], list[dict]] | None = None  # (Deployments, pods) as last read or applied
+    ref_cache: dict[tuple[str, str], dict | None] = field(default_factory=dict)
     next_sync: float = 0.0  # monotonic time of the next periodic sync
     last_apply: float = 0.0
     retry_at: float = 0.0  # after a refused apply, no tick-driven sync before this (monotonic)
@@ -150,10 +156,15 @@ class Reconciler:
             mem.status_dirty = True
 
     def reference_changed(self, kind: str, namespace: str | None, name: str) -> None:
-        """An AutoscalePolicy, SpotPool or Secret appeared, changed or went: re-apply its users."""
+        """An AutoscalePolicy, SpotPool or Secret appeared, changed or went: its users re-read it.
+
+        A SpotPool also shapes the rendered pods (placement), so its users re-apply too.
+        """
         for (ns, _), mem in self.services.items():
             if (kind, name) in mem.refs and (namespace is None or ns == namespace):
-                mem.apply_wanted = True
+                mem.refs_dirty = True
+                if kind == "SpotPool":
+                    mem.apply_wanted = True
 
     def policy_users(self, namespace: str, policy: str) -> list[str]:
         return sorted(n for (ns, n), m in self.services.items() if ns == namespace and ("AutoscalePolicy", policy) in m.refs)
@@ -165,7 +176,7 @@ class Reconciler:
         mono = self.monotonic()
         if mono < mem.retry_at:
             return
-        if mem.apply_wanted or mem.status_dirty or mono >= mem.next_sync:
+        if mem.apply_wanted or mem.status_dirty or mem.refs_dirty or mono >= mem.next_sync:
             await self.sync(body)
 
     # --- the sync ----------------------------------------------------------------------
@@ -192,7 +203,11 @@ class Reconciler:
         mono = self.monotonic()
         periodic = mono >= mem.next_sync
         apply_now = mem.apply_wanted or mono - mem.last_apply >= REAPPLY_SECONDS
-        mem.status_dirty = False
+        # A quiet periodic sync reads nothing: Deployments, pods and references are re-read
+        # only when their watch events said they changed, on apply, and every RELIST_SECONDS.
+        refresh = (mem.status_dirty or mem.refs_dirty or apply_now or mem.observed is None
+                   or mono - mem.last_read >= RELIST_SECONDS)
+        mem.status_dirty = mem.refs_dirty = False
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         old_status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
@@ -211,6 +226,11 @@ class Reconciler:
             return
         spec = service.spec
 
+        async def reference(kind: str, ns: str | None, ref: str) -> dict | None:
+            if refresh or (kind, ref) not in mem.ref_cache:
+                mem.ref_cache[(kind, ref)] = await self.kube.get(kind, ns, ref)
+            return copy.deepcopy(mem.ref_cache[(kind, ref)])
+
         # References: each missing one is a condition with its name; nothing is applied meanwhile.
         mem.refs = set()
         problem: Problem | None = None
@@ -219,7 +239,7 @@ class Reconciler:
         if spec.autoscale_policy_ref is not None:
             ref = spec.autoscale_policy_ref.name
             mem.refs.add(("AutoscalePolicy", ref))
-            obj = await self.kube.get("AutoscalePolicy", namespace, ref)
+            obj = await reference("AutoscalePolicy", namespace, ref)
             if obj is None:
                 problem = Problem("AutoscalePolicyNotFound", f"AutoscalePolicy {ref} not found in namespace {namespace}")
             else:
@@ -232,7 +252,7 @@ class Reconciler:
         if spec.spot_pool_ref is not None:
             ref = spec.spot_pool_ref.name
             mem.refs.add(("SpotPool", ref))
-            obj = await self.kube.get("SpotPool", None, ref)
+            obj = await reference("SpotPool", None, ref)
             if obj is None:
                 problem = problem or Problem("SpotPoolNotFound", f"SpotPool {ref} not found")
             else:
@@ -240,15 +260,23 @@ class Reconciler:
         secrets = [r.name for r in (spec.api_key_secret_ref, spec.model.token_secret_ref) if r is not None]
         for secret in secrets:
             mem.refs.add(("Secret", secret))
-            if self.check_secrets and await self.kube.get("Secret", namespace, secret) is None:
+            if self.check_secrets and await reference("Secret", namespace, secret) is None:
                 problem = problem or Problem("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
 
         if problem is not None:
-            mem.apply_wanted = False  # the reference's own event wakes us (reference_changed), no polling
+            # The reference's own watch event wakes us (reference_changed): no polling meanwhile.
+            mem.apply_wanted, mem.blocked = False, True
+        elif mem.blocked:
+            apply_now, mem.blocked = True, False
         pooled = spec.spot_pool_ref is not None
-        deployments = [d for d in await self.kube.list("Deployment", namespace, f"{SERVICE_LABEL}={name}")
-                       if plan.owned_by(d, meta.get("uid"))]
-        pods = await self.kube.list("Pod", namespace, selector_string(name))
+        if refresh:
+            deployments = [d for d in await self.kube.list("Deployment", namespace, f"{SERVICE_LABEL}={name}")
+                           if plan.owned_by(d, meta.get("uid"))]
+            pods = await self.kube.list("Pod", namespace, selector_string(name))
+            mem.observed, mem.last_read = (deployments, pods), mono
+        else:
+            assert mem.observed is not None
+            deployments, pods = copy.deepcopy(mem.observed)
 
         mem.period = policy.sync_period_seconds if policy is not None else DEFAULT_SYNC_SECONDS
         if periodic:
@@ -279,6 +307,7 @@ class Reconciler:
             else:
                 mem.apply_wanted = False
                 mem.last_apply = mono
+                mem.observed = (copy.deepcopy(deployments), pods)
 
         shown_desired = desired if desired is not None else (current or 0)
         state = compute_status(generation=meta.get("generation"), desired=shown_desired,

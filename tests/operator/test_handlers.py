@@ -103,6 +103,7 @@ class World:
         self.now = T0
         self.mono = 1000.0
         self.queue: dict[str, float] = {}  # pod -> requests waiting (scraped)
+        self.watchers: list[Reconciler] = []  # told of child changes, as kopf's pod/Deployment events do
         self.running: dict[str, float] = {}
 
     async def scrape(self, targets, now):
@@ -111,8 +112,10 @@ class World:
                 for t in targets}
 
     def reconciler(self) -> Reconciler:
-        return Reconciler(kube=self.kube, post_event=lambda body, t, r, m: self.events.append((t, r, m)),
-                          scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono)
+        rec = Reconciler(kube=self.kube, post_event=lambda body, t, r, m: self.events.append((t, r, m)),
+                         scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono)
+        self.watchers.append(rec)
+        return rec
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
@@ -153,6 +156,8 @@ class World:
         d["status"] = {"observedGeneration": d["metadata"]["generation"], "replicas": want,
                        "updatedReplicas": want, "readyReplicas": want if ready else 0,
                        "availableReplicas": want if ready else 0}
+        for rec in self.watchers:
+            rec.mark_status(NS, d["metadata"]["labels"]["llmfleet.dev/service"])
         return [f"{dep}-{i}" for i in range(want)]
 
 
@@ -194,11 +199,8 @@ def test_first_sync_applies_children_with_owner_references_and_reports_progress(
     assert ("Normal", "Created", "Created Deployment chat with 2 replicas") in world.events
     assert "spec" not in str(world.kube.writes("patch"))  # only status is ever patched on the LLMService
 
-    world.run_pods()
+    world.run_pods()  # the pods' watch events mark the service's status dirty
     world.advance(1)
-    tick(world, rec)
-    assert status(world)["phase"] == "Pending"  # nothing due: the tick did no work
-    rec.mark_status(NS, "chat")  # what the pod event handler does
     tick(world, rec)
     st = status(world)
     assert (st["phase"], st["readyText"], st["cost"]) == ("Ready", "2/2", {"perHour": 6.0})
@@ -443,3 +445,33 @@ def test_waiting_on_a_reference_does_not_poll_the_api_every_tick():
     world.advance(1)
     tick(world, rec)
     assert (len(world.kube.log), world.kube.reads) == calls
+
+
+def test_a_quiet_periodic_sync_reads_nothing_but_the_engines():
+    world, rec = autoscaled_world(replicas=1)
+    world.advance(5)
+    tick(world, rec)  # the pods changed since the last read: one full read
+    reads = world.kube.reads
+    world.advance(5)
+    tick(world, rec)  # nothing changed: scrape and decide from what the watch events left
+    assert world.kube.reads == reads
+    assert status(world)["scaling"]["lastSyncTime"] == "2026-01-01T12:00:10Z"
+    world.advance(60)
+    tick(world, rec)  # the safety net: a full read every minute
+    assert world.kube.reads > reads
+
+
+def test_a_policy_edit_applies_at_the_next_sync():
+    world, rec = autoscaled_world(replicas=1)
+    world.queue = {"chat-0": 3}  # above the target of 2: the metric asks for 2, maxReplicas 1 caps it
+    world.policy(maxReplicas=1)
+    rec.reference_changed("AutoscalePolicy", NS, "chat-policy")
+    world.advance(5)
+    tick(world, rec)
+    assert world.deployment()["spec"]["replicas"] == 1
+    assert cond(world, "ScalingLimited") == ("True", "TooManyReplicas")
+    world.policy(maxReplicas=4)
+    rec.reference_changed("AutoscalePolicy", NS, "chat-policy")
+    world.advance(5)
+    tick(world, rec)
+    assert world.deployment()["spec"]["replicas"] == 2
