@@ -183,6 +183,8 @@ class Reconciler:
 
     async def sync(self, body: dict, *, force_apply: bool = False) -> None:
         meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return  # going away: the garbage collector removes the children; apply nothing now
         mem = self.memory(meta["namespace"], meta["name"])
         if force_apply:
             mem.apply_wanted = True

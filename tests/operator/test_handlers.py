@@ -475,3 +475,11 @@ def test_a_policy_edit_applies_at_the_next_sync():
     world.advance(5)
     tick(world, rec)
     assert world.deployment()["spec"]["replicas"] == 2
+
+
+def test_a_service_being_deleted_is_left_alone():
+    world = World()
+    body = world.service(replicas=1)
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+    asyncio.run(world.reconciler().sync(body, force_apply=True))
+    assert world.kube.log == []
