@@ -11,7 +11,7 @@ service reports the most serious problem with the pod it was found on:
 | init container fetch-model failing                     | ModelDownloadFailed  | yes      |
 | CrashLoopBackOff (with the last exit code and reason)  | CrashLoopBackOff     | yes      |
 | phase Failed (evicted, ...)                            | PodFailed            | yes      |
-| PodScheduled=False/Unschedulable (scheduler's message)  | Unschedulable        | yes      |
+| PodScheduled=False/Unschedulable (scheduler's message)  | Unschedulable        | no: a node may be on its way |
 | init container fetch-model running                     | ModelDownloading     | no       |
 | ContainerCreating / PodInitializing                     | ContainerCreating    | no       |
 | running, not Ready yet                                 | ModelLoading         | no       |
@@ -66,7 +66,6 @@ FAILURE_ORDER = (
     "FailedCreate",
     "ProgressDeadlineExceeded",
     "PodFailed",
-    "Unschedulable",
 )
 # Failures that stop a rollout outright (Progressing=False), rather than slow it down.
 STUCK_REASONS = frozenset(
@@ -75,7 +74,7 @@ STUCK_REASONS = frozenset(
 )
 # Failures that clear by themselves once an object appears: the phase says Pending, not Failed.
 WAITING_REASONS = frozenset({"AutoscalePolicyNotFound", "SpotPoolNotFound", "SecretNotFound"})
-PROGRESS_ORDER = ("ModelDownloading", "ContainerCreating", "ModelLoading", "PodPending")
+PROGRESS_ORDER = ("Unschedulable", "ModelDownloading", "ContainerCreating", "ModelLoading", "PodPending")
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,10 @@ def diagnose_pod(pod: dict, now: datetime) -> Problem | None:
     status = pod.get("status") or {}
     scheduled = _condition(pod, "PodScheduled")
     if scheduled is not None and scheduled.get("status") == "False":
-        return Problem(scheduled.get("reason") or "Unschedulable", scheduled.get("message") or "cannot be scheduled")
+        # Not a failure: on GPU clusters a node is often still being provisioned (Karpenter,
+        # cluster autoscaler). The rollout deadline turns a lasting shortage into one.
+        return Problem(scheduled.get("reason") or "Unschedulable", scheduled.get("message") or "cannot be scheduled",
+                       failure=False)
     for st in status.get("initContainerStatuses") or []:
         if st.get("ready") or ((st.get("state") or {}).get("terminated") or {}).get("exitCode") == 0:
             continue
@@ -273,9 +275,8 @@ def compute_status(
         phase: Phase = "Ready"
     elif failure is not None and ready > 0:
         phase = "Degraded"
-    elif failure is not None and (failure[1].reason in WAITING_REASONS or (
-            failure[1].reason == "Unschedulable" and not scheduled)):
-        phase = "Pending"  # waiting for something to appear: the referenced object, or node capacity
+    elif failure is not None and failure[1].reason in WAITING_REASONS:
+        phase = "Pending"  # waiting for the referenced object to appear
     elif failure is not None:
         phase = "Failed"
     elif ready == 0 and not scheduled and desired > 0:
