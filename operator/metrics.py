@@ -11,6 +11,7 @@ The names are a contract with the chart's dashboard and alert rules (charts/llmf
 | llmfleet_operator_desired_replicas             | gauge     | service, service_namespace |
 | llmfleet_operator_cost_per_hour                | gauge     | service, service_namespace |
 | llmfleet_operator_drains_total                 | counter   | (the spot handlers count drains) |
+| llmfleet_operator_api_requests_total           | counter   | verb (get, list, apply, patch, delete) |
 
 Per-service series name the LLMService in `service` (the alert rules join on it).
 """
@@ -54,6 +55,12 @@ COST_PER_HOUR = Gauge(
     registry=REGISTRY,
 )
 DRAINS = Counter(PREFIX + "drains", "Engine pods drained off reclaimed spot nodes.", registry=REGISTRY)
+API_REQUESTS = Counter(
+    PREFIX + "api_requests",
+    "Kubernetes API requests made by the reconciler (kopf's own watches and patches not included).",
+    ["verb"],
+    registry=REGISTRY,
+)
 
 for _kind in ("LLMService", "AutoscalePolicy"):
     for _result in ("success", "error"):

@@ -128,12 +128,15 @@ class KubeClient:
             raise KubeError(resp.status, _message(data, resp.reason or ""))
         return json.loads(data) if data else {}
 
-    async def _run(self, *args: Any, **kwargs: Any) -> dict:
+    async def _run(self, verb: str, *args: Any, **kwargs: Any) -> dict:
+        from llmfleet.operator.metrics import API_REQUESTS
+
+        API_REQUESTS.labels(verb=verb).inc()
         return await asyncio.to_thread(self._call, *args, **kwargs)
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
         try:
-            return await self._run("GET", object_path(kind, namespace, name))
+            return await self._run("get", "GET", object_path(kind, namespace, name))
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -141,7 +144,7 @@ class KubeClient:
 
     async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]:
         query = [("labelSelector", label_selector)] if label_selector else []
-        out = await self._run("GET", object_path(kind, namespace), query=query)
+        out = await self._run("list", "GET", object_path(kind, namespace), query=query)
         items = out.get("items") or []
         for item in items:  # list items come without apiVersion/kind
             item.setdefault("apiVersion", API_VERSIONS[kind])
@@ -151,6 +154,7 @@ class KubeClient:
     async def apply(self, obj: dict) -> dict:
         meta = obj["metadata"]
         return await self._run(
+            "apply",
             "PATCH",
             object_path(obj["kind"], meta.get("namespace"), meta["name"]),
             body=obj,
@@ -161,6 +165,7 @@ class KubeClient:
     async def patch(self, kind: str, namespace: str | None, name: str, patch: dict,
                     subresource: str | None = None) -> dict:
         return await self._run(
+            "patch",
             "PATCH",
             object_path(kind, namespace, name, subresource),
             body=patch,
@@ -170,7 +175,7 @@ class KubeClient:
 
     async def delete(self, kind: str, namespace: str | None, name: str) -> None:
         try:
-            await self._run("DELETE", object_path(kind, namespace, name),
+            await self._run("delete", "DELETE", object_path(kind, namespace, name),
                             body={"propagationPolicy": "Background"})
         except KubeError as exc:
             if exc.status != 404:
