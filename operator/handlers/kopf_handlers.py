@@ -75,6 +75,7 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
     for name in ("kopf.objects", "kopf.activities"):
         logging.getLogger(name).addFilter(_QuietSuccess())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape otherwise
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per liveness probe otherwise
     Runtime.reconciler = Reconciler(
         kube=KubeClient.from_environment(),
         post_event=post_event,
