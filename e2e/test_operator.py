@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,15 @@ def test_example_becomes_ready_serves_and_shows_no_drift(llmfleet_operator: E2EC
             "custom-columns=REASON:.reason,MESSAGE:.message",
         )
         assert "Created Deployment chat with 1 replicas" in events and "PhaseReady" in events
+
+        # The operator's own /metrics, on its pod IP (the chart's metrics port).
+        op_ip = operator_pods(cluster)[0].status.pod_ip
+        with urllib.request.urlopen(f"http://{op_ip}:8080/metrics", timeout=10) as r:
+            exposition = r.read().decode()
+        series = f'llmfleet_operator_desired_replicas{{service="chat",service_namespace="{namespace}"}} 1.0'
+        assert series in exposition
+        assert 'llmfleet_operator_reconciles_total{kind="LLMService",result="success"}' in exposition
+        assert "llmfleet_operator_managed_services" in exposition
     finally:
         cluster.kubectl(
             "delete",
