@@ -41,7 +41,8 @@ def test_burst_scales_up_within_two_syncs_serves_everything_and_scales_back(
     custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
         "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "burst"},
         "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 1, "maxModelLen": 256},
-                 "autoscalePolicyRef": {"name": "burst"}, "drainGraceSeconds": 2, "drainTimeoutSeconds": 30}})
+                 "autoscalePolicyRef": {"name": "burst"}, "drainGraceSeconds": 2, "drainTimeoutSeconds": 30,
+                 "pricing": {"onDemandHourly": 3.0}}})
     spec_before = None
 
     def replicas() -> int:
@@ -65,10 +66,15 @@ def test_burst_scales_up_within_two_syncs_serves_everything_and_scales_back(
         wait_until("3/3 ready", lambda: status().get("readyText") == "3/3", timeout=90, interval=0.5)
         serving = time.monotonic() - started
         held = [replicas() for _ in range(16) if time.sleep(0.5) is None]  # the burst goes on for 8 s
+        # Cost while serving: 3 ready replicas x 3.0 per hour, and a price per 1K generated tokens.
+        cost = wait_until("cost per 1K tokens in status", lambda: (
+            lambda c: c if c.get("perHour") == 9.0 and c.get("per1kTokens") else None)(status().get("cost") or {}),
+            timeout=2 * SYNC + 2, interval=0.5)
     finally:
         load.stop()
     stopped = time.monotonic()
-    print(f"\nscale-up reaction {reaction:.1f}s after the burst began (sync period {SYNC}s); "
+    print(f"\ncost while serving the burst: {cost}")
+    print(f"scale-up reaction {reaction:.1f}s after the burst began (sync period {SYNC}s); "
           f"3 replicas serving after {serving:.1f}s; {load.ok} requests, {len(load.failures)} failed")
 
     # Then: it reacted within two sync periods, and nothing failed.
