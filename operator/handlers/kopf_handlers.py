@@ -104,9 +104,9 @@ async def llmfleet_tick(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.delete(GROUP, VERSION, "llmservices", optional=True)
-def llmfleet_forget(namespace: str | None, name: str, **_: Any) -> None:
+async def llmfleet_forget(namespace: str | None, name: str, **_: Any) -> None:
     if Runtime.reconciler is not None:
-        Runtime.reconciler.forget(namespace or "", name)
+        await Runtime.reconciler.forget(namespace or "", name)
 
 
 # --- children: status follows readiness within a tick -------------------------------------

@@ -144,10 +144,21 @@ class Reconciler:
             metrics.MANAGED_SERVICES.set(len(self.services))
         return self.services[key]
 
-    def forget(self, namespace: str, name: str) -> None:
-        self.services.pop((namespace, name), None)
+    async def forget(self, namespace: str, name: str) -> None:
+        """The service is gone: drop its memory and series, and take it off its policy's status."""
+        mem = self.services.pop((namespace, name), None)
         metrics.MANAGED_SERVICES.set(len(self.services))
         metrics.forget_service(namespace, name)
+        for kind, ref in sorted(mem.refs if mem is not None else ()):
+            if kind != "AutoscalePolicy":
+                continue
+            obj = await self.kube.get("AutoscalePolicy", namespace, ref)
+            if obj is not None:
+                try:
+                    spec = AutoscalePolicy.model_validate(obj).spec
+                except ValidationError:
+                    continue
+                await self._policy_status(obj, spec, self.clock(), user=None)
 
     def mark_status(self, namespace: str, name: str) -> None:
         """A child changed: refresh this service's status at the next tick."""

@@ -483,3 +483,13 @@ def test_a_service_being_deleted_is_left_alone():
     body["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
     asyncio.run(world.reconciler().sync(body, force_apply=True))
     assert world.kube.log == []
+
+
+def test_a_deleted_service_leaves_its_policy_status():
+    world, rec = autoscaled_world(replicas=1)
+    world.service(name="other", autoscalePolicyRef={"name": "chat-policy"})
+    sync(world, rec, name="other", force_apply=True)
+    policy = lambda: world.kube.objects[("AutoscalePolicy", NS, "chat-policy")]["status"]["services"]  # noqa: E731
+    assert policy() == ["chat", "other"]
+    asyncio.run(rec.forget(NS, "chat"))
+    assert policy() == ["other"]
