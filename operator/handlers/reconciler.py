@@ -152,13 +152,14 @@ class Reconciler:
         for kind, ref in sorted(mem.refs if mem is not None else ()):
             if kind != "AutoscalePolicy":
                 continue
-            obj = await self.kube.get("AutoscalePolicy", namespace, ref)
-            if obj is not None:
-                try:
+            # Best effort: a failure here must not hold up the deletion (kopf retries delete handlers).
+            try:
+                obj = await self.kube.get("AutoscalePolicy", namespace, ref)
+                if obj is not None:
                     spec = AutoscalePolicy.model_validate(obj).spec
-                except ValidationError:
-                    continue
-                await self._policy_status(obj, spec, self.clock(), user=None)
+                    await self._policy_status(obj, spec, self.clock(), user=None)
+            except (KubeError, ValidationError) as exc:
+                log.info("could not update AutoscalePolicy %s/%s status: %s", namespace, ref, exc)
 
     def mark_status(self, namespace: str, name: str) -> None:
         """A child changed: refresh this service's status at the next tick."""
