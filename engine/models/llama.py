@@ -1,10 +1,8 @@
 """The Llama family (Llama 2/3, Mistral, Qwen2) over a paged KV cache.
 
-Weights are stored fused and pre-transposed for the step's matmuls: q/k/v as one
-[hidden, (Hq + 2·Hkv)·D] matrix, gate/up as one [hidden, 2·I] matrix, and every
-projection as `x @ W_t`. On CPU the small-batch matmuls of decoding are
-memory-bound, and one wide fused read with this layout is markedly faster than
-several F.linear calls (see docs/benchmarks.md).
+Weights are fused for the step's matmuls: q/k/v as one [(Hq + 2·Hkv)·D, hidden]
+matrix and gate/up as one [2·I, hidden] matrix, so decoding reads each layer's
+weights in a few wide passes; on CPU they are prepacked for oneDNN (linear.py).
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ from torch import nn
 
 from ..attention import AttentionMetadata, paged_attention
 from ..errors import ModelLoadError
+from ..linear import Linear
 from ..loader import ModelConfig
 
 
@@ -82,29 +81,26 @@ class DecoderLayer(nn.Module):
         self.q_size, self.kv_size = cfg.num_heads * d, cfg.num_kv_heads * d
         self.input_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
-        self.qkv_t = nn.Parameter(torch.empty(h, self.q_size + 2 * self.kv_size))
-        self.qkv_bias = nn.Parameter(torch.zeros(self.q_size + 2 * self.kv_size)) if cfg.attention_bias else None
-        self.o_t = nn.Parameter(torch.empty(self.q_size, h))
-        self.gate_up_t = nn.Parameter(torch.empty(h, 2 * cfg.intermediate_size))
-        self.down_t = nn.Parameter(torch.empty(cfg.intermediate_size, h))
+        self.qkv = Linear(h, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias)
+        self.o = Linear(self.q_size, h)
+        self.gate_up = Linear(h, 2 * cfg.intermediate_size)
+        self.down = Linear(cfg.intermediate_size, h)
         self.scale = d ** -0.5
 
     def forward(self, x, rope: tuple[torch.Tensor, torch.Tensor], kv_cache, meta: AttentionMetadata):
         t = x.shape[0]
         residual = x
         hs = self.input_layernorm(x)
-        qkv = hs @ self.qkv_t
-        if self.qkv_bias is not None:
-            qkv = qkv + self.qkv_bias
+        qkv = self.qkv(hs)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = apply_rotary(q.view(t, self.num_heads, self.head_dim), *rope)
         k = apply_rotary(k.view(t, self.num_kv_heads, self.head_dim), *rope)
         v = v.view(t, self.num_kv_heads, self.head_dim)
         attn = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, self.scale)
-        x = residual + attn.view(t, self.q_size) @ self.o_t
+        x = residual + self.o(attn.view(t, self.q_size))
         residual = x
-        gate, up = (self.post_attention_layernorm(x) @ self.gate_up_t).chunk(2, dim=-1)
-        return residual + (nn.functional.silu(gate) * up) @ self.down_t
+        gate, up = self.gate_up(self.post_attention_layernorm(x)).chunk(2, dim=-1)
+        return residual + self.down(nn.functional.silu(gate) * up)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -114,7 +110,7 @@ class LlamaForCausalLM(nn.Module):
         self.embed_tokens = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size))
         self.layers: list[DecoderLayer] = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))  # type: ignore[assignment]
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.lm_head_t = nn.Parameter(torch.empty(cfg.hidden_size, cfg.vocab_size))
+        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size)
         self.rotary = Rotary(cfg, max_positions)
 
     @torch.inference_mode()
@@ -124,7 +120,7 @@ class LlamaForCausalLM(nn.Module):
         for layer, cache in zip(self.layers, kv_caches, strict=True):
             x = layer(x, rope, cache, meta)
         x = self.norm(x[logits_idx])
-        return (x @ self.lm_head_t).float()
+        return self.lm_head(x).float()
 
     # -- weights ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -139,9 +135,9 @@ class LlamaForCausalLM(nn.Module):
             if name == "embed_tokens.weight":
                 self.embed_tokens.copy_(w)
                 if cfg.tie_word_embeddings and not seen_head:
-                    self.lm_head_t.copy_(w.t())
+                    self.lm_head.weight.copy_(w)
             elif name == "lm_head.weight":
-                self.lm_head_t.copy_(w.t())
+                self.lm_head.weight.copy_(w)
                 seen_head = True
             elif name == "norm.weight":
                 self.norm.weight.copy_(w)
@@ -164,15 +160,18 @@ class LlamaForCausalLM(nn.Module):
 
             qkv = torch.cat([take("self_attn.q_proj.weight"), take("self_attn.k_proj.weight"),
                              take("self_attn.v_proj.weight")])
-            layer.qkv_t.copy_(qkv.t())
-            if layer.qkv_bias is not None:
-                layer.qkv_bias.copy_(torch.cat([take("self_attn.q_proj.bias"), take("self_attn.k_proj.bias"),
+            layer.qkv.weight.copy_(qkv)
+            if layer.qkv.bias is not None:
+                layer.qkv.bias.copy_(torch.cat([take("self_attn.q_proj.bias"), take("self_attn.k_proj.bias"),
                                                 take("self_attn.v_proj.bias")]))
-            layer.o_t.copy_(take("self_attn.o_proj.weight").t())
-            layer.gate_up_t.copy_(torch.cat([take("mlp.gate_proj.weight"), take("mlp.up_proj.weight")]).t())
-            layer.down_t.copy_(take("mlp.down_proj.weight").t())
+            layer.o.weight.copy_(take("self_attn.o_proj.weight"))
+            layer.gate_up.weight.copy_(torch.cat([take("mlp.gate_proj.weight"), take("mlp.up_proj.weight")]))
+            layer.down.weight.copy_(take("mlp.down_proj.weight"))
             layer.input_layernorm.weight.copy_(take("input_layernorm.weight"))
             layer.post_attention_layernorm.weight.copy_(take("post_attention_layernorm.weight"))
         leftover = [k for k in pending if "rotary_emb" not in k]
         if leftover:
             raise ModelLoadError(f"unexpected weights in checkpoint: {sorted(leftover)[:5]}")
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.pack()
