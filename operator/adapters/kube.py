@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "LLMService": ("llmservices", True),
     "AutoscalePolicy": ("autoscalepolicies", True),
     "SpotPool": ("spotpools", False),
+    "Node": ("nodes", False),
 }
 
 API_VERSIONS = {
@@ -39,6 +40,7 @@ API_VERSIONS = {
     "LLMService": "llmfleet.dev/v1alpha1",
     "AutoscalePolicy": "llmfleet.dev/v1alpha1",
     "SpotPool": "llmfleet.dev/v1alpha1",
+    "Node": "v1",
 }
 
 
@@ -86,7 +88,9 @@ class Kube(Protocol):
         self, kind: str, namespace: str | None, name: str, patch: dict, subresource: str | None = None
     ) -> dict: ...
 
-    async def delete(self, kind: str, namespace: str | None, name: str) -> None: ...
+    async def delete(self, kind: str, namespace: str | None, name: str, grace_seconds: int | None = None) -> None: ...
+
+    async def evict(self, namespace: str, name: str, grace_seconds: int) -> str: ...
 
 
 class KubeClient:
@@ -173,10 +177,28 @@ class KubeClient:
             content_type="application/merge-patch+json",
         )
 
-    async def delete(self, kind: str, namespace: str | None, name: str) -> None:
+    async def delete(self, kind: str, namespace: str | None, name: str, grace_seconds: int | None = None) -> None:
+        body: dict = {"propagationPolicy": "Background"}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
         try:
-            await self._run("delete", "DELETE", object_path(kind, namespace, name),
-                            body={"propagationPolicy": "Background"})
+            await self._run("delete", "DELETE", object_path(kind, namespace, name), body=body)
         except KubeError as exc:
             if exc.status != 404:
                 raise
+
+    async def evict(self, namespace: str, name: str, grace_seconds: int) -> str:
+        """POST a policy/v1 Eviction for a pod: "Evicted", "TooManyRequests" (429: a
+        PodDisruptionBudget refused it), "NotFound" (already gone) or "Error: <message>"."""
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace},
+                "deleteOptions": {"gracePeriodSeconds": grace_seconds}}
+        try:
+            await self._run("evict", "POST", object_path("Pod", namespace, name, "eviction"), body=body)
+        except KubeError as exc:
+            if exc.status == 429:
+                return "TooManyRequests"
+            if exc.status == 404:
+                return "NotFound"
+            return f"Error: HTTP {exc.status}: {exc.message}"
+        return "Evicted"

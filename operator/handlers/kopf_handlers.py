@@ -8,7 +8,9 @@
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
 | Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty (next tick)        |
 | AutoscalePolicy create / update / resume       | policy status; wake its services                          |
-| AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name             |
+| AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes) |
+| Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
+| Event events (reason SpotInterrupted / SpotRebalanceRecommendation on a Node) | cached for the signal scan; wakes pooled services |
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
 annotations, so GitOps tools see no drift. The one piece of metadata kopf writes is its
@@ -30,6 +32,9 @@ from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 
 from .reconciler import Reconciler
+
+# Events on Nodes that a SpotPool's NodeEvent signals can name (Karpenter's, by default).
+NODE_EVENT_REASONS = frozenset({"SpotInterrupted", "SpotRebalanceRecommendation"})
 
 TICK_SECONDS = 1.0  # the timer's idle tick; the real work runs when due (see Reconciler.tick)
 FINALIZER = "llmfleet.dev/operator"
@@ -135,10 +140,38 @@ def on_policy_event(namespace: str | None, name: str, **_: Any) -> None:
         Runtime.reconciler.reference_changed("AutoscalePolicy", namespace, name)
 
 
+_pool_generations: dict[str, Any] = {}
+
+
 @kopf.on.event(GROUP, VERSION, "spotpools")
-def on_pool_event(name: str, **_: Any) -> None:
+def on_pool_event(type: str, name: str, body: kopf.Body, **_: Any) -> None:
+    generation = body.get("metadata", {}).get("generation")
+    if type == "MODIFIED" and _pool_generations.get(name) == generation:
+        return  # a status write (ours: interruptions, counters): nothing for the services to re-apply
+    _pool_generations[name] = None if type == "DELETED" else generation
     if Runtime.reconciler is not None:
         Runtime.reconciler.reference_changed("SpotPool", None, name)
+
+
+# --- spot signals: nodes and the Events about them (handlers/spot.py decides) ---------------
+
+
+@kopf.on.event("", "v1", "nodes")
+def on_node_event(type: str, body: kopf.Body, **_: Any) -> None:
+    rec = Runtime.reconciler
+    if rec is not None and rec.spot is not None and rec.spot.node_seen(body, deleted=type == "DELETED"):
+        rec.spot_changed()
+
+
+def _node_spot_event(body: kopf.Body, **_: Any) -> bool:
+    return (body.get("involvedObject") or {}).get("kind") == "Node" and body.get("reason") in NODE_EVENT_REASONS
+
+
+@kopf.on.event("", "v1", "events", when=_node_spot_event)
+def on_node_spot_event(type: str, body: kopf.Body, **_: Any) -> None:
+    rec = Runtime.reconciler
+    if rec is not None and rec.spot is not None and rec.spot.event_seen(dict(body), deleted=type == "DELETED"):
+        rec.spot_changed()
 
 
 def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> None:

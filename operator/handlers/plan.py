@@ -3,7 +3,8 @@
 | function              | question                                                          |
 | --------------------- | ----------------------------------------------------------------- |
 | capacities            | which Deployments does this service have: `any`, or on-demand + spot? |
-| split                 | how does a total replica count divide between them?               |
+| deployment_counts     | what spec.replicas does each generated Deployment hold now?      |
+| split_without_surge   | the pooled split they hold, without the replicas kept for drains (split_replicas' `current`) |
 | current_replicas      | what count do the generated Deployments hold now (the HPA's scale.spec.replicas)? |
 | pod_metrics           | how does each pod look to the replica calculator?                 |
 | scale_down_costs      | which pod-deletion-cost annotations must change before a scale-down? |
@@ -16,35 +17,36 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from llmfleet.operator.api.autoscalepolicy import MetricType
-from llmfleet.operator.api.spotpool import SpotPoolSpec
 from llmfleet.operator.render.context import Capacity
 from llmfleet.operator.render.labels import CAPACITY_LABEL, deployment_name
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION, PodMetric, fresh_value, pod_deletion_costs
 from llmfleet.operator.scrape import EngineScrape
+from llmfleet.operator.spot.drain import surge_by_capacity
 from llmfleet.operator.status import pod_ready, pod_terminating
-
-try:  # issue 5's split by base and share; the spot handlers add fallback and drains on top
-    from llmfleet.operator.spot.split import target_split
-except ImportError:  # pragma: no cover - depends on the spot work
-    target_split = None
 
 
 def capacities(pooled: bool) -> tuple[Capacity, ...]:
     return ("ondemand", "spot") if pooled else ("any",)
 
 
-def split(total: int, pool: SpotPoolSpec | None) -> dict[Capacity, int]:
-    """{capacity: replicas}: onDemandBase + maxSpotShare (spot.split.target_split), else all on-demand.
+def deployment_counts(deployments: Sequence[dict], name: str, pooled: bool) -> dict[Capacity, int | None]:
+    """{capacity: spec.replicas} of the service's wanted Deployments (None: it does not exist yet)."""
+    by_name = {d["metadata"]["name"]: d for d in deployments}
+    out: dict[Capacity, int | None] = {}
+    for c in capacities(pooled):
+        d = by_name.get(deployment_name(name, c))
+        out[c] = None if d is None else d["spec"].get("replicas", 1)
+    return out
 
-    No spot fallback here: the spot handlers (issue 5) own moving replicas when spot
-    capacity is missing and replace this call with spot.split.split_replicas.
-    """
-    if pool is None:
-        return {"any": total}
-    if target_split is not None:
-        on_demand, spot = target_split(total, pool)
-        return {"ondemand": on_demand, "spot": spot}
-    return {"ondemand": total, "spot": 0}
+
+def split_without_surge(deployments: Sequence[dict], name: str, pods: Sequence[dict]) -> tuple[int, int] | None:
+    """(ondemand, spot) the pooled Deployments ask for now, minus the replicas kept for
+    draining pods (spot.split_replicas' `current`); None before both exist."""
+    counts = deployment_counts(deployments, name, True)
+    if counts["ondemand"] is None or counts["spot"] is None:
+        return None
+    surge = surge_by_capacity(pods)
+    return max(0, counts["ondemand"] - surge["ondemand"]), max(0, counts["spot"] - surge["spot"])
 
 
 def owned_by(obj: dict, uid: str | None) -> bool:

@@ -50,6 +50,13 @@ from llmfleet.operator.scaling import (
     recommend_replicas,
 )
 from llmfleet.operator.scrape import EngineScrape, ScrapeTarget, scrape_engines
+from llmfleet.operator.spot import (
+    FallbackState,
+    deployment_replicas,
+    replicas_without_surge,
+    serving_pods,
+    split_replicas,
+)
 from llmfleet.operator.status import (
     Problem,
     compute_status,
@@ -60,6 +67,7 @@ from llmfleet.operator.status import (
 from pydantic import ValidationError
 
 from . import plan
+from .spot import Outcome, SpotRuntime, SpotView, fallback_event
 
 log = logging.getLogger("llmfleet.operator")
 
@@ -122,6 +130,8 @@ class ServiceMemory:
     tokens_per_second: float | None = None
     scaling: ScalingStatus | None = None  # the last status.scaling written
     last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
+    nodes: list[dict] | None = None  # Nodes as last listed (pooled services only)
+    spot_due: float = float("inf")  # monotonic time a drain wants its next step (a Wait, a backoff)
 
 
 @dataclass
@@ -134,6 +144,11 @@ class Reconciler:
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
+    spot: SpotRuntime | None = None  # the spot handlers' state (node events); made from kube/post_event if None
+
+    def __post_init__(self) -> None:
+        if self.spot is None:
+            self.spot = SpotRuntime(kube=self.kube, post_event=self.post_event)
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -178,6 +193,13 @@ class Reconciler:
                 if kind == "SpotPool":
                     mem.apply_wanted = True
 
+    def spot_changed(self) -> None:
+        """A Node's taints/labels/annotations/readiness or a Karpenter Event changed: every
+        service with a SpotPool re-reads nodes and pods at the next tick."""
+        for mem in self.services.values():
+            if any(kind == "SpotPool" for kind, _ in mem.refs):
+                mem.status_dirty = True
+
     def policy_users(self, namespace: str, policy: str) -> list[str]:
         return sorted(n for (ns, n), m in self.services.items() if ns == namespace and ("AutoscalePolicy", policy) in m.refs)
 
@@ -188,6 +210,8 @@ class Reconciler:
         mono = self.monotonic()
         if mono < mem.retry_at:
             return
+        if mono >= mem.spot_due:  # a drain's next step: re-read its pods first
+            mem.status_dirty, mem.spot_due = True, float("inf")
         if mem.apply_wanted or mem.status_dirty or mem.refs_dirty or mono >= mem.next_sync:
             await self.sync(body)
 
@@ -250,6 +274,7 @@ class Reconciler:
         problem: Problem | None = None
         policy: AutoscalePolicySpec | None = None
         pool: SpotPoolSpec | None = None
+        pool_obj: dict | None = None
         if spec.autoscale_policy_ref is not None:
             ref = spec.autoscale_policy_ref.name
             mem.refs.add(("AutoscalePolicy", ref))
@@ -270,7 +295,7 @@ class Reconciler:
             if obj is None:
                 problem = problem or Problem("SpotPoolNotFound", f"SpotPool {ref} not found")
             else:
-                pool = SpotPool.model_validate(obj).spec
+                pool, pool_obj = SpotPool.model_validate(obj).spec, obj
         secrets = [r.name for r in (spec.api_key_secret_ref, spec.model.token_secret_ref) if r is not None]
         for secret in secrets:
             mem.refs.add(("Secret", secret))
@@ -297,7 +322,17 @@ class Reconciler:
             await self._scrape(mem, pods, now)
             mem.next_sync = mono + mem.period
 
-        current = plan.current_replicas(deployments, name, pooled)
+        spot = self.spot
+        assert spot is not None  # set in __post_init__
+        view: SpotView | None = None
+        if pool is not None and pool_obj is not None:
+            if refresh or mem.nodes is None:
+                mem.nodes = await self.kube.list("Node", None)
+            view = spot.observe(pool_obj, pool, mem.nodes, pods, now)
+
+        # Draining pods are leaving, not capacity: the count without their surge replicas.
+        held = plan.current_replicas(deployments, name, pooled)
+        current = replicas_without_surge(held, pods) if held is not None else None
         status_extra: dict = {}
         conditions_extra: list[Condition] = []
         if spec.autoscale_policy_ref is None:
@@ -310,11 +345,30 @@ class Reconciler:
             desired = current
             if periodic and problem is None:
                 desired, status_extra, conditions_extra = await self._autoscale(
-                    body, mem, policy, current, pods, now)
+                    body, mem, policy, current, [dict(p) for p in serving_pods(pods)], now)
 
-        if desired is not None and problem is None and (apply_now or desired != current):
+        counts: dict | None = None
+        drains: list = []
+        spot_status: dict | None = None
+        if desired is not None and problem is None:
+            if view is not None and pool is not None:
+                previous = plan.split_without_surge(deployments, name, pods)  # before new drain marks
+                drains = await spot.begin(namespace, spec.drain_grace_seconds, pool, pods, view, now,
+                                               supports_drain=spec.engine.kind == "embedded")
+                fallback = FallbackState.from_status(old_status.get("spot"))
+                split = split_replicas(desired, pool, view.capacity, fallback, now, previous)
+                counts = dict(deployment_replicas(split, pods))  # the split + one per pod still draining
+                spot_status = split.fallback.to_status()
+                moved = fallback_event(old_status.get("spot") or {}, spot_status)
+                if moved is not None:
+                    self.post_event(body, "Normal", moved[0], f"{moved[1]}: {split.reason}")
+                    status_extra["lastScaleReason"] = f"{moved[1]}: {split.reason}"
+                mem.observed = (copy.deepcopy(deployments), copy.deepcopy(pods))
+            elif not pooled:
+                counts = {"any": desired}
+        if counts is not None and (apply_now or counts != plan.deployment_counts(deployments, name, pooled)):
             try:
-                deployments = await self._apply(body, service, pool, desired, deployments, pooled)
+                deployments = await self._apply(body, service, pool, counts, deployments, pooled)
             except KubeError as exc:
                 problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
                 mem.retry_at = mono + APPLY_RETRY_SECONDS
@@ -322,6 +376,16 @@ class Reconciler:
                 mem.apply_wanted = False
                 mem.last_apply = mono
                 mem.observed = (copy.deepcopy(deployments), pods)
+
+        outcome = await spot.finish(body, pool_obj, drains, now) if drains else Outcome()
+        if outcome.wake is not None:
+            mem.spot_due = min(mem.spot_due, mono + max(0.0, (outcome.wake - now).total_seconds()))
+        if view is not None and pool is not None and pool_obj is not None:
+            written = await spot.pool_status(
+                pool_obj, pool, view, (namespace, name),
+                spec.drain_grace_seconds + spec.drain_timeout_seconds, outcome, now)
+            if written is not None and spec.spot_pool_ref is not None:
+                mem.ref_cache[("SpotPool", spec.spot_pool_ref.name)] = written
 
         shown_desired = desired if desired is not None else (current or 0)
         state = compute_status(generation=meta.get("generation"), desired=shown_desired,
@@ -336,6 +400,15 @@ class Reconciler:
         )
         new["conditions"] = [c.to_wire() for c in conditions]
         new.update(status_extra)
+        if pooled and view is not None:
+            spot_cond = spot.interrupted_condition(pods, view).model_copy(
+                update={"observed_generation": meta.get("generation")})
+            merged = merge_conditions([Condition.model_validate(c) for c in new["conditions"]], [spot_cond])
+            new["conditions"] = [c.to_wire() for c in merged]
+            new["spot"] = {**(spot_status or (old_status.get("spot") or {})),
+                           "drainingPods": spot.draining_pods(pods)}
+        elif not pooled:
+            new["spot"] = None
         if policy is None:
             new["scaling"] = None
         elif "scaling" not in new and mem.scaling is not None:
@@ -392,13 +465,13 @@ class Reconciler:
         extra["scaling"] = scaling.to_wire()
         return decision.replicas, extra, decision.conditions
 
-    async def _apply(self, body: dict, service: LLMService, pool: SpotPoolSpec | None, total: int,
+    async def _apply(self, body: dict, service: LLMService, pool: SpotPoolSpec | None, counts: dict,
                      deployments: list[dict], pooled: bool) -> list[dict]:
         """SSA every rendered object; delete Deployments of a capacity no longer wanted; report changes."""
         name = service.metadata.name
         before = {d["metadata"]["name"]: d for d in deployments}
         applied: list[dict] = []
-        for capacity, replicas in plan.split(total, pool).items():
+        for capacity, replicas in counts.items():
             ctx = RenderContext(replicas=replicas, capacity=capacity, pool=pool, images=self.images)
             obj = await self.kube.apply(render_deployment(service, ctx))
             self._report_change(body, obj, before.get(obj["metadata"]["name"]))

@@ -382,6 +382,9 @@ def test_a_pool_renders_both_deployments_and_removes_the_unpooled_one():
     sync(world, rec, force_apply=True)
     world.kube.put({"apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": "gpu-spot"},
                     "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}}}})
+    world.kube.put({"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": "gpu-spot-a", "labels": {"karpenter.sh/capacity-type": "spot"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
     body = world.body()
     body["spec"]["spotPoolRef"] = {"name": "gpu-spot"}
     world.kube.put(body)

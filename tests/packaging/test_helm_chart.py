@@ -44,7 +44,7 @@ EXPECTED_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list", "watch"},  # list/watch: Karpenter's Events on Nodes
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "secrets"): {"get", "list", "watch"},
 }

@@ -1,0 +1,392 @@
+"""Spot wiring: the reconciler's side of issue 5 (the decisions are in `operator/spot/`).
+
+For a service with a SpotPool, each sync (see Reconciler._sync):
+
+    observe   nodes (listed on refresh) + Karpenter Events on nodes (fed by kopf's watch)
+              -> scan_signals -> notices; observe_spot_capacity -> capacity
+    begin     for each engine pod on a noticed node, or already marked as draining:
+              GET /drain, plan_drain (or plan_advisory / clear_advisory), and apply the
+              plan's Annotate actions (the drain marks, the surge) to the pod
+    (the reconciler then splits with split_replicas and applies
+     deployment_replicas(split, pods): the Surge, so the replacement starts first)
+    finish    the rest of each plan, in order: PostDrain, RecordEvent, Evict
+              (429 -> after_eviction backoff), Delete; the earliest Wait says when to look again
+    pool      SpotPool status (node counts, interruptedNodes, interruptionsSeen, podsDrained,
+              requestsCut, NoticeTooShort) through the status subresource
+
+Nothing here is kept in memory that a restart needs: drain state is on the pods
+(annotations, see spot/drain.py), first-seen times in the pool's status.interruptedNodes,
+the fallback in the LLMService's status.spot. The Event cache is refilled by kopf's
+initial list on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from llmfleet.operator import metrics
+from llmfleet.operator.adapters.kube import Kube, KubeError
+from llmfleet.operator.api.common import Condition
+from llmfleet.operator.api.spotpool import SpotPoolSpec
+from llmfleet.operator.render.paths import HTTP_PORT
+from llmfleet.operator.spot import (
+    Annotate,
+    Delete,
+    EngineDrain,
+    Evict,
+    Notice,
+    PodDrain,
+    PostDrain,
+    RecordEvent,
+    SignalScan,
+    SpotCapacity,
+    Surge,
+    Wait,
+    after_eviction,
+    check_notice_length,
+    clear_advisory,
+    first_seen_from_status,
+    interrupted_nodes_status,
+    observe_spot_capacity,
+    plan_advisory,
+    plan_drain,
+    scan_signals,
+)
+from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
+from llmfleet.operator.spot.signals import format_rfc3339, parse_rfc3339
+from llmfleet.operator.spot.split import is_spot_node
+
+log = logging.getLogger("llmfleet.operator.spot")
+
+DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
+# Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
+POOL_EVENT_REASONS = {"DrainStarted", "DrainEvicted", "DrainDeleted", "RequestsAtRisk", "ReplacementStarted"}
+
+EngineCall = Callable[[str, bool], Awaitable[dict | None]]  # (pod IP, POST?) -> the /drain JSON, None if no answer
+EventPoster = Callable[[dict, str, str, str], None]
+
+
+async def engine_drain(ip: str, post: bool) -> dict | None:
+    """POST (start) or GET (poll) the engine's /drain; None when it does not answer."""
+    url = f"http://{ip}:{HTTP_PORT}/drain"
+    try:
+        async with httpx.AsyncClient(timeout=DRAIN_TIMEOUT) as client:
+            resp = await (client.post(url) if post else client.get(url))
+        if resp.status_code != 200:
+            return None
+        body = resp.json()
+        return body if isinstance(body, dict) else None
+    except (httpx.HTTPError, ValueError) as exc:
+        log.info("%s %s: %s", "POST" if post else "GET", url, exc)
+        return None
+
+
+def node_signature(node: Mapping) -> tuple:
+    """What of a node the spot decisions read: a change here wakes the pool's services."""
+    meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    ready = next((c.get("status") for c in (node.get("status") or {}).get("conditions") or []
+                  if c.get("type") == "Ready"), None)
+    return (
+        tuple(sorted((meta.get("labels") or {}).items())),
+        tuple(sorted((meta.get("annotations") or {}).items())),
+        tuple(sorted((t.get("key", ""), t.get("value") or "", t.get("effect", "")) for t in spec.get("taints") or [])),
+        bool(spec.get("unschedulable")),
+        ready,
+    )
+
+
+@dataclass
+class SpotView:
+    """One sync's reading of a pool: the notices and the capacity."""
+
+    scan: SignalScan
+    notices: dict[str, Notice]
+    capacity: SpotCapacity
+    nodes: list[dict]
+
+
+@dataclass
+class Drain:
+    """One pod's plan, between `begin` (annotations applied) and `finish` (the rest)."""
+
+    pod: dict
+    drain: PodDrain
+    rest: list
+    at_risk: int = 0
+    engine: EngineDrain | None = None
+    stop_by: datetime | None = None  # D - M: the pod must be gone by then
+
+
+@dataclass
+class Outcome:
+    drained: int = 0  # pods evicted or deleted this sync
+    cut: int = 0  # requests in flight when a shortened-grace eviction/delete was issued
+    wake: datetime | None = None  # the earliest Wait
+
+
+@dataclass
+class SpotRuntime:
+    kube: Kube
+    post_event: EventPoster
+    engine: EngineCall = engine_drain
+    node_events: dict[str, dict] = field(default_factory=dict)  # Event uid -> Event about a Node (Karpenter)
+    node_sigs: dict[str, tuple] = field(default_factory=dict)
+    pool_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    needed: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # pool -> service -> drain s
+
+    # --- watch feeds (kopf) -------------------------------------------------------------
+
+    def event_seen(self, body: Mapping, deleted: bool = False) -> bool:
+        """An Event about a Node (the kopf handler filters by reason). True when it is new."""
+        uid = str((body.get("metadata") or {}).get("uid") or (body.get("metadata") or {}).get("name"))
+        if deleted:
+            self.node_events.pop(uid, None)
+            return False
+        new = uid not in self.node_events
+        self.node_events[uid] = dict(body)
+        return new
+
+    def node_seen(self, body: Mapping, deleted: bool = False) -> bool:
+        """A Node changed; True when something the spot decisions read changed."""
+        name = str((body.get("metadata") or {}).get("name"))
+        if deleted:
+            return self.node_sigs.pop(name, None) is not None
+        sig = node_signature(body)
+        changed = self.node_sigs.get(name) != sig
+        self.node_sigs[name] = sig
+        return changed
+
+    # --- observe ------------------------------------------------------------------------
+
+    def observe(self, pool_obj: dict, pool: SpotPoolSpec, nodes: list[dict], pods: list[dict],
+                now: datetime) -> SpotView:
+        interrupted = (pool_obj.get("status") or {}).get("interruptedNodes")
+        scan = scan_signals(nodes, pods, list(self.node_events.values()), pool, now,
+                            first_seen_from_status(interrupted))
+        spot_pods = [p for p in pods if (p["metadata"].get("labels") or {}).get("llmfleet.dev/capacity") == "spot"]
+        capacity = observe_spot_capacity(nodes, spot_pods, pool, scan.notices, now)
+        return SpotView(scan, {n.node: n for n in scan.notices}, capacity, nodes)
+
+    # --- drains -------------------------------------------------------------------------
+
+    async def _patch_pod(self, namespace: str, pod: dict, annotations: dict) -> None:
+        await self.kube.patch("Pod", namespace, pod["metadata"]["name"], {"metadata": {"annotations": annotations}})
+        own = pod["metadata"].setdefault("annotations", {})
+        for k, v in annotations.items():
+            if v is None:
+                own.pop(k, None)
+            else:
+                own[k] = v
+
+    async def begin(self, namespace: str, service_drain_grace: int, pool: SpotPoolSpec, pods: list[dict],
+                    view: SpotView, now: datetime, supports_drain: bool = True) -> list[Drain]:
+        """Plan every pod that is on a noticed node or already draining; apply the Annotates
+        (drain marks and surge) at once, so `deployment_replicas(split, pods)` includes the
+        surge before anything else happens. `pods` are updated in place."""
+        out: list[Drain] = []
+        for pod in pods:
+            p = PodDrain.from_pod(pod)
+            notice = view.notices.get(p.node or "")
+            if p.terminating and p.marks.started is None:
+                continue
+            if notice is not None and notice.kind == "Advisory" and p.marks.started is None:
+                actions = plan_advisory(p, notice)
+            elif notice is None and p.marks.started is None:
+                actions = clear_advisory(p)  # nothing unless an advisory had surged it
+            else:
+                if p.terminating:
+                    continue  # evicted or deleted: the kubelet runs preStop and the grace period
+                engine = None
+                ip = (pod.get("status") or {}).get("podIP")
+                if supports_drain and ip and p.marks.started is not None:
+                    answer = await self.engine(ip, False)
+                    engine = EngineDrain.from_json(answer) if answer is not None else None
+                try:
+                    plan = plan_drain(p, notice, now, margin=pool.drain_deadline_margin_seconds,
+                                      drain_grace=service_drain_grace, engine=engine,
+                                      supports_drain=supports_drain)
+                except ValueError as exc:  # marks without a deadline (edited by hand): nothing to work to
+                    log.warning("%s", exc)
+                    continue
+                deadlines = [d for d in (p.marks.deadline, notice.deadline if notice else None) if d is not None]
+                stop_by = min(deadlines) - timedelta(seconds=pool.drain_deadline_margin_seconds)
+                out.append(Drain(pod, p, [], plan.at_risk, engine, stop_by))
+                actions = plan.actions
+            rest = []
+            for action in actions:
+                if isinstance(action, Annotate):
+                    await self._patch_pod(namespace, pod, action.annotations)
+                elif not isinstance(action, Surge):  # Surge: the annotation is its durable form
+                    rest.append(action)
+            if out and out[-1].pod is pod:
+                out[-1].rest = rest
+            elif rest:
+                out.append(Drain(pod, p, rest))
+        return out
+
+    async def finish(self, body: dict, pool_obj: dict | None, drains: list[Drain], now: datetime) -> Outcome:
+        """The rest of each plan, in order; events on the LLMService (and milestones on the pool)."""
+        namespace = body["metadata"]["namespace"]
+        outcome = Outcome()
+
+        def record(action: RecordEvent) -> None:
+            self.post_event(body, action.type, action.reason, f"pod {action.pod}: {action.message}")
+            if pool_obj is not None and action.reason in POOL_EVENT_REASONS:
+                self.post_event(pool_obj, action.type, action.reason,
+                                f"pod {namespace}/{action.pod}: {action.message}")
+
+        def wake(at: datetime) -> None:
+            outcome.wake = at if outcome.wake is None else min(outcome.wake, at)
+
+        for d in drains:
+            pod, name = d.pod, d.pod["metadata"]["name"]
+            for action in d.rest:
+                if isinstance(action, PostDrain):
+                    ip = (pod.get("status") or {}).get("podIP")
+                    answer = await self.engine(ip, True) if ip else None
+                    if answer is None:
+                        log.info("pod %s: POST /drain got no answer; polling again", name)
+                    wake(now)  # look at the engine again at the next step
+                elif isinstance(action, RecordEvent):
+                    if action.reason == "EvictionRefused":
+                        attempts = int((pod["metadata"].get("annotations") or {}).get(EVICTION_ATTEMPTS, "1") or 1)
+                        if attempts not in (1, 2) and attempts % 10:
+                            continue  # one line per retry would flood the events
+                    record(action)
+                elif isinstance(action, Wait):
+                    wake(action.until)
+                elif isinstance(action, Evict):
+                    result = await self.kube.evict(namespace, name, action.grace_seconds)
+                    kind = result.split(":", 1)[0]
+                    if kind == "Error":
+                        log.warning("evicting %s: %s", name, result)
+                    fresh = PodDrain.from_pod(pod)
+                    for follow in after_eviction(fresh, kind, now, d.stop_by):
+                        if isinstance(follow, Annotate):
+                            try:
+                                await self._patch_pod(namespace, pod, follow.annotations)
+                            except KubeError as exc:
+                                log.info("pod %s: %s", name, exc)
+                        elif isinstance(follow, RecordEvent):
+                            if follow.reason != "EvictionRefused" or fresh.marks.eviction_attempts + 1 in (1, 2) \
+                                    or (fresh.marks.eviction_attempts + 1) % 10 == 0:
+                                record(follow)
+                    if kind == "Evicted":
+                        outcome.drained += 1
+                        outcome.cut += d.at_risk
+                        metrics.DRAINS.inc()
+                    else:
+                        retry = parse_rfc3339((pod["metadata"].get("annotations") or {}).get("llmfleet.dev/eviction-retry-at"))
+                        wake(retry or now)
+                elif isinstance(action, Delete):
+                    try:
+                        await self.kube.delete("Pod", namespace, name, grace_seconds=action.grace_seconds)
+                    except KubeError as exc:
+                        log.warning("deleting %s: %s", name, exc)
+                        wake(now)
+                        continue
+                    outcome.drained += 1
+                    outcome.cut += d.at_risk
+                    metrics.DRAINS.inc()
+        return outcome
+
+    # --- status -------------------------------------------------------------------------
+
+    @staticmethod
+    def draining_pods(pods: list[dict]) -> list[dict]:
+        out = []
+        for pod in pods:
+            a = pod["metadata"].get("annotations") or {}
+            if DRAIN_STARTED in a:
+                out.append({"name": pod["metadata"]["name"], "node": (pod.get("spec") or {}).get("nodeName"),
+                            "startedAt": a.get(DRAIN_STARTED), "deadline": a.get(DRAIN_DEADLINE)})
+        return sorted(out, key=lambda x: x["name"])
+
+    @staticmethod
+    def interrupted_condition(pods: list[dict], view: SpotView | None) -> Condition:
+        draining = SpotRuntime.draining_pods(pods)
+        if draining:
+            nodes = sorted({d["node"] or "?" for d in draining})
+            return Condition(type="SpotInterrupted", status="True", reason="Draining",
+                             message=f"{len(draining)} pod(s) draining off reclaimed node(s) {', '.join(nodes)}: "
+                                     + ", ".join(d["name"] for d in draining))
+        advised = [p["metadata"]["name"] for p in pods if DRAIN_SURGE in (p["metadata"].get("annotations") or {})]
+        if advised:
+            return Condition(type="SpotInterrupted", status="False", reason="ReplacementStarted",
+                             message=f"rebalance recommendation: replacement started for {', '.join(advised)}")
+        return Condition(type="SpotInterrupted", status="False", reason="NoInterruption",
+                         message="no engine pod of this service is on a node with an interruption notice")
+
+    async def pool_status(self, pool_obj: dict, pool: SpotPoolSpec, view: SpotView, service: tuple[str, str],
+                          drain_seconds: int, outcome: Outcome, now: datetime) -> dict | None:
+        """Write the SpotPool's status when it changes; returns the pool object as written (or None)."""
+        name = pool_obj["metadata"]["name"]
+        needs = self.needed.setdefault(name, {})
+        needs[service] = drain_seconds
+        needed = max(needs.values())
+        lock = self.pool_locks.setdefault(name, asyncio.Lock())
+
+        def fields(obj: dict) -> tuple[dict, dict]:
+            old = obj.get("status") or {}
+            entries, new = interrupted_nodes_status(view.scan.notices, old.get("interruptedNodes"), now)
+            spot_nodes = [n for n in view.nodes if is_spot_node(n, pool)]
+            od_sel = pool.on_demand.node_selector
+            od_nodes = [n for n in view.nodes if not is_spot_node(n, pool) and all(
+                ((n["metadata"].get("labels") or {}).get(k) == v) for k, v in od_sel.items())]
+            check = check_notice_length(spot_nodes, pool, needed, view.scan.notices).condition()
+            old_conds = [Condition.model_validate(c) for c in old.get("conditions") or []]
+            prev = next((c for c in old_conds if c.type == "NoticeTooShort"), None)
+            cond = Condition(type="NoticeTooShort", observed_generation=obj["metadata"].get("generation"),
+                             last_transition_time=(prev.last_transition_time if prev is not None
+                                                   and prev.status == check["status"] else now),
+                             **{k: check[k] for k in ("status", "reason", "message")})
+            conds = [c for c in old_conds if c.type != "NoticeTooShort"] + [cond]
+            new_fields = {
+                "observedGeneration": obj["metadata"].get("generation"),
+                "spotNodes": len(spot_nodes),
+                "onDemandNodes": len(od_nodes),
+                "interruptionsSeen": int(old.get("interruptionsSeen") or 0) + new,
+                "podsDrained": int(old.get("podsDrained") or 0) + outcome.drained,
+                "requestsCut": int(old.get("requestsCut") or 0) + outcome.cut,
+                "interruptedNodes": entries,
+                "conditions": [c.to_wire() for c in conds],
+            }
+            changed = {k: v for k, v in new_fields.items() if old.get(k) != v}
+            return new_fields, changed
+
+        _, changed = fields(pool_obj)
+        if not changed:
+            return None
+        async with lock:
+            fresh = await self.kube.get("SpotPool", None, name)  # counters add to the latest value
+            if fresh is None:
+                return None
+            _, changed = fields(fresh)
+            if not changed:
+                return fresh
+            if "interruptionsSeen" in changed and changed["interruptionsSeen"] > int(
+                    (fresh.get("status") or {}).get("interruptionsSeen") or 0):
+                for entry in changed.get("interruptedNodes") or []:
+                    if not entry["advisory"] and entry["name"] not in {
+                            e.get("name") for e in (fresh.get("status") or {}).get("interruptedNodes") or []}:
+                        self.post_event(fresh, "Warning", "SpotInterrupted",
+                                        f"node {entry['name']}: {entry['signal']}, deadline {entry['deadline']}")
+            return await self.kube.patch("SpotPool", None, name, {"status": changed}, subresource="status")
+
+
+def fallback_event(before: Mapping, after: Mapping) -> tuple[str, str] | None:
+    """(reason, message) when the fallback moved replicas, else None."""
+    b, a = int(before.get("fallbackReplicas") or 0), int(after.get("fallbackReplicas") or 0)
+    if a > b:
+        return "SpotFallback", f"{a} spot replica(s) run on on-demand nodes (was {b})"
+    if a < b:
+        return "SpotReturned", f"{b - a} replica(s) back to spot ({a} still on on-demand)"
+    return None
+
+
+__all__ = ["SpotRuntime", "SpotView", "engine_drain", "fallback_event", "format_rfc3339", "node_signature"]

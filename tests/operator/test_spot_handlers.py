@@ -1,0 +1,365 @@
+"""The spot wiring (handlers/spot.py + the reconciler's pooled sync) against the in-memory API server.
+
+Stories: a notice drives Annotate -> Surge -> POST /drain -> Wait -> Evict in that order; a 429
+from the Eviction API backs off and retries; a restarted operator resumes a drain from the pod's
+annotations without surging or announcing twice; no schedulable spot node flips the split to
+on-demand and it comes back after returnAfterSeconds.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+from llmfleet.operator.handlers.reconciler import Reconciler
+from llmfleet.operator.handlers.spot import SpotRuntime
+from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
+from llmfleet.operator.spot.signals import format_rfc3339
+from test_handlers import NS, FakeKube, World, status, sync, tick
+
+NTH = "aws-node-termination-handler/spot-itn"
+
+
+class SpotKube(FakeKube):
+    """FakeKube plus the Eviction API (scripted answers per pod) and deletes with a grace period."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evictions: dict[str, list[str]] = {}  # pod -> answers to come ("Evicted" when empty)
+
+    async def evict(self, namespace, name, grace_seconds):
+        self.log.append(("evict", "Pod", name))
+        self.graces = getattr(self, "graces", []) + [(name, grace_seconds)]
+        answers = self.evictions.get(name) or []
+        result = answers.pop(0) if answers else "Evicted"
+        if result == "Evicted":
+            self.objects[("Pod", namespace, name)]["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+        return result
+
+    async def delete(self, kind, namespace, name, grace_seconds=None):
+        if kind == "Pod":
+            self.log.append(("delete", "Pod", name))
+            self.objects[(kind, namespace, name)]["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+            return
+        await super().delete(kind, namespace, name)
+
+
+class SpotWorld(World):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kube = SpotKube()
+        self.engines: dict[str, dict] = {}  # pod IP -> {"draining", "in_flight"}
+        for name, kind in (("gpu-od-a", "on-demand"), ("gpu-od-b", "on-demand"),
+                           ("gpu-spot-a", "spot"), ("gpu-spot-b", "spot")):
+            self.kube.put({"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": name, "labels": {"karpenter.sh/capacity-type": kind}},
+                "spec": {"providerID": f"aws:///us-east-1a/i-{name}"},
+                "status": {"conditions": [{"type": "Ready", "status": "True",
+                                           "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+
+    async def engine(self, ip, post):
+        self.kube.log.append(("POST /drain" if post else "GET /drain", "Pod", ip))
+        state = self.engines.setdefault(ip, {"draining": False, "in_flight": 0})
+        if post:
+            state["draining"] = True
+        return dict(state)
+
+    def reconciler(self) -> Reconciler:
+        post = lambda body, t, r, m: self.events.append((t, r, m))  # noqa: E731
+        rec = Reconciler(kube=self.kube, post_event=post, scrape=self.scrape, clock=lambda: self.now,
+                         monotonic=lambda: self.mono,
+                         spot=SpotRuntime(kube=self.kube, post_event=post, engine=self.engine))
+        self.watchers.append(rec)
+        return rec
+
+    def pool(self, **spec) -> dict:
+        return self.kube.put({"apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool",
+                              "metadata": {"name": "gpu-spot"},
+                              "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
+                                       "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
+                                       "onDemandBase": 1, **spec}})
+
+    def node(self, name) -> dict:
+        return self.kube.objects[("Node", None, name)]
+
+    def pods(self) -> dict[str, dict]:
+        return {k[2]: o for k, o in self.kube.objects.items() if k[0] == "Pod"}
+
+    def place(self) -> None:
+        """ReplicaSets + scheduler + kubelet: pods to match each Deployment (the terminating ones
+        do not count), spread over the schedulable nodes of their capacity, all ready."""
+        n = len(self.pods())
+        for cap in ("ondemand", "spot"):
+            dep = self.deployment(f"chat-{cap}")
+            mine = [p for p in self.pods().values() if p["metadata"]["labels"]["llmfleet.dev/capacity"] == cap
+                    and "deletionTimestamp" not in p["metadata"]]
+            kind = "spot" if cap == "spot" else "on-demand"
+            nodes = [name for (k, _, name), o in sorted(self.kube.objects.items()) if k == "Node"
+                     and o["metadata"]["labels"]["karpenter.sh/capacity-type"] == kind
+                     and not o["spec"].get("unschedulable")
+                     and not any(t["effect"] == "NoSchedule" for t in o["spec"].get("taints") or [])]
+            for _ in range(len(mine), dep["spec"]["replicas"]):
+                n += 1
+                name = f"chat-{cap}-{n}"
+                on = [p["spec"].get("nodeName") for p in self.pods().values()]
+                node = min(nodes, key=on.count) if nodes else None
+                self.kube.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                    "name": name, "namespace": NS, "labels": dict(dep["spec"]["template"]["metadata"]["labels"])},
+                    "spec": {"nodeName": node, "terminationGracePeriodSeconds":
+                             dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]},
+                    "status": {"phase": "Running", "podIP": f"10.0.0.{n}", "startTime": "2026-01-01T12:00:00Z",
+                               "conditions": [{"type": "PodScheduled", "status": "True"},
+                                              {"type": "Ready", "status": "True"}]}})
+            dep["status"] = {"observedGeneration": dep["metadata"]["generation"], "replicas": dep["spec"]["replicas"],
+                             "updatedReplicas": dep["spec"]["replicas"], "readyReplicas": dep["spec"]["replicas"],
+                             "availableReplicas": dep["spec"]["replicas"]}
+        for rec in self.watchers:
+            rec.mark_status(NS, "chat")
+
+    def changed(self) -> None:
+        """A pod watch event (kopf's on_child_event)."""
+        for rec in self.watchers:
+            rec.mark_status(NS, "chat")
+
+    def gone(self) -> None:
+        """The kubelet finished the terminating pods."""
+        for key in [k for k, o in self.kube.objects.items() if k[0] == "Pod" and "deletionTimestamp" in o["metadata"]]:
+            del self.kube.objects[key]
+        for rec in self.watchers:
+            rec.mark_status(NS, "chat")
+
+    def taint(self, node: str, key: str = NTH, **extra) -> None:
+        n = self.node(node)
+        n["spec"].setdefault("taints", []).append({"key": key, "effect": "NoSchedule", **extra})
+        for rec in self.watchers:
+            rec.spot.node_seen(n)
+            rec.spot_changed()
+
+    def replicas(self) -> tuple[int, int]:
+        return (self.deployment("chat-ondemand")["spec"]["replicas"], self.deployment("chat-spot")["spec"]["replicas"])
+
+
+def pooled_world(**service) -> tuple[SpotWorld, Reconciler]:
+    world = SpotWorld()
+    world.pool()
+    world.service(replicas=3, spotPoolRef={"name": "gpu-spot"}, drainGraceSeconds=2, drainTimeoutSeconds=30,
+                  **service)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.place()
+    sync(world, rec)
+    return world, rec
+
+
+def spot_pod_on(world: SpotWorld, node: str) -> dict:
+    return next(p for p in world.pods().values() if p["spec"]["nodeName"] == node)
+
+
+def until_quiet(world: SpotWorld, rec: Reconciler, seconds: float, step: float = 1.0) -> None:
+    t = 0.0
+    while t < seconds:
+        world.advance(step)
+        t += step
+        tick(world, rec)
+
+
+def test_a_notice_annotates_surges_drains_waits_and_evicts_in_that_order():
+    world, rec = pooled_world()
+    assert world.replicas() == (1, 2)
+    assert status(world)["spot"]["fallbackActive"] is False
+    pod = spot_pod_on(world, "gpu-spot-a")
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    world.kube.log.clear()
+
+    world.taint("gpu-spot-a")  # NTH's taint, no action-time label: 120 s from first sight
+    tick(world, rec)
+    order = [w for w in world.kube.log if w[0] in ("patch", "apply", "POST /drain", "evict")
+             and w[2] in (name, "chat-spot", ip)]
+    assert order[:3] == [("patch", "Pod", name), ("apply", "Deployment", "chat-spot"), ("POST /drain", "Pod", ip)]
+    marks = world.pods()[name]["metadata"]["annotations"]
+    assert marks[DRAIN_STARTED] == format_rfc3339(world.now)
+    assert marks[DRAIN_DEADLINE] == format_rfc3339(world.now + timedelta(seconds=120))
+    assert marks[DRAIN_SURGE] == "spot"
+    assert world.replicas() == (1, 3)  # the replacement starts before anything is evicted
+    assert ("Normal", "DrainStarted") in [(t, r) for t, r, _ in world.events]
+    assert not world.kube.writes("evict")  # G = 2 + 30 + 10 = 42 s fits before the deadline: wait first
+    st = status(world)
+    assert st["spot"]["drainingPods"][0]["name"] == name
+    spot_cond = next(c for c in st["conditions"] if c["type"] == "SpotInterrupted")
+    assert (spot_cond["status"], spot_cond["reason"]) == ("True", "Draining")
+    pool = world.kube.objects[("SpotPool", None, "gpu-spot")]["status"]
+    assert pool["interruptionsSeen"] == 1 and pool["interruptedNodes"][0]["name"] == "gpu-spot-a"
+    assert pool["spotNodes"] == 2 and pool["onDemandNodes"] == 2
+
+    # Requests still in flight: keep waiting, polling GET /drain.
+    world.engines[ip]["in_flight"] = 2
+    world.place()  # the replacement comes up on gpu-spot-b
+    until_quiet(world, rec, 4)
+    assert ("GET /drain", "Pod", ip) in world.kube.log
+    assert not world.kube.writes("evict")
+
+    # Nothing in flight any more: evict with the pod's full grace (42 s < D - M - now).
+    world.engines[ip]["in_flight"] = 0
+    until_quiet(world, rec, 3)
+    assert world.kube.writes("evict") == [("evict", "Pod", name)]
+    assert world.kube.graces == [(name, 42)]
+    world.changed()  # the pod's MODIFIED event (deletionTimestamp set)
+    tick(world, rec)
+    assert world.replicas() == (1, 2)  # a terminating pod keeps no surge
+    world.gone()
+    tick(world, rec)
+    pool = world.kube.objects[("SpotPool", None, "gpu-spot")]["status"]
+    assert pool["podsDrained"] == 1 and pool["requestsCut"] == 0
+    assert status(world)["spot"]["drainingPods"] == []
+    assert world.replicas() == (1, 2)
+    reasons = [r for _, r, _ in world.events]
+    assert reasons.count("DrainStarted") == 2  # on the LLMService and on the SpotPool
+    assert "DrainEvicted" in reasons and "SpotInterrupted" in reasons
+
+
+def test_a_refused_eviction_backs_off_and_retries():
+    world, rec = pooled_world()
+    pod = spot_pod_on(world, "gpu-spot-a")
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    world.kube.evictions[name] = ["TooManyRequests", "TooManyRequests"]
+    world.taint("gpu-spot-a")
+    tick(world, rec)
+    world.advance(3)  # past the 2 s drain grace, nothing in flight
+    tick(world, rec)
+    assert world.kube.writes("evict") == [("evict", "Pod", name)]
+    marks = world.pods()[name]["metadata"]["annotations"]
+    assert marks[EVICTION_ATTEMPTS] == "1"
+    assert ("Warning", "EvictionRefused") in [(t, r) for t, r, _ in world.events]
+    tick(world, rec)  # within the 1 s backoff: no new call
+    assert len(world.kube.writes("evict")) == 1
+    until_quiet(world, rec, 1)
+    assert len(world.kube.writes("evict")) == 2  # retried after 1 s; refused again: 2 s now
+    assert world.pods()[name]["metadata"]["annotations"][EVICTION_ATTEMPTS] == "2"
+    until_quiet(world, rec, 1)
+    assert len(world.kube.writes("evict")) == 2
+    until_quiet(world, rec, 1)
+    assert len(world.kube.writes("evict")) == 3
+    assert "deletionTimestamp" in world.pods()[name]["metadata"]
+    assert world.engines[ip]["draining"]
+
+
+def test_past_the_last_safe_moment_the_pod_is_deleted():
+    world, rec = pooled_world()
+    name = spot_pod_on(world, "gpu-spot-a")["metadata"]["name"]
+    world.kube.evictions[name] = ["TooManyRequests"] * 1000  # the PDB never allows it
+    world.taint("gpu-spot-a")
+    until_quiet(world, rec, 110)  # D - M = 110 s; delete at 105 s
+    assert ("delete", "Pod", name) in world.kube.log
+    assert ("Warning", "DrainDeleted") in [(t, r) for t, r, _ in world.events]
+
+
+def test_a_restarted_operator_resumes_the_drain_from_the_pod_annotations():
+    world, rec = pooled_world()
+    pod = spot_pod_on(world, "gpu-spot-a")
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    world.taint("gpu-spot-a")
+    tick(world, rec)
+    world.engines[ip]["in_flight"] = 1
+    started = copy.deepcopy(world.pods()[name]["metadata"]["annotations"])
+    assert world.replicas() == (1, 3)
+    events_before = len(world.events)
+    world.kube.log.clear()
+
+    world.advance(5)
+    fresh = world.reconciler()  # a new process: no memory, no node cache
+    sync(world, fresh, force_apply=True)
+    assert world.replicas() == (1, 3)  # the surge is recomputed from the annotation, not added again
+    assert world.pods()[name]["metadata"]["annotations"] == started  # same start, same deadline
+    assert ("POST /drain", "Pod", ip) not in world.kube.log  # the engine says it is draining already
+    assert ("GET /drain", "Pod", ip) in world.kube.log
+    assert "DrainStarted" not in [r for _, r, _ in world.events[events_before:]]
+    world.engines[ip]["in_flight"] = 0
+    until_quiet(world, fresh, 2)
+    assert world.kube.writes("evict") == [("evict", "Pod", name)]
+    assert world.kube.objects[("SpotPool", None, "gpu-spot")]["status"]["interruptionsSeen"] == 1
+
+
+def test_a_restarted_engine_is_drained_again():
+    world, rec = pooled_world()
+    pod = spot_pod_on(world, "gpu-spot-a")
+    ip = pod["status"]["podIP"]
+    world.taint("gpu-spot-a")
+    tick(world, rec)
+    world.engines[ip] = {"draining": False, "in_flight": 1}  # the container restarted
+    world.kube.log.clear()
+    until_quiet(world, rec, 2)
+    assert ("POST /drain", "Pod", ip) in world.kube.log
+
+
+def test_no_schedulable_spot_node_flips_the_split_to_on_demand_and_back():
+    world = SpotWorld()
+    world.pool(fallback={"pendingSeconds": 30, "returnAfterSeconds": 60})
+    for node in ("gpu-spot-a", "gpu-spot-b"):
+        world.node(node)["spec"]["unschedulable"] = True  # cordoned: no spot capacity
+    world.service(replicas=3, spotPoolRef={"name": "gpu-spot"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    assert world.replicas() == (3, 0)
+    st = status(world)["spot"]
+    assert st["fallbackActive"] is True and st["fallbackReplicas"] == 2
+    assert ("Normal", "SpotFallback") in [(t, r) for t, r, _ in world.events]
+    world.place()
+    tick(world, rec)
+    assert world.replicas() == (3, 0)
+
+    # The nodes come back (Ready since now): the replicas return after returnAfterSeconds.
+    for node in ("gpu-spot-a", "gpu-spot-b"):
+        n = world.node(node)
+        n["spec"]["unschedulable"] = False
+        n["status"]["conditions"][0]["lastTransitionTime"] = format_rfc3339(world.now)
+        rec.spot.node_seen(n)
+    rec.spot_changed()
+    until_quiet(world, rec, 30, step=5)
+    assert world.replicas() == (3, 0)  # not yet
+    until_quiet(world, rec, 40, step=5)
+    assert world.replicas() == (1, 2)
+    assert status(world)["spot"]["fallbackActive"] is False
+    assert ("Normal", "SpotReturned") in [(t, r) for t, r, _ in world.events]
+
+
+def test_the_autoscaler_counts_draining_pods_as_leaving():
+    world = SpotWorld()
+    world.pool()
+    world.policy(minReplicas=3, maxReplicas=6)
+    world.service(autoscalePolicyRef={"name": "chat-policy"}, spotPoolRef={"name": "gpu-spot"},
+                  drainGraceSeconds=2, drainTimeoutSeconds=30)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.place()
+    sync(world, rec)
+    assert world.replicas() == (1, 2)
+    world.taint("gpu-spot-a")
+    tick(world, rec)
+    assert world.replicas() == (1, 3)
+    for _ in range(4):  # several autoscaler periods with the surge in place: no scale either way
+        world.advance(5)
+        tick(world, rec)
+    assert world.replicas() == (1, 3)
+    assert "SuccessfulRescale" not in [r for _, r, _ in world.events]
+
+
+def test_the_pool_says_when_a_notice_is_too_short():
+    world = SpotWorld()
+    for node in ("gpu-spot-a", "gpu-spot-b"):
+        world.node(node)["spec"]["providerID"] = f"gce://proj/us-central1-a/{node}"
+    world.pool()
+    world.service(replicas=3, spotPoolRef={"name": "gpu-spot"})
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    cond = next(c for c in world.kube.objects[("SpotPool", None, "gpu-spot")]["status"]["conditions"]
+                if c["type"] == "NoticeTooShort")
+    assert cond["status"] == "True" and "GKE" in cond["message"]
+
+
+def test_a_service_without_pool_has_no_spot_status():
+    world = SpotWorld()
+    world.service(replicas=1)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    assert "spot" not in status(world)
+    assert world.deployment("chat")["spec"]["replicas"] == 1
