@@ -3,7 +3,7 @@ PY ?= python3
 STAMP := .make/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: install test unit e2e demo bench bench-deps crds lint cluster-up cluster-down
+.PHONY: install test unit e2e demo bench bench-deps bench-operator crds lint cluster-up cluster-down
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ demo-engine: install
 
 bench: install bench-deps
 	$(PY) -m llmfleet.engine.bench
+
+## bench-operator: the operator's scale-up reaction time and its API requests and CPU per LLMService with
+## 200 LLMServices, on a bed of its own (e2e/bench_operator.py; ~20 min; BENCH_OPERATOR_ARGS=--help)
+bench-operator: install e2e-binaries
+	$(PY) e2e/bench_operator.py $(BENCH_OPERATOR_ARGS)
 
 ## bench-deps: the llama.cpp baseline of `make bench`, once per machine (skipped when importable):
 ## llama-cpp-python compiled locally (~10 minutes on 2 cores), `gguf`, and llama-cpp-python's source
