@@ -1,0 +1,228 @@
+"""A spot interruption notice under load, on the real control plane.
+
+Given an LLMService with 3 replicas under a SpotPool (onDemandBase 1, the rest on spot: one
+on-demand pod and two spot pods spread over gpu-spot-a/b), serving continuous load (clients
+spread over the Service's ready endpoints, plus streaming clients), when one spot node gets
+aws-node-termination-handler's `spot-itn` taint (a 120 s notice from first sight), then the
+operator annotates its pod, surges the spot Deployment (the replacement lands on the other
+spot node), POSTs /drain (the pod leaves the endpoints while its admitted requests finish),
+and evicts it through the Eviction API once the replacement is ready (the PDB refuses it
+before: 429, retried); the load generator sees no failed request and no cut stream. The
+scenario prints requests sent, failed, cut streams, and the drain's durations.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conftest import E2ECluster, wait_until
+from operator_support import (
+    Load,
+    condition,
+    llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
+    llms,
+    ready_endpoints,
+)
+
+NTH_TAINT = "aws-node-termination-handler/spot-itn"
+GRACE = 10  # drainGraceSeconds: longer than readiness detection (2 x 2 s) + EndpointSlice + client refresh
+
+
+@dataclass
+class Streams:
+    """`clients` streaming clients (SSE), each one stream after another; a stream without
+    `data: [DONE]` is cut, a refused one failed."""
+
+    cluster: Any
+    namespace: str
+    service: str
+    model: str
+    clients: int = 2
+    max_tokens: int = 120
+    done: int = 0
+    cut: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Streams:
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=150)
+
+    def _client(self, i: int) -> None:
+        n = i
+        while not self._stop.is_set():
+            try:
+                endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
+            except Exception:  # noqa: BLE001 - the API server is busy: try again
+                time.sleep(0.2)
+                continue
+            if not endpoints:
+                time.sleep(0.2)
+                continue
+            ip = endpoints[n % len(endpoints)]
+            n += 1
+            self._one(ip)
+
+    def _one(self, ip: str) -> None:
+        conn = http.client.HTTPConnection(ip, 8000, timeout=120)
+        got_done, chunks = False, 0
+        try:
+            conn.request("POST", "/v1/completions", json.dumps(
+                {"model": self.model, "prompt": "hello", "max_tokens": self.max_tokens, "ignore_eos": True,
+                 "stream": True}), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                with self._lock:
+                    self.failed.append(f"{ip}: HTTP {resp.status}")
+                return
+            for line in resp:
+                if line.startswith(b"data: [DONE]"):
+                    got_done = True
+                elif line.startswith(b"data: "):
+                    chunks += 1
+        except Exception as e:  # noqa: BLE001 - a broken connection mid-stream is a cut stream
+            with self._lock:
+                (self.cut if chunks else self.failed).append(f"{ip}: {e}")
+            return
+        finally:
+            conn.close()
+        with self._lock:
+            if got_done:
+                self.done += 1
+            else:
+                self.cut.append(f"{ip}: ended after {chunks} chunks without [DONE]")
+
+
+def _pods(cluster: E2ECluster, namespace: str) -> list:
+    return cluster.core.list_namespaced_pod(namespace, label_selector="llmfleet.dev/service=chat").items
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
+    llmfleet_operator: E2ECluster, namespace: str, tiny_model: Path
+) -> None:
+    cluster = llmfleet_operator
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(cluster.api)
+    pool_name = f"spot-{namespace}"
+    custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
+        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
+        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
+                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
+                 "onDemandBase": 1}})
+    tainted: str | None = None
+    try:
+        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
+            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
+                     "replicas": 3, "spotPoolRef": {"name": pool_name},
+                     "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+
+        def status() -> dict:
+            return llms(cluster, namespace, "chat").get("status", {})
+
+        wait_until("chat Ready 3/3 with 2 on spot", lambda: status().get("readyText") == "3/3"
+                   and status().get("phase") == "Ready" and status().get("spotReplicas") == 2,
+                   timeout=180, interval=1)
+        assert status()["spot"]["fallbackActive"] is False
+        spot_pods = [p for p in _pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot"]
+        by_node = {p.spec.node_name for p in spot_pods}
+        print(f"\nspot pods on {sorted(by_node)}; on-demand on "
+              f"{sorted({p.spec.node_name for p in _pods(cluster, namespace)} - by_node)}")
+        tainted = spot_pods[0].spec.node_name
+        victims = {p.metadata.name for p in spot_pods if p.spec.node_name == tainted}
+        before = {p.metadata.name for p in _pods(cluster, namespace)}
+
+        load = Load(cluster, namespace, "chat", "chat", clients=4, max_tokens=64).start()
+        streams = Streams(cluster, namespace, "chat", "chat", clients=2, max_tokens=120).start()
+        try:
+            time.sleep(5)  # steady load first
+            sent_before = load.ok
+            cluster.kubectl("taint", "nodes", tainted, f"{NTH_TAINT}=true:NoSchedule")
+            t0 = time.monotonic()
+            marks: dict[str, float] = {}
+
+            def progress() -> bool:
+                pods = {p.metadata.name: p for p in _pods(cluster, namespace)}
+                now = time.monotonic() - t0
+                for name in victims:
+                    p = pods.get(name)
+                    if p is not None and "llmfleet.dev/drain-started" in (p.metadata.annotations or {}):
+                        marks.setdefault(f"{name} annotated", now)
+                    if p is not None and not _ready(p):
+                        marks.setdefault(f"{name} not ready", now)
+                    if p is not None and p.metadata.deletion_timestamp is not None:
+                        marks.setdefault(f"{name} evicted", now)
+                    if p is None:
+                        marks.setdefault(f"{name} gone", now)
+                new = [p for n, p in pods.items() if n not in before]
+                if new and all(_ready(p) for p in new):
+                    marks.setdefault("replacements ready", now)
+                return all(f"{n} gone" in marks for n in victims) and "replacements ready" in marks
+
+            wait_until("the drained pod gone and its replacement ready", progress, timeout=150, interval=0.25)
+            replacements = [p for p in _pods(cluster, namespace) if p.metadata.name not in before]
+            assert replacements and all(p.spec.node_name != tainted for p in replacements)
+            assert all(p.metadata.labels["llmfleet.dev/capacity"] == "spot" for p in replacements)
+            time.sleep(3)  # the load goes on over the new endpoints
+        finally:
+            load.stop()
+            streams.stop()
+        drained_in = max(v for k, v in marks.items() if k.endswith(" gone"))
+        print(f"node {tainted} tainted {NTH_TAINT} (120 s notice); drained {sorted(victims)}")
+        print("drain timeline (s after the taint): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(
+            marks.items(), key=lambda kv: kv[1])))
+        print(f"requests: {load.ok + len(load.failures)} sent ({load.ok - sent_before} ok after the notice), "
+              f"{len(load.failures)} failed; streams: {streams.done + len(streams.cut) + len(streams.failed)} "
+              f"sent, {len(streams.cut)} cut, {len(streams.failed)} failed; drain took {drained_in:.1f}s")
+
+        assert not load.failures, load.failures[:5]
+        assert not streams.cut, streams.cut[:5]
+        assert not streams.failed, streams.failed[:5]
+        assert load.ok > sent_before and streams.done > 0
+        assert drained_in < 110, "the pod must be gone before the deadline minus the margin"
+
+        pool = wait_until("the pool's counters", lambda: (lambda s: s if s.get("podsDrained", 0) >= len(victims)
+                          else None)(custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools",
+                                                                       pool_name).get("status") or {}),
+                          timeout=20, interval=0.5)
+        print(f"SpotPool status: interruptionsSeen {pool['interruptionsSeen']}, podsDrained {pool['podsDrained']}, "
+              f"requestsCut {pool['requestsCut']}, interruptedNodes {[n['name'] for n in pool['interruptedNodes']]}")
+        assert pool["interruptionsSeen"] == 1 and pool["requestsCut"] == 0
+        assert [n["name"] for n in pool["interruptedNodes"]] == [tainted]
+        st = wait_until("status back to 3/3", lambda: (lambda s: s if s.get("readyText") == "3/3" else None)(status()),
+                        timeout=30, interval=0.5)
+        assert st["spot"]["drainingPods"] == [] and st["spotReplicas"] == 2
+        assert condition(llms(cluster, namespace, "chat"), "SpotInterrupted")["status"] == "False"
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                 "involvedObject.kind=LLMService,involvedObject.name=chat",
+                                 "-o", "custom-columns=REASON:.reason")
+        assert "DrainStarted" in events and "DrainEvicted" in events
+        print(f"events on the LLMService: {events.split().count('EvictionRefused')} EvictionRefused (PDB 429 until the "
+              f"replacement was ready), {events.split().count('DrainStarted')} DrainStarted, "
+              f"{events.split().count('DrainEvicted')} DrainEvicted")
+        assert cluster.apps.read_namespaced_deployment("chat-spot", namespace).spec.replicas == 2
+    finally:
+        if tainted is not None:
+            cluster.kubectl("taint", "nodes", tainted, f"{NTH_TAINT}:NoSchedule-")
+        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
+        custom.delete_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
