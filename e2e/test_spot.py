@@ -226,3 +226,107 @@ def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
             cluster.kubectl("taint", "nodes", tainted, f"{NTH_TAINT}:NoSchedule-")
         cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
         custom.delete_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
+
+
+def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
+    llmfleet_operator: E2ECluster, namespace: str, tiny_model: Path
+) -> None:
+    """Both spot nodes get a 45 s deadline (the node agent's annotation and taint): the spot
+    replicas move to on-demand at once, the PDB refuses both evictions (the fallen-back
+    replicas are what it waits for), so both pods are deleted at the last safe moment with
+    nothing in flight; the pool says the notice is too short for a 42 s drain. When the
+    nodes come back the replicas return to spot."""
+    cluster = llmfleet_operator
+    from datetime import UTC, datetime, timedelta
+
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(cluster.api)
+    pool_name = f"spot-{namespace}"
+    custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
+        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
+        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
+                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
+                 "onDemandBase": 1, "fallback": {"pendingSeconds": 10, "returnAfterSeconds": 20}}})
+    spot_nodes = ["gpu-spot-a", "gpu-spot-b"]
+    marked = False
+
+    def unmark() -> None:
+        for node in spot_nodes:
+            cluster.kubectl("annotate", "nodes", node, "llmfleet.dev/interruption-deadline-")
+            subprocess_ok = cluster.kubectl("get", "node", node, "-o", "jsonpath={.spec.taints[*].key}")
+            if "llmfleet.dev/interruption" in subprocess_ok.split():
+                cluster.kubectl("taint", "nodes", node, "llmfleet.dev/interruption:NoSchedule-")
+
+    try:
+        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
+            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
+                     "replicas": 3, "spotPoolRef": {"name": pool_name},
+                     "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+
+        def status() -> dict:
+            return llms(cluster, namespace, "chat").get("status", {})
+
+        def replicas() -> tuple[int, int]:
+            return tuple(cluster.apps.read_namespaced_deployment(f"chat-{c}", namespace).spec.replicas
+                         for c in ("ondemand", "spot"))  # type: ignore[return-value]
+
+        wait_until("chat Ready 3/3 with 2 on spot", lambda: status().get("readyText") == "3/3"
+                   and status().get("phase") == "Ready" and status().get("spotReplicas") == 2,
+                   timeout=180, interval=1)
+        load = Load(cluster, namespace, "chat", "chat", clients=2, max_tokens=32).start()
+        try:
+            time.sleep(3)
+            t0 = time.monotonic()
+            deadline = (datetime.now(UTC) + timedelta(seconds=45)).replace(microsecond=0)
+            for node in spot_nodes:
+                cluster.kubectl("annotate", "nodes", node, "--overwrite",
+                                f"llmfleet.dev/interruption-deadline={deadline.isoformat().replace('+00:00', 'Z')}")
+                cluster.kubectl("taint", "nodes", node, "llmfleet.dev/interruption=true:NoSchedule")
+            marked = True
+            wait_until("the spot replicas on on-demand", lambda: replicas()[0] == 3, timeout=20, interval=0.25)
+            fell_back = time.monotonic() - t0
+            wait_until("status.spot.fallbackActive", lambda: (status().get("spot") or {}).get("fallbackActive"),
+                       timeout=5, interval=0.25)
+            wait_until("no spot pod left, 3/3 on on-demand", lambda: not [
+                p for p in _pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot"]
+                and status().get("readyText") == "3/3", timeout=60, interval=0.5)
+            spot_gone = time.monotonic() - t0
+            pool = custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)["status"]
+            too_short = next(c for c in pool["conditions"] if c["type"] == "NoticeTooShort")
+
+            unmark()
+            marked = False
+            t1 = time.monotonic()
+            def back() -> bool:
+                live = [p for p in _pods(cluster, namespace) if p.metadata.deletion_timestamp is None]
+                caps = sorted(p.metadata.labels["llmfleet.dev/capacity"] for p in live if _ready(p))
+                return replicas() == (1, 2) and len(live) == 3 and caps == ["ondemand", "spot", "spot"]
+
+            wait_until("back on spot: 1 on-demand + 2 spot pods ready", back, timeout=90, interval=0.5)
+            returned = time.monotonic() - t1
+        finally:
+            load.stop()
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                 "involvedObject.kind=LLMService,involvedObject.name=chat",
+                                 "-o", "custom-columns=REASON:.reason").split()
+        pool = custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)["status"]
+        print(f"\nboth spot nodes given a 45 s deadline: on-demand Deployment at 3 after {fell_back:.1f}s, "
+              f"spot pods gone after {spot_gone:.1f}s (deadline 45 s, margin 10 s); 1 on-demand + 2 spot pods ready "
+              f"{returned:.1f}s after the nodes came back (returnAfterSeconds 20)")
+        print(f"requests: {load.ok + len(load.failures)} sent, {len(load.failures)} failed; pool: podsDrained "
+              f"{pool['podsDrained']}, requestsCut {pool['requestsCut']}, NoticeTooShort {too_short['status']} "
+              f"({too_short['message'][:90]}...); events: {events.count('EvictionRefused')} EvictionRefused, "
+              f"{events.count('DrainDeleted')} DrainDeleted, {events.count('SpotFallback')} SpotFallback, "
+              f"{events.count('SpotReturned')} SpotReturned")
+        assert fell_back < 10
+        assert too_short["status"] == "True"
+        assert events.count("DrainDeleted") == 2 and "SpotFallback" in events and "SpotReturned" in events
+        assert pool["podsDrained"] == 2 and pool["requestsCut"] == 0
+        assert not load.failures, load.failures[:5]
+    finally:
+        if marked:
+            unmark()
+        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
+        custom.delete_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
