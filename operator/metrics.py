@@ -11,7 +11,7 @@ The names are a contract with the chart's dashboard and alert rules (charts/llmf
 | llmfleet_operator_desired_replicas             | gauge     | service, service_namespace |
 | llmfleet_operator_cost_per_hour                | gauge     | service, service_namespace |
 | llmfleet_operator_drains_total                 | counter   | (the spot handlers count drains) |
-| llmfleet_operator_api_requests_total           | counter   | verb (get, list, apply, patch, delete) |
+| llmfleet_operator_api_requests_total           | counter   | verb (get, list, apply, patch, delete, evict) |
 
 Per-service series name the LLMService in `service` (the alert rules join on it).
 """
