@@ -121,6 +121,14 @@ def fmt_spread(values: Sequence[float], unit: str = "s") -> str:
     return f"{lo:.1f} / {mid:.1f} / {hi:.1f} {unit}"
 
 
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 # --- the bed ------------------------------------------------------------------------
 
 
@@ -391,7 +399,7 @@ class Bench:
             url = f"http://{pod.status.pod_ip}:8000/metrics"
             load = ops.Load(self.c, ns, name, name, clients=4, max_tokens=200).start()
             t_load = time.monotonic()
-            t_queue = t_scale = t_pod = t_ready = None
+            t_queue = t_scale = t_pod = t_up = t_ready = None
             try:
                 deadline = t_load + 3 * period + 120
                 while t_ready is None and time.monotonic() < deadline:
@@ -413,6 +421,11 @@ class Bench:
                         if sum(1 for p in ps if ready(p)) >= 2:
                             t_ready = now
                             t_pod = t_pod or now
+                            t_up = t_up or now
+                        elif t_up is None:  # the new engine answering /health, before any probe sees it
+                            new = [p.status.pod_ip for p in ps if p.status.pod_ip and p.status.pod_ip != pod.status.pod_ip]
+                            if new and answers(f"http://{new[0]}:8000/health"):
+                                t_up = now
                     time.sleep(0.05)
             finally:
                 load.stop()
@@ -423,11 +436,13 @@ class Bench:
             r = {"load_to_queue": t_queue - t_load, "queue_to_scale": t_scale - t_queue,
                  "scale_to_ready": t_ready - t_scale, "queue_to_ready": t_ready - t_queue,
                  "scale_to_pod": t_pod - t_scale, "pod_to_ready": t_ready - t_pod,
+                 "pod_to_engine_up": t_up - t_pod, "engine_up_to_ready": t_ready - t_up,
                  "ok": load.ok, "failed": len(load.failures)}
             results.append(r)
             print(f"  sync {period} s, rep {rep + 1}: queue formed {r['load_to_queue']:.2f} s after the burst; "
                   f"replicas raised {r['queue_to_scale']:.1f} s later; new pod Ready {r['scale_to_ready']:.1f} s "
-                  f"after that (pod seen {r['scale_to_pod']:.1f} s after the raise; queue → Ready "
+                  f"after that (pod seen {r['scale_to_pod']:.1f} s after the raise, engine answering /health "
+                  f"{r['pod_to_engine_up']:.1f} s later, Ready {r['engine_up_to_ready']:.1f} s after that; queue → Ready "
                   f"{r['queue_to_ready']:.1f} s); {load.ok} ok, "
                   f"{len(load.failures)} failed", flush=True)
         self.custom.delete_namespaced_custom_object("llmfleet.dev", "v1alpha1", ns, "llmservices", name)
@@ -456,26 +471,32 @@ class Bench:
         self.service(ns, "s000", spec(0))
         wait_until("s000 Ready", lambda: self.phases(ns).get("s000") == "Ready", timeout=120, interval=1)
         time.sleep(a.settle)
-        windows.append(self.measure("baseline", 1, a.baseline_window))
+        windows.append(self.measure("baseline (1 service, with a policy)", 1, a.baseline_window))
 
-        t0 = time.monotonic()
-        for i in range(1, a.services):
-            self.service(ns, f"s{i:03d}", spec(i))
-        print(f"created {a.services - 1} more LLMServices in {time.monotonic() - t0:.0f} s", flush=True)
+        # Then the services without a policy, then the rest with one: the marginal cost of each kind.
+        steps = [(f"+{a.services - a.with_policy} without a policy", range(a.with_policy, a.services)),
+                 (f"fleet (+{a.with_policy - 1} with a policy)", range(1, a.with_policy))]
+        for label, batch in steps:
+            if not batch:
+                continue
+            t0 = time.monotonic()
+            for i in batch:
+                self.service(ns, f"s{i:03d}", spec(i))
+            total = len(self.phases(ns))
+            print(f"created {len(batch)} more LLMServices in {time.monotonic() - t0:.0f} s ({total} in all)", flush=True)
+            last = [time.monotonic()]
 
-        def all_ready() -> bool:
-            ph = self.phases(ns)
-            n = sum(1 for v in ph.values() if v == "Ready")
-            if time.monotonic() - last[0] > 30:
-                last[0] = time.monotonic()
-                print(f"  {n}/{a.services} Ready after {time.monotonic() - t0:.0f} s", flush=True)
-            return n == a.services
+            def all_ready(total: int = total, t0: float = t0, last: list = last) -> bool:
+                n = sum(1 for v in self.phases(ns).values() if v == "Ready")
+                if time.monotonic() - last[0] > 30:
+                    last[0] = time.monotonic()
+                    print(f"  {n}/{total} Ready after {time.monotonic() - t0:.0f} s", flush=True)
+                return n == total
 
-        last = [time.monotonic()]
-        wait_until(f"{a.services} LLMServices Ready", all_ready, timeout=a.ready_timeout, interval=3)
-        print(f"all {a.services} Ready {time.monotonic() - t0:.0f} s after the first create", flush=True)
-        time.sleep(a.settle)
-        windows.append(self.measure("fleet", a.services, a.window))
+            wait_until(f"{total} LLMServices Ready", all_ready, timeout=a.ready_timeout, interval=3)
+            print(f"all {total} Ready {time.monotonic() - t0:.0f} s after the first create", flush=True)
+            time.sleep(a.settle)
+            windows.append(self.measure(label, total, a.window))
         return windows
 
 
@@ -488,17 +509,16 @@ def report(tree: str, reaction: dict[int, list[dict]], windows: list[Window]) ->
         print(f"reaction, sync {period} s, {len(runs)} runs (min / median / max): "
               f"queue → replicas raised {fmt_spread([r['queue_to_scale'] for r in runs])}; "
               f"raised → new pod Ready {fmt_spread([r['scale_to_ready'] for r in runs])} (of which "
-              f"pod seen → Ready {fmt_spread([r['pod_to_ready'] for r in runs])}); "
+              f"pod seen → Ready {fmt_spread([r['pod_to_ready'] for r in runs])}, engine answering → Ready "
+              f"{fmt_spread([r.get('engine_up_to_ready', float('nan')) for r in runs])}); "
               f"queue → Ready {fmt_spread([r['queue_to_ready'] for r in runs])}")
     for w in windows:
         print(w.line())
-    if len(windows) == 2:
-        b, f = windows
+    for b, f in zip(windows, windows[1:], strict=False):
         extra = f.services - b.services
-        print(f"fleet vs 1-service baseline: CPU {b.cpu_percent:.2f} % → {f.cpu_percent:.2f} % of a core "
+        print(f"{f.label} vs {b.label}: CPU {b.cpu_percent:.2f} % → {f.cpu_percent:.2f} % of a core "
               f"(+{cpu_ms_per_minute(f.cpu_percent - b.cpu_percent) / extra:.1f} ms CPU/min per added service); "
-              f"reconciler API "
-              f"{b.reconciler_total_per_min:.1f} → {f.reconciler_total_per_min:.1f} req/min "
+              f"reconciler API {b.reconciler_total_per_min:.1f} → {f.reconciler_total_per_min:.1f} req/min "
               f"(+{(f.reconciler_total_per_min - b.reconciler_total_per_min) / extra:.2f} per added service)"
               + (f"; apiserver (operator's SA) {b.apiserver_per_min:.1f} → {f.apiserver_per_min:.1f} req/min"
                  if b.apiserver_per_min is not None and f.apiserver_per_min is not None else ""))

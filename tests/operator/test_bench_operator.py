@@ -85,3 +85,4 @@ def test_spread():
     assert bench.fmt_spread([1.0, 2.0, 3.0]) == "1.0 / 2.0 / 3.0 s"
     with pytest.raises(ValueError):
         bench.spread([])
+
