@@ -32,7 +32,7 @@ bench: install bench-deps
 	$(PY) -m llmfleet.engine.bench
 
 ## bench-operator: the operator's scale-up reaction time and its API requests and CPU per LLMService with
-## 200 LLMServices, on a bed of its own (e2e/bench_operator.py; ~20 min; BENCH_OPERATOR_ARGS=--help)
+## 200 LLMServices, on a bed of its own (e2e/bench_operator.py; ~25 min; BENCH_OPERATOR_ARGS=--help)
 bench-operator: install e2e-binaries
 	$(PY) e2e/bench_operator.py $(BENCH_OPERATOR_ARGS)
 

@@ -11,7 +11,8 @@ unless --keep, and only if this command started it):
 2. Scale: stand-in LLMServices (`engine.kind: vllm`, whose command resolves on this bed to
    e2e/standin_engine, an idle fake that only answers /health and a fixed /metrics; see its
    README) — first 1 (the baseline), then `--services` in all, `--with-policy` of them under
-   10 shared AutoscalePolicies (default sync period 15 s). Once all are Ready and settled, over a
+   10 shared AutoscalePolicies (default sync period 15 s), added in two steps (those without a policy first).
+   After each step, once all are Ready and settled, over a
    steady window: the operator's API requests per minute, from its own
    `llmfleet_operator_api_requests_total` (the reconciler's calls) and from the API server's
    `apiserver_flowcontrol_dispatched_requests_total` of a FlowSchema that matches only the
@@ -536,7 +537,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--services", type=int, default=200)
     p.add_argument("--with-policy", type=int, default=100)
     p.add_argument("--baseline-window", type=float, default=120)
-    p.add_argument("--window", type=float, default=180)
+    # 300 s: each service's 5-minute re-apply (REAPPLY_SECONDS, drift repair) falls in the window once.
+    p.add_argument("--window", type=float, default=300)
     p.add_argument("--settle", type=float, default=30, help="seconds after Ready before a window starts")
     p.add_argument("--ready-timeout", type=float, default=900)
     p.add_argument("--json", type=Path, help="also write the figures here")
