@@ -218,11 +218,17 @@ class SpotRuntime:
                 out.append(Drain(pod, p, [], plan.at_risk, engine, stop_by))
                 actions = plan.actions
             rest = []
-            for action in actions:
-                if isinstance(action, Annotate):
-                    await self._patch_pod(namespace, pod, action.annotations)
-                elif not isinstance(action, Surge):  # Surge: the annotation is its durable form
-                    rest.append(action)
+            try:
+                for action in actions:
+                    if isinstance(action, Annotate):
+                        await self._patch_pod(namespace, pod, action.annotations)
+                    elif not isinstance(action, Surge):  # Surge: the annotation is its durable form
+                        rest.append(action)
+            except KubeError as exc:  # the pod went meanwhile (404), or a conflict: the next sync sees
+                log.info("pod %s: drain marks not written: %s", pod["metadata"]["name"], exc)
+                if out and out[-1].pod is pod:
+                    out.pop()
+                continue
             if out and out[-1].pod is pod:
                 out[-1].rest = rest
             elif rest:

@@ -363,3 +363,20 @@ def test_a_service_without_pool_has_no_spot_status():
     sync(world, rec, force_apply=True)
     assert "spot" not in status(world)
     assert world.deployment("chat")["spec"]["replicas"] == 1
+
+
+def test_a_pod_gone_before_its_drain_marks_are_written_does_not_fail_the_sync():
+    world, rec = pooled_world()
+    name = spot_pod_on(world, "gpu-spot-a")["metadata"]["name"]
+    real_patch = world.kube.patch
+
+    async def patch(kind, namespace, obj, body, subresource=None):
+        if kind == "Pod" and obj == name:
+            world.kube.objects.pop(("Pod", namespace, name), None)  # deleted under us
+        return await real_patch(kind, namespace, obj, body, subresource)
+
+    world.kube.patch = patch
+    world.taint("gpu-spot-a")
+    tick(world, rec)  # no exception
+    assert world.replicas() == (1, 2)  # no marks written: no surge
+    assert not world.kube.writes("evict")
