@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -396,7 +397,9 @@ class Bench:
 
         for rep in range(self.args.reps):
             pod = wait_until(f"{name} at one ready pod", settled, timeout=180, interval=0.5)
-            time.sleep(2)
+            # The scale-down that ended the last burst happened at a sync: without a random wait the next
+            # burst would start at the same phase of the operator's sync cycle every time.
+            time.sleep(2 + random.uniform(0, period))
             url = f"http://{pod.status.pod_ip}:8000/metrics"
             load = ops.Load(self.c, ns, name, name, clients=4, max_tokens=200).start()
             t_load = time.monotonic()
