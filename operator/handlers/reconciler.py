@@ -378,6 +378,8 @@ class Reconciler:
                 mem.observed = (copy.deepcopy(deployments), pods)
 
         outcome = await spot.finish(body, pool_obj, drains, now) if drains else Outcome()
+        if outcome.killed:
+            mem.observed, mem.status_dirty = (copy.deepcopy(deployments), copy.deepcopy(pods)), True
         if outcome.wake is not None:
             mem.spot_due = min(mem.spot_due, mono + max(0.0, (outcome.wake - now).total_seconds()))
         if view is not None and pool is not None and pool_obj is not None:

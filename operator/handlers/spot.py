@@ -127,6 +127,7 @@ class Outcome:
     drained: int = 0  # pods evicted or deleted this sync
     cut: int = 0  # requests in flight when a shortened-grace eviction/delete was issued
     wake: datetime | None = None  # the earliest Wait
+    killed: bool = False  # a pod was evicted or deleted: re-read the pods at the next sync
 
 
 @dataclass
@@ -249,6 +250,12 @@ class SpotRuntime:
         def wake(at: datetime) -> None:
             outcome.wake = at if outcome.wake is None else min(outcome.wake, at)
 
+        def gone(pod: dict) -> None:
+            # Until its watch event arrives, a sync from the cached pods must not evict or
+            # delete (and count) it again: mark it terminating here and have the next sync re-read.
+            pod["metadata"].setdefault("deletionTimestamp", format_rfc3339(now))
+            outcome.killed = True
+
         for d in drains:
             pod, name = d.pod, d.pod["metadata"]["name"]
             for action in d.rest:
@@ -283,6 +290,7 @@ class SpotRuntime:
                                     or (fresh.marks.eviction_attempts + 1) % 10 == 0:
                                 record(follow)
                     if kind == "Evicted":
+                        gone(pod)
                         outcome.drained += 1
                         outcome.cut += d.at_risk
                         metrics.DRAINS.inc()
@@ -296,6 +304,7 @@ class SpotRuntime:
                         log.warning("deleting %s: %s", name, exc)
                         wake(now)
                         continue
+                    gone(pod)
                     outcome.drained += 1
                     outcome.cut += d.at_risk
                     metrics.DRAINS.inc()
