@@ -280,10 +280,11 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
             time.sleep(3)
             t0 = time.monotonic()
             deadline = (datetime.now(UTC) + timedelta(seconds=45)).replace(microsecond=0)
-            for node in spot_nodes:
-                cluster.kubectl("annotate", "nodes", node, "--overwrite",
-                                f"llmfleet.dev/interruption-deadline={deadline.isoformat().replace('+00:00', 'Z')}")
-                cluster.kubectl("taint", "nodes", node, "llmfleet.dev/interruption=true:NoSchedule")
+            # The node agent's taint first (not a signal: it only keeps new pods off), then both
+            # deadlines in one call, so no replacement lands on the second node just before its notice.
+            cluster.kubectl("taint", "nodes", *spot_nodes, "llmfleet.dev/interruption=true:NoSchedule")
+            cluster.kubectl("annotate", "nodes", *spot_nodes, "--overwrite",
+                            f"llmfleet.dev/interruption-deadline={deadline.isoformat().replace('+00:00', 'Z')}")
             marked = True
             wait_until("the spot replicas on on-demand", lambda: replicas()[0] == 3, timeout=20, interval=0.25)
             fell_back = time.monotonic() - t0
@@ -322,8 +323,9 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
               f"{events.count('SpotReturned')} SpotReturned")
         assert fell_back < 10
         assert too_short["status"] == "True"
-        assert events.count("DrainDeleted") == 2 and "SpotFallback" in events and "SpotReturned" in events
-        assert pool["podsDrained"] == 2 and pool["requestsCut"] == 0
+        assert "SpotFallback" in events and "SpotReturned" in events
+        assert events.count("DrainDeleted") == pool["podsDrained"] >= 2  # each pod deleted, and counted, once
+        assert pool["requestsCut"] == 0
         assert not load.failures, load.failures[:5]
     finally:
         if marked:
