@@ -11,7 +11,7 @@
 |                | spot node moves to on-demand at once; spot pods Pending (unschedulable)    |
 |                | longer than fallback.pendingSeconds → that many move                       |
 | return         | spot schedulable, nothing Pending too long, for fallback.returnAfterSeconds |
-|                | since both the last move and the spot nodes' readiness → all move back      |
+|                | since both the last sign of missing spot room and the nodes' readiness → back |
 
 The fallback state (replicas moved, since when) lives in the LLMService's status.spot
 (fallbackReplicas, fallbackSince), so it survives an operator restart; spot readiness is
@@ -47,7 +47,9 @@ class FallbackState:
     """Spot replicas running on on-demand nodes; kept in status.spot.fallbackReplicas/fallbackSince."""
 
     replicas: int = 0
-    since: datetime | None = None  # the last time replicas moved to on-demand
+    # the last time the reason to fall back was seen (replicas moved, or spot still unable to hold them):
+    # the return waits returnAfterSeconds from here, whatever the nodes' Ready history
+    since: datetime | None = None
 
     def to_status(self) -> dict:
         return {
@@ -107,7 +109,9 @@ def _fallback(state: FallbackState, wanted_spot: int, cap: SpotCapacity, pool: S
         return state, None
     kept = FallbackState(min(state.replicas, wanted_spot), state.since)
     if why is not None:
-        return kept, why
+        # still no room on spot: restart the quiet period, so that capacity coming back (a taint
+        # lifted from nodes that stayed Ready all along) waits returnAfterSeconds before the return
+        return FallbackState(kept.replicas, now), why
     quiet = state.since is None or (now - state.since).total_seconds() >= back_after
     ready = cap.available_since is not None and (now - cap.available_since).total_seconds() >= back_after
     if quiet and ready:

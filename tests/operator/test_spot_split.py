@@ -113,6 +113,18 @@ def test_return_needs_quiet_and_ready_for_return_after_seconds():
     assert split.fallback == FallbackState() and "spot capacity back" in split.reason
 
 
+def test_an_old_fallback_still_waits_after_the_taint_is_lifted():
+    """Spot nodes stayed Ready all along (only tainted): the return still waits returnAfterSeconds
+    from the last sync that saw no room on spot, not from the fallback's start."""
+    old = FallbackState(2, NOW - 3600 * S)
+    none = SpotCapacity(schedulable_nodes=0, pending_too_long=0, available_since=None)
+    split = split_replicas(3, pool(), none, old, NOW, current=(3, 0))
+    assert tuple(split) == (3, 0) and split.fallback == FallbackState(2, NOW)
+    lifted = SpotCapacity(schedulable_nodes=2, pending_too_long=0, available_since=NOW - 3600 * S)
+    for t, expected in [(10, (3, 0)), (299, (3, 0)), (300, (1, 2))]:
+        assert tuple(split_replicas(3, pool(), lifted, split.fallback, NOW + t * S, current=(3, 0))) == expected, t
+
+
 def test_fallback_state_survives_a_restart_through_status():
     state = FallbackState(2, NOW)
     status = state.to_status()
