@@ -319,12 +319,16 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
         print(f"requests: {load.ok + len(load.failures)} sent, {len(load.failures)} failed; pool: podsDrained "
               f"{pool['podsDrained']}, requestsCut {pool['requestsCut']}, NoticeTooShort {too_short['status']} "
               f"({too_short['message'][:90]}...); events: {events.count('EvictionRefused')} EvictionRefused, "
-              f"{events.count('DrainDeleted')} DrainDeleted, {events.count('SpotFallback')} SpotFallback, "
+              f"{events.count('DrainEvicted')} DrainEvicted, {events.count('DrainDeleted')} DrainDeleted, "
+              f"{events.count('SpotFallback')} SpotFallback, "
               f"{events.count('SpotReturned')} SpotReturned")
         assert fell_back < 10
         assert too_short["status"] == "True"
         assert "SpotFallback" in events and "SpotReturned" in events
-        assert events.count("DrainDeleted") == pool["podsDrained"] >= 2  # each pod deleted, and counted, once
+        # Each spot pod leaves once and is counted once: evicted when the on-demand replacements are
+        # Ready in time for the PDB to allow it, else deleted at the last safe moment (both seen here).
+        drained = events.count("DrainEvicted") + events.count("DrainDeleted")
+        assert drained == pool["podsDrained"] >= 2
         assert pool["requestsCut"] == 0
         assert not load.failures, load.failures[:5]
     finally:
