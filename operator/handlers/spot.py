@@ -204,7 +204,7 @@ class SpotRuntime:
                     continue  # evicted or deleted: the kubelet runs preStop and the grace period
                 engine = None
                 ip = (pod.get("status") or {}).get("podIP")
-                if supports_drain and ip and p.marks.started is not None:
+                if supports_drain and ip:  # before the first step too: a short notice may evict at once
                     answer = await self.engine(ip, False)
                     engine = EngineDrain.from_json(answer) if answer is not None else None
                 try:
