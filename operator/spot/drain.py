@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from .signals import Notice, format_rfc3339, parse_rfc3339
 
@@ -105,6 +105,10 @@ Action = Annotate | Surge | PostDrain | Wait | Evict | Delete | RecordEvent
 # --- inputs ------------------------------------------------------------------------------
 
 
+def _is_capacity(value: object) -> TypeGuard[Capacity]:
+    return value in ("any", "ondemand", "spot")
+
+
 @dataclass(frozen=True)
 class DrainMarks:
     """The drain state written on the pod by the operator (see the annotation keys above)."""
@@ -123,7 +127,7 @@ class DrainMarks:
         return cls(
             started=parse_rfc3339(a.get(DRAIN_STARTED)),
             deadline=parse_rfc3339(a.get(DRAIN_DEADLINE)),
-            surge=surge if surge in ("any", "spot", "ondemand") else None,
+            surge=surge if _is_capacity(surge) else None,
             eviction_attempts=int(attempts) if attempts.isdigit() else 0,
             eviction_retry_at=parse_rfc3339(a.get(EVICTION_RETRY_AT)),
         )
@@ -161,10 +165,26 @@ class EngineDrain:
     draining: bool
     in_flight: int
     accepting: bool = False
+    # Per in-flight request, the engine's estimate of the seconds it still needs (max_tokens left
+    # x step time: an upper bound); None from engines that do not say (older ones, vLLM).
+    seconds_left: tuple[float, ...] | None = None
 
     @classmethod
     def from_json(cls, body: Mapping) -> EngineDrain:
-        return cls(bool(body.get("draining")), int(body.get("in_flight") or 0), bool(body.get("accepting")))
+        left = body.get("seconds_left")
+        seconds_left = None
+        if isinstance(left, list) and all(isinstance(x, int | float) for x in left):
+            seconds_left = tuple(float(x) for x in left)
+        return cls(bool(body.get("draining")), int(body.get("in_flight") or 0), bool(body.get("accepting")),
+                   seconds_left)
+
+    def cut_by(self, grace: int, full_grace: int) -> int:
+        """The requests a stop with `grace` seconds would cut: those the engine estimates need longer;
+        without estimates, every request in flight when the grace is shorter than the pod's own
+        (`full_grace`), else none (the engine's --shutdown-timeout bounds those, by the user's choice)."""
+        if self.seconds_left is not None:
+            return sum(1 for s in self.seconds_left if s > grace)
+        return self.in_flight if grace < full_grace else 0
 
 
 @dataclass(frozen=True)
@@ -183,7 +203,8 @@ def backoff_seconds(attempts: int) -> int:
 
 
 def _stop_by(pod: PodDrain, notice: Notice | None, margin: int) -> datetime:
-    deadlines = [d for d in (pod.marks.deadline, notice and notice.deadline) if d is not None]
+    noticed = notice.deadline if notice is not None else None
+    deadlines = [d for d in (pod.marks.deadline, noticed) if d is not None]
     if not deadlines:
         raise ValueError(
             f"pod {pod.name}: no notice and no {DRAIN_DEADLINE} annotation: nothing to drain for"
@@ -196,9 +217,7 @@ def _kill(
 ) -> DrainPlan:
     left = int((stop_by - now).total_seconds())
     grace = max(1, min(pod.termination_grace_seconds, left))
-    in_flight = engine.in_flight if engine is not None else 0
-    cut_short = grace < pod.termination_grace_seconds
-    at_risk = in_flight if cut_short else 0
+    at_risk = engine.cut_by(grace, pod.termination_grace_seconds) if engine is not None else 0
     first = delete or pod.marks.eviction_attempts == 0  # announce once, not on every retry
     actions: list[Action] = []
     if delete:
@@ -219,7 +238,9 @@ def _kill(
                 pod.name,
                 "Warning",
                 "RequestsAtRisk",
-                f"{at_risk} request(s) in flight with {grace}s before the node deadline margin: those still running then are cut",
+                f"{at_risk} of {engine.in_flight if engine else 0} request(s) in flight need longer than the {grace}s "
+                f"left before the node deadline margin"
+                f"{' (the engine estimates)' if engine and engine.seconds_left is not None else ''}: they will be cut",
             )
         )
     return DrainPlan(actions, "Deleting" if delete else "Evicting", at_risk, f"grace {grace}s")

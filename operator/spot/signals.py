@@ -159,20 +159,20 @@ def _hits(
                 yield _Hit(_meta(node)["name"], signal, given)
         elif signal.source == "NodeEvent":
             for event in events:
-                node = _event_node(event)
-                if event.get("reason") == signal.key and node in names:
-                    yield _Hit(node, signal, _event_time(event))
+                about = _event_node(event)
+                if event.get("reason") == signal.key and about is not None and about in names:
+                    yield _Hit(about, signal, _event_time(event))
         else:  # PodCondition
             for pod in pods:
-                node = (pod.get("spec") or {}).get("nodeName")
-                if node not in names:
+                on: str | None = (pod.get("spec") or {}).get("nodeName")
+                if on is None or on not in names:
                     continue
                 for cond in (pod.get("status") or {}).get("conditions") or []:
                     if cond.get("type") != signal.key or cond.get("status") != "True":
                         continue
                     if signal.value is not None and cond.get("reason") != signal.value:
                         continue
-                    yield _Hit(node, signal, parse_rfc3339(cond.get("lastTransitionTime")))
+                    yield _Hit(on, signal, parse_rfc3339(cond.get("lastTransitionTime")))
 
 
 def _timestamp(node: Mapping | None, ts: TimestampSource) -> tuple[datetime | None, str | None]:

@@ -242,10 +242,10 @@ def observe_spot_capacity(
         if since is not None and (now - since).total_seconds() > pool.fallback.pending_seconds:
             pending += 1
         meta = pod.get("metadata") or {}
-        node = (pod.get("spec") or {}).get("nodeName")
+        on: str | None = (pod.get("spec") or {}).get("nodeName")
         leaving = meta.get("deletionTimestamp") is not None or _DRAIN_STARTED in (
             meta.get("annotations") or {}
         )
-        if node in spot_names and node not in interrupted and not leaving:
+        if on in spot_names and on not in interrupted and not leaving:
             placed += 1
     return SpotCapacity(len(ready), pending, min(ready) if ready else None, placed)
