@@ -56,6 +56,7 @@ from llmfleet.operator.spot import (
     replicas_without_surge,
     serving_pods,
     split_replicas,
+    surge_by_capacity,
 )
 from llmfleet.operator.status import (
     Problem,
@@ -67,7 +68,7 @@ from llmfleet.operator.status import (
 from pydantic import ValidationError
 
 from . import plan
-from .spot import Outcome, SpotRuntime, SpotView, fallback_event
+from .spot import UNPOOLED, Outcome, SpotRuntime, SpotView, fallback_event
 
 log = logging.getLogger("llmfleet.operator")
 
@@ -195,9 +196,15 @@ class Reconciler:
 
     def spot_changed(self) -> None:
         """A Node's taints/labels/annotations/readiness or a Karpenter Event changed: every
-        service with a SpotPool re-reads nodes and pods at the next tick."""
+        service with a SpotPool re-reads nodes and pods at the next tick; a service without
+        one only when one of its pods (as last read) is on a node whose default signals changed
+        (a full re-read of every service on every node change would cost 3 requests each)."""
+        changed = self.spot.take_changed_nodes() if self.spot is not None else set()
         for mem in self.services.values():
             if any(kind == "SpotPool" for kind, _ in mem.refs):
+                mem.status_dirty = True
+            elif changed and mem.observed is not None and any(
+                    (p.get("spec") or {}).get("nodeName") in changed for p in mem.observed[1]):
                 mem.status_dirty = True
 
     def policy_users(self, namespace: str, policy: str) -> list[str]:
@@ -325,10 +332,13 @@ class Reconciler:
         spot = self.spot
         assert spot is not None  # set in __post_init__
         view: SpotView | None = None
+        unpooled: dict | None = None  # a service without a pool: its nodes' notices, None if nothing to do
         if pool is not None and pool_obj is not None:
             if refresh or mem.nodes is None:
                 mem.nodes = await self.kube.list("Node", None)
             view = spot.observe(pool_obj, pool, mem.nodes, pods, now)
+        elif not pooled:
+            unpooled = spot.observe_unpooled(pods, now)  # from the Node watch: no API call
 
         # Draining pods are leaving, not capacity: the count without their surge replicas.
         held = plan.current_replicas(deployments, name, pooled)
@@ -353,8 +363,8 @@ class Reconciler:
         if desired is not None and problem is None:
             if view is not None and pool is not None:
                 previous = plan.split_without_surge(deployments, name, pods)  # before new drain marks
-                drains = await spot.begin(namespace, spec.drain_grace_seconds, pool, pods, view, now,
-                                               supports_drain=spec.engine.kind == "embedded")
+                drains = await spot.begin(namespace, spec.drain_grace_seconds, pool.drain_deadline_margin_seconds,
+                                          pods, view.notices, now, supports_drain=spec.engine.kind == "embedded")
                 fallback = FallbackState.from_status(old_status.get("spot"))
                 split = split_replicas(desired, pool, view.capacity, fallback, now, previous)
                 counts = dict(deployment_replicas(split, pods))  # the split + one per pod still draining
@@ -365,7 +375,12 @@ class Reconciler:
                     status_extra["lastScaleReason"] = f"{moved[1]}: {split.reason}"
                 mem.observed = (copy.deepcopy(deployments), copy.deepcopy(pods))
             elif not pooled:
-                counts = {"any": desired}
+                if unpooled is not None:
+                    drains = await spot.begin(namespace, spec.drain_grace_seconds,
+                                              UNPOOLED.drain_deadline_margin_seconds, pods, unpooled, now,
+                                              supports_drain=spec.engine.kind == "embedded")
+                    mem.observed = (copy.deepcopy(deployments), copy.deepcopy(pods))
+                counts = {"any": desired + surge_by_capacity(pods)["any"]}  # one more per pod still draining
         if counts is not None and (apply_now or counts != plan.deployment_counts(deployments, name, pooled)):
             try:
                 deployments = await self._apply(body, service, pool, counts, deployments, pooled)
@@ -410,7 +425,16 @@ class Reconciler:
             new["spot"] = {**(spot_status or (old_status.get("spot") or {})),
                            "drainingPods": spot.draining_pods(pods)}
         elif not pooled:
-            new["spot"] = None
+            # No pool: the SpotInterrupted condition once a drain has touched the service (kept,
+            # False, afterwards), status.spot only while a pod carries drain marks.
+            had = any(c.get("type") == "SpotInterrupted" for c in old_status.get("conditions") or [])
+            if unpooled is not None or had:
+                spot_cond = spot.interrupted_condition(pods, None).model_copy(
+                    update={"observed_generation": meta.get("generation")})
+                merged = merge_conditions([Condition.model_validate(c) for c in new["conditions"]], [spot_cond])
+                new["conditions"] = [c.to_wire() for c in merged]
+            draining = spot.draining_pods(pods)
+            new["spot"] = {"drainingPods": draining} if draining else None
         if policy is None:
             new["scaling"] = None
         elif "scaling" not in new and mem.scaling is not None:

@@ -14,15 +14,24 @@ For a service with a SpotPool, each sync (see Reconciler._sync):
     pool      SpotPool status (node counts, interruptedNodes, interruptionsSeen, podsDrained,
               requestsCut, NoticeTooShort) through the status subresource
 
+A service without a SpotPool drains the same way when one of its pods is on a node with a
+notice (observe_unpooled): the default signals of a SpotPool, the default margin, its one
+Deployment surged by surge_by_capacity(pods)["any"]. It lists no Node: the Node watch keeps
+the bodies here (node_seen), and a sync does drain work only when a node hosting one of its
+pods has a notice or a pod already carries drain marks. `take_changed_nodes` tells the
+reconciler which nodes' default signals changed, so it wakes only the services with pods there.
+
 Nothing here is kept in memory that a restart needs: drain state is on the pods
 (annotations, see spot/drain.py), first-seen times in the pool's status.interruptedNodes,
-the fallback in the LLMService's status.spot. The Event cache is refilled by kopf's
-initial list on start.
+the fallback in the LLMService's status.spot. The Event and Node caches are refilled by
+kopf's initial lists on start. (Without a pool, first sight of a time-less signal is kept in
+memory only; once a drain starts, its deadline is on the pod.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +41,7 @@ import httpx
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.api.common import Condition
-from llmfleet.operator.api.spotpool import SpotPoolSpec
+from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.spot import (
     Annotate,
@@ -86,6 +95,58 @@ async def engine_drain(ip: str, post: bool) -> dict | None:
         return None
 
 
+# A service without a SpotPool watches what a SpotPool watches by default, with its default
+# margin. Only `interruption.signals` and `drain_deadline_margin_seconds` of this spec are read;
+# the spot selector is a placeholder (such a service has one Deployment, no split).
+UNPOOLED = SpotPoolSpec.model_validate({"spot": {"nodeSelector": {"llmfleet.dev/unpooled": "none"}}})
+_NODE_SOURCES = ("NodeTaint", "NodeLabel", "NodeAnnotation")
+# (source, key) of the node metadata the default signals match on, and of their timestamps.
+_UNPOOLED_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (s.source, s.key) for s in UNPOOLED.interruption.signals if s.source in _NODE_SOURCES)
+_UNPOOLED_TIME_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (ts.source, ts.key) for ts in (s.timestamp_from for s in UNPOOLED.interruption.signals)
+    if isinstance(ts, TimestampSource))
+_UNPOOLED_POD_CONDITIONS = frozenset(s.key for s in UNPOOLED.interruption.signals if s.source == "PodCondition")
+
+
+def _node_value(node: Mapping, source: str, key: str) -> tuple[str, str] | None:
+    """(value, taint timeAdded) of a taint, label or annotation `key`; None if the node has none."""
+    if source == "NodeTaint":
+        for taint in (node.get("spec") or {}).get("taints") or []:
+            if taint.get("key") == key:
+                return str(taint.get("value") or ""), str(taint.get("timeAdded") or "")
+        return None
+    value = ((node.get("metadata") or {}).get("labels" if source == "NodeLabel" else "annotations") or {}).get(key)
+    return None if value is None else (str(value), "")
+
+
+def _event_node(event: Mapping) -> str | None:
+    """The Node an Event is about (core/v1 involvedObject, events.k8s.io regarding), if any."""
+    obj = event.get("involvedObject") or event.get("regarding") or {}
+    return obj.get("name") if obj.get("kind") == "Node" else None
+
+
+def unpooled_signature(node: Mapping) -> tuple:
+    """What the default signals read of a node: all None when it carries none of them."""
+    return tuple(_node_value(node, src, key) for src, key in _UNPOOLED_KEYS + _UNPOOLED_TIME_KEYS)
+
+
+_NO_SIGNAL = tuple(None for _ in _UNPOOLED_KEYS + _UNPOOLED_TIME_KEYS)
+
+
+def node_brief(node: Mapping) -> dict:
+    """The parts of a Node that the signal scan reads (not its images, addresses or capacity)."""
+    meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    ready = [dict(c) for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+    return copy.deepcopy({
+        "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+                     "annotations": dict(meta.get("annotations") or {})},
+        "spec": {"taints": [dict(t) for t in spec.get("taints") or []],
+                 "unschedulable": bool(spec.get("unschedulable")), "providerID": spec.get("providerID")},
+        "status": {"conditions": ready},
+    })
+
+
 def node_signature(node: Mapping) -> tuple:
     """What of a node the spot decisions read: a change here wakes the pool's services."""
     meta, spec = node.get("metadata") or {}, node.get("spec") or {}
@@ -137,6 +198,12 @@ class SpotRuntime:
     engine: EngineCall = engine_drain
     node_events: dict[str, dict] = field(default_factory=dict)  # Event uid -> Event about a Node (Karpenter)
     node_sigs: dict[str, tuple] = field(default_factory=dict)
+    # Services without a pool: the nodes carrying one of the default signals (name -> node_brief),
+    # first sight of time-less signals on them, and the nodes whose signals changed since the
+    # reconciler last asked (take_changed_nodes).
+    signalled: dict[str, dict] = field(default_factory=dict)
+    first_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    changed_nodes: set[str] = field(default_factory=set)
     pool_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     needed: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # pool -> service -> drain s
 
@@ -150,17 +217,46 @@ class SpotRuntime:
             return False
         new = uid not in self.node_events
         self.node_events[uid] = dict(body)
+        node = _event_node(body)
+        if new and node:
+            self.changed_nodes.add(node)
         return new
 
     def node_seen(self, body: Mapping, deleted: bool = False) -> bool:
-        """A Node changed; True when something the spot decisions read changed."""
+        """A Node changed; True when something the spot decisions read changed.
+
+        Also keeps the brief body of every node that carries one of the default signals (for
+        services without a pool) and notes the node when those signals changed."""
         name = str((body.get("metadata") or {}).get("name"))
         if deleted:
+            if self.signalled.pop(name, None) is not None:
+                self.changed_nodes.add(name)
+            self._forget_first_seen(name)
             return self.node_sigs.pop(name, None) is not None
+        unpooled = unpooled_signature(body)
+        before = self.signalled.get(name)
+        signalled = any(v is not None for v in unpooled[:len(_UNPOOLED_KEYS)])  # a timestamp alone is no signal
+        if (signalled or before is not None) and unpooled != (
+                unpooled_signature(before) if before is not None else _NO_SIGNAL):
+            self.changed_nodes.add(name)
+        if signalled:
+            self.signalled[name] = node_brief(body)
+        else:
+            self.signalled.pop(name, None)
+            self._forget_first_seen(name)
         sig = node_signature(body)
         changed = self.node_sigs.get(name) != sig
         self.node_sigs[name] = sig
         return changed
+
+    def take_changed_nodes(self) -> set[str]:
+        """The nodes whose default signals (or Karpenter Events) changed since the last call."""
+        changed, self.changed_nodes = self.changed_nodes, set()
+        return changed
+
+    def _forget_first_seen(self, node: str) -> None:
+        for key in [k for k in self.first_seen if k[0] == node]:
+            del self.first_seen[key]
 
     # --- observe ------------------------------------------------------------------------
 
@@ -173,6 +269,35 @@ class SpotRuntime:
         capacity = observe_spot_capacity(nodes, spot_pods, pool, scan.notices, now)
         return SpotView(scan, {n.node: n for n in scan.notices}, capacity, nodes)
 
+    def observe_unpooled(self, pods: list[dict], now: datetime) -> dict[str, Notice] | None:
+        """The notices on the nodes of a service without a SpotPool (the default signals), or
+        None when it has no drain work: no node hosting one of its pods has a signal, no pod has
+        a signalling condition, and no pod carries drain marks. Reads no API: the nodes come
+        from the Node watch (node_seen), Karpenter's Events from the Event watch."""
+        hosts = {n for n in ((p.get("spec") or {}).get("nodeName") for p in pods) if n}
+        marked = any(DRAIN_STARTED in a or DRAIN_SURGE in a
+                     for a in ((p.get("metadata") or {}).get("annotations") or {} for p in pods))
+        candidates = {h for h in hosts if h in self.signalled}
+        if self.node_events:
+            candidates |= hosts & {n for n in map(_event_node, self.node_events.values()) if n}
+        for pod in pods:
+            if any(c.get("type") in _UNPOOLED_POD_CONDITIONS and c.get("status") == "True"
+                   for c in (pod.get("status") or {}).get("conditions") or []):
+                candidates.add((pod.get("spec") or {}).get("nodeName") or "")
+        candidates.discard("")
+        if not candidates and not marked:
+            return None
+        nodes = [self.signalled.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
+        scan = scan_signals(nodes, pods, list(self.node_events.values()), UNPOOLED, now, self.first_seen)
+        for line in scan.ignored:
+            log.debug("node %s: %s ignored (%s): %s", line.node, line.source, line.reason, line.message)
+        current = {(n.node, n.source) for n in scan.notices}
+        for key in [k for k in self.first_seen if k[0] in candidates and k not in current]:
+            del self.first_seen[key]
+        for notice in scan.notices:
+            self.first_seen.setdefault((notice.node, notice.source), notice.noticed_at)
+        return {n.node: n for n in scan.notices}
+
     # --- drains -------------------------------------------------------------------------
 
     async def _patch_pod(self, namespace: str, pod: dict, annotations: dict) -> None:
@@ -184,15 +309,16 @@ class SpotRuntime:
             else:
                 own[k] = v
 
-    async def begin(self, namespace: str, service_drain_grace: int, pool: SpotPoolSpec, pods: list[dict],
-                    view: SpotView, now: datetime, supports_drain: bool = True) -> list[Drain]:
+    async def begin(self, namespace: str, service_drain_grace: int, margin: int, pods: list[dict],
+                    notices: Mapping[str, Notice], now: datetime, supports_drain: bool = True) -> list[Drain]:
         """Plan every pod that is on a noticed node or already draining; apply the Annotates
-        (drain marks and surge) at once, so `deployment_replicas(split, pods)` includes the
-        surge before anything else happens. `pods` are updated in place."""
+        (drain marks and surge) at once, so `deployment_replicas(split, pods)` (or, without a
+        pool, surge_by_capacity(pods)["any"]) includes the surge before anything else happens.
+        `margin` is drainDeadlineMarginSeconds. `pods` are updated in place."""
         out: list[Drain] = []
         for pod in pods:
             p = PodDrain.from_pod(pod)
-            notice = view.notices.get(p.node or "")
+            notice = notices.get(p.node or "")
             if p.terminating and p.marks.started is None:
                 continue
             if notice is not None and notice.kind == "Advisory" and p.marks.started is None:
@@ -208,14 +334,14 @@ class SpotRuntime:
                     answer = await self.engine(ip, False)
                     engine = EngineDrain.from_json(answer) if answer is not None else None
                 try:
-                    plan = plan_drain(p, notice, now, margin=pool.drain_deadline_margin_seconds,
+                    plan = plan_drain(p, notice, now, margin=margin,
                                       drain_grace=service_drain_grace, engine=engine,
                                       supports_drain=supports_drain)
                 except ValueError as exc:  # marks without a deadline (edited by hand): nothing to work to
                     log.warning("%s", exc)
                     continue
                 deadlines = [d for d in (p.marks.deadline, notice.deadline if notice else None) if d is not None]
-                stop_by = min(deadlines) - timedelta(seconds=pool.drain_deadline_margin_seconds)
+                stop_by = min(deadlines) - timedelta(seconds=margin)
                 out.append(Drain(pod, p, [], plan.at_risk, engine, stop_by))
                 actions = plan.actions
             rest = []

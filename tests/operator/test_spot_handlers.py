@@ -3,7 +3,9 @@
 Stories: a notice drives Annotate -> Surge -> POST /drain -> Wait -> Evict in that order; a 429
 from the Eviction API backs off and retries; a restarted operator resumes a drain from the pod's
 annotations without surging or announcing twice; no schedulable spot node flips the split to
-on-demand and it comes back after returnAfterSeconds.
+on-demand and it comes back after returnAfterSeconds. A service without a SpotPool drains the
+same way off a noticed node (its one Deployment surged), lists no Node, and is not woken by
+nodes that host none of its pods.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class SpotKube(FakeKube):
     def __init__(self) -> None:
         super().__init__()
         self.evictions: dict[str, list[str]] = {}  # pod -> answers to come ("Evicted" when empty)
+        self.listed: list[str] = []  # kinds listed, in order
+
+    async def list(self, kind, namespace, label_selector=""):
+        self.listed.append(kind)
+        return await super().list(kind, namespace, label_selector)
 
     async def evict(self, namespace, name, grace_seconds):
         self.log.append(("evict", "Pod", name))
@@ -64,11 +71,16 @@ class SpotWorld(World):
             state["draining"] = True
         return dict(state)
 
-    def reconciler(self) -> Reconciler:
+    def reconciler(self, watch_nodes: bool = True) -> Reconciler:
+        """A new operator process; with `watch_nodes`, the Node watch's initial list has arrived."""
         post = lambda body, t, r, m: self.events.append((t, r, m))  # noqa: E731
         rec = Reconciler(kube=self.kube, post_event=post, scrape=self.scrape, clock=lambda: self.now,
                          monotonic=lambda: self.mono,
                          spot=SpotRuntime(kube=self.kube, post_event=post, engine=self.engine))
+        if watch_nodes:
+            for (kind, _, _), obj in sorted(self.kube.objects.items()):
+                if kind == "Node":
+                    rec.spot.node_seen(copy.deepcopy(obj))
         self.watchers.append(rec)
         return rec
 
@@ -89,18 +101,19 @@ class SpotWorld(World):
         """ReplicaSets + scheduler + kubelet: pods to match each Deployment (the terminating ones
         do not count), spread over the schedulable nodes of their capacity, all ready."""
         n = len(self.pods())
-        for cap in ("ondemand", "spot"):
-            dep = self.deployment(f"chat-{cap}")
+        unpooled = ("Deployment", NS, "chat") in self.kube.objects  # one Deployment, capacity "any"
+        for cap in ("any",) if unpooled else ("ondemand", "spot"):
+            dep = self.deployment("chat" if unpooled else f"chat-{cap}")
             mine = [p for p in self.pods().values() if p["metadata"]["labels"]["llmfleet.dev/capacity"] == cap
                     and "deletionTimestamp" not in p["metadata"]]
             kind = "spot" if cap == "spot" else "on-demand"
             nodes = [name for (k, _, name), o in sorted(self.kube.objects.items()) if k == "Node"
-                     and o["metadata"]["labels"]["karpenter.sh/capacity-type"] == kind
+                     and (unpooled or o["metadata"]["labels"]["karpenter.sh/capacity-type"] == kind)
                      and not o["spec"].get("unschedulable")
                      and not any(t["effect"] == "NoSchedule" for t in o["spec"].get("taints") or [])]
             for _ in range(len(mine), dep["spec"]["replicas"]):
                 n += 1
-                name = f"chat-{cap}-{n}"
+                name = f"chat-{n}" if unpooled else f"chat-{cap}-{n}"
                 on = [p["spec"].get("nodeName") for p in self.pods().values()]
                 node = min(nodes, key=on.count) if nodes else None
                 self.kube.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
@@ -131,6 +144,13 @@ class SpotWorld(World):
     def taint(self, node: str, key: str = NTH, **extra) -> None:
         n = self.node(node)
         n["spec"].setdefault("taints", []).append({"key": key, "effect": "NoSchedule", **extra})
+        for rec in self.watchers:
+            rec.spot.node_seen(n)
+            rec.spot_changed()
+
+    def untaint(self, node: str, key: str = NTH) -> None:
+        n = self.node(node)
+        n["spec"]["taints"] = [t for t in n["spec"].get("taints") or [] if t["key"] != key]
         for rec in self.watchers:
             rec.spot.node_seen(n)
             rec.spot_changed()
@@ -383,3 +403,195 @@ def test_a_pod_gone_before_its_drain_marks_are_written_does_not_fail_the_sync():
     tick(world, rec)  # no exception
     assert world.replicas() == (1, 2)  # no marks written: no surge
     assert not world.kube.writes("evict")
+
+
+# --- a service without a SpotPool --------------------------------------------------------------
+
+
+def unpooled_world(**service) -> tuple[SpotWorld, Reconciler]:
+    """2 replicas of a service without a pool, spread over the four nodes (spot and on-demand)."""
+    world = SpotWorld()
+    world.service(replicas=2, drainGraceSeconds=2, drainTimeoutSeconds=30, **service)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.place()
+    sync(world, rec)
+    return world, rec
+
+
+def pod_on(world: SpotWorld, node: str) -> dict | None:
+    return next((p for p in world.pods().values() if p["spec"]["nodeName"] == node), None)
+
+
+def test_an_unpooled_pod_on_a_noticed_node_annotates_surges_drains_and_evicts():
+    world, rec = unpooled_world()
+    assert world.deployment("chat")["spec"]["replicas"] == 2
+    victim = next(iter(sorted(world.pods().values(), key=lambda p: p["metadata"]["name"])))
+    other = next(p for p in world.pods().values() if p is not victim)
+    name, ip, node = victim["metadata"]["name"], victim["status"]["podIP"], victim["spec"]["nodeName"]
+    assert other["spec"]["nodeName"] != node
+    world.kube.log.clear()
+
+    world.taint(node)  # NTH's taint: a 120 s notice from first sight, whatever the node's capacity type
+    tick(world, rec)
+    order = [w for w in world.kube.log if w[0] in ("patch", "apply", "POST /drain", "evict")
+             and w[1] in ("Pod", "Deployment") and w[2] in (name, "chat", ip)]
+    assert order[:3] == [("patch", "Pod", name), ("apply", "Deployment", "chat"), ("POST /drain", "Pod", ip)]
+    marks = world.pods()[name]["metadata"]["annotations"]
+    assert marks[DRAIN_STARTED] == format_rfc3339(world.now)
+    assert marks[DRAIN_DEADLINE] == format_rfc3339(world.now + timedelta(seconds=120))
+    assert marks[DRAIN_SURGE] == "any"
+    assert world.deployment("chat")["spec"]["replicas"] == 3  # the replacement starts first
+    assert DRAIN_STARTED not in (world.pods()[other["metadata"]["name"]]["metadata"].get("annotations") or {})
+    assert ("GET /drain", "Pod", other["status"]["podIP"]) not in world.kube.log  # the other pod: untouched
+    st = status(world)
+    assert [p["name"] for p in st["spot"]["drainingPods"]] == [name] and "fallbackActive" not in st["spot"]
+    spot_cond = next(c for c in st["conditions"] if c["type"] == "SpotInterrupted")
+    assert (spot_cond["status"], spot_cond["reason"]) == ("True", "Draining")
+    assert [r for _, r, _ in world.events].count("DrainStarted") == 1  # on the LLMService; there is no pool
+    assert not [w for w in world.kube.log if w[1] == "SpotPool"]
+
+    world.place()  # the replacement (not on the tainted node)
+    assert pod_on(world, node)["metadata"]["name"] == name
+    world.engines[ip]["in_flight"] = 1
+    until_quiet(world, rec, 3)
+    assert not world.kube.writes("evict")  # a request still runs: wait
+    world.engines[ip]["in_flight"] = 0
+    until_quiet(world, rec, 2)
+    assert world.kube.writes("evict") == [("evict", "Pod", name)]
+    assert world.kube.graces == [(name, 42)]
+    world.changed()
+    tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 2  # the surge goes with the terminating pod
+    world.gone()
+    tick(world, rec)
+    st = status(world)
+    assert "spot" not in st
+    spot_cond = next(c for c in st["conditions"] if c["type"] == "SpotInterrupted")
+    assert (spot_cond["status"], spot_cond["reason"]) == ("False", "NoInterruption")
+    assert world.deployment("chat")["spec"]["replicas"] == 2 and len(world.pods()) == 2
+    assert "DrainEvicted" in [r for _, r, _ in world.events]
+    assert "Node" not in world.kube.listed  # every node came from the watch
+
+
+def test_an_unpooled_service_is_woken_only_by_signals_on_its_own_nodes():
+    world, rec = unpooled_world()
+    mine = {p["spec"]["nodeName"] for p in world.pods().values()}
+    free = next(n for n in ("gpu-od-a", "gpu-od-b", "gpu-spot-a", "gpu-spot-b") if n not in mine)
+    mem = rec.services[(NS, "chat")]
+    world.advance(1)
+    tick(world, rec)
+    assert not mem.status_dirty
+    world.kube.log.clear()
+
+    world.taint(free)  # a notice on a node without a pod of the service
+    assert not mem.status_dirty  # not woken: nothing to re-read
+    busy = sorted(mine)[0]
+    node = world.node(busy)
+    node["metadata"]["labels"]["team"] = "ml"  # not a signal
+    node["metadata"]["labels"]["aws-node-termination-handler/action-time"] = "1767268800"  # a time, no taint
+    rec.spot.node_seen(node)
+    rec.spot_changed()
+    assert not mem.status_dirty
+    until_quiet(world, rec, 3)
+    assert not [w for w in world.kube.log if w[0] in ("GET /drain", "POST /drain", "evict")]
+    assert not any(DRAIN_SURGE in (p["metadata"].get("annotations") or {}) for p in world.pods().values())
+    assert world.deployment("chat")["spec"]["replicas"] == 2
+    assert "spot" not in status(world)
+    assert not [c for c in status(world)["conditions"] if c["type"] == "SpotInterrupted"]
+
+    world.taint(busy, "karpenter.sh/disrupted")  # a signal on one of its nodes: woken
+    assert mem.status_dirty
+    tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 3
+
+
+def test_a_karpenter_event_wakes_the_unpooled_service_on_that_node():
+    world, rec = unpooled_world()
+    victim = sorted(world.pods().values(), key=lambda p: p["metadata"]["name"])[0]
+    mem = rec.services[(NS, "chat")]
+    tick(world, rec)
+    event = {"metadata": {"uid": "ev-1", "name": "ev-1", "namespace": "default"}, "reason": "SpotInterrupted",
+             "involvedObject": {"kind": "Node", "name": victim["spec"]["nodeName"]},
+             "lastTimestamp": format_rfc3339(world.now)}
+    assert rec.spot.event_seen(event)
+    rec.spot_changed()
+    assert mem.status_dirty
+    tick(world, rec)
+    marks = world.pods()[victim["metadata"]["name"]]["metadata"]["annotations"]
+    assert marks[DRAIN_DEADLINE] == format_rfc3339(world.now + timedelta(seconds=120))
+
+
+def test_a_restarted_operator_resumes_an_unpooled_drain_without_surging_twice():
+    world, rec = unpooled_world()
+    victim = sorted(world.pods().values(), key=lambda p: p["metadata"]["name"])[0]
+    name, ip = victim["metadata"]["name"], victim["status"]["podIP"]
+    world.taint(victim["spec"]["nodeName"])
+    tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 3
+    world.place()
+    world.engines[ip]["in_flight"] = 1
+    started = copy.deepcopy(world.pods()[name]["metadata"]["annotations"])
+    events_before = len(world.events)
+    world.kube.log.clear()
+
+    world.advance(5)
+    fresh = world.reconciler(watch_nodes=False)  # a new process whose Node watch has not listed yet
+    sync(world, fresh, force_apply=True)
+    assert world.deployment("chat")["spec"]["replicas"] == 3  # recomputed from the annotation, not added again
+    assert world.pods()[name]["metadata"]["annotations"] == started  # same start, same deadline
+    assert ("GET /drain", "Pod", ip) in world.kube.log
+    assert ("POST /drain", "Pod", ip) not in world.kube.log  # the engine says it drains already
+    assert "DrainStarted" not in [r for _, r, _ in world.events[events_before:]]
+    for (kind, _, _), obj in sorted(world.kube.objects.items()):  # the watch's initial list arrives
+        if kind == "Node":
+            fresh.spot.node_seen(copy.deepcopy(obj))
+    fresh.spot_changed()
+    world.advance(30)  # first sight of the time-less taint is now 35 s later in this process
+    tick(world, fresh)
+    assert world.pods()[name]["metadata"]["annotations"][DRAIN_DEADLINE] == started[DRAIN_DEADLINE]
+    assert world.deployment("chat")["spec"]["replicas"] == 3
+    world.engines[ip]["in_flight"] = 0
+    until_quiet(world, fresh, 2)
+    assert world.kube.writes("evict") == [("evict", "Pod", name)]
+    assert [r for _, r, _ in world.events].count("DrainStarted") == 1
+
+
+def test_a_rebalance_recommendation_starts_an_unpooled_replacement_and_drops_it():
+    world, rec = unpooled_world()
+    victim = sorted(world.pods().values(), key=lambda p: p["metadata"]["name"])[0]
+    node, name = victim["spec"]["nodeName"], victim["metadata"]["name"]
+    advisory = "aws-node-termination-handler/rebalance-recommendation"
+    world.taint(node, advisory)
+    tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 3
+    assert world.pods()[name]["metadata"]["annotations"] == {DRAIN_SURGE: "any"}
+    assert not [w for w in world.kube.log if w[0] in ("POST /drain", "evict")]
+    cond = next(c for c in status(world)["conditions"] if c["type"] == "SpotInterrupted")
+    assert (cond["status"], cond["reason"]) == ("False", "ReplacementStarted")
+    assert "ReplacementStarted" in [r for _, r, _ in world.events]
+    world.untaint(node, advisory)
+    tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 2
+    assert DRAIN_SURGE not in (world.pods()[name]["metadata"].get("annotations") or {})
+
+
+def test_the_autoscaler_counts_unpooled_draining_pods_as_leaving():
+    world = SpotWorld()
+    world.policy(minReplicas=2, maxReplicas=6)
+    world.service(autoscalePolicyRef={"name": "chat-policy"}, drainGraceSeconds=2, drainTimeoutSeconds=30)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.place()
+    sync(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 2
+    victim = sorted(world.pods().values(), key=lambda p: p["metadata"]["name"])[0]
+    world.engines[victim["status"]["podIP"]] = {"draining": False, "in_flight": 1}  # busy: no eviction yet
+    world.taint(victim["spec"]["nodeName"])
+    tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 3
+    for _ in range(4):  # several autoscaler periods with the surge in place: no scale either way
+        world.advance(5)
+        tick(world, rec)
+    assert world.deployment("chat")["spec"]["replicas"] == 3
+    assert "SuccessfulRescale" not in [r for _, r, _ in world.events]
