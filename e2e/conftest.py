@@ -91,3 +91,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random Llama checkpoint big enough (hidden 1024, 8 layers, ~300 MB, 4096 context) that one
+    engine thread makes ~30-60 tokens/s: long streams last longer than a short spot notice."""
+    out = tmp_path_factory.mktemp("models") / "slow"
+    subprocess.run(
+        [sys.executable, "-m", "llmfleet.engine.tinymodel", str(out), "--hidden-size", "1024", "--layers", "8",
+         "--max-position", "4096"],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    return out

@@ -76,9 +76,9 @@ class Streams:
                 continue
             ip = endpoints[n % len(endpoints)]
             n += 1
-            self._one(ip)
+            self.stream_once(ip)
 
-    def _one(self, ip: str) -> None:
+    def stream_once(self, ip: str) -> None:
         conn = http.client.HTTPConnection(ip, 8000, timeout=120)
         got_done, chunks = False, 0
         try:
@@ -334,5 +334,107 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
     finally:
         if marked:
             unmark()
+        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
+        custom.delete_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
+
+
+def test_a_notice_shorter_than_the_longest_request_cuts_it_and_says_so(
+    llmfleet_operator: E2ECluster, namespace: str, slow_model: Path
+) -> None:
+    """The variant where no drain can save everything: a spot node gets a 20 s deadline (margin 5 s)
+    while its pod serves two streams that need far longer (2,500 tokens at ~30-60 tokens/s), plus
+    short requests over the Service. The pod must be gone by the deadline minus the margin, so the
+    two long streams are cut; the short requests go on elsewhere with none failed. What the operator
+    reports must match what the clients saw: a RequestsAtRisk event and the pool's requestsCut equal
+    to the streams cut (the engine's per-request estimate tells the long ones from the short ones)."""
+    cluster = llmfleet_operator
+    from datetime import UTC, datetime, timedelta
+
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(cluster.api)
+    pool_name = f"spot-short-{namespace}"
+    custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
+        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
+        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
+                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
+                 "onDemandBase": 1, "drainDeadlineMarginSeconds": 5}})
+    marked: str | None = None
+    try:
+        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
+            "spec": {"model": {"uri": f"file://{slow_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 4096},
+                     "replicas": 2, "spotPoolRef": {"name": pool_name},
+                     "drainGraceSeconds": 5, "drainTimeoutSeconds": 30}})
+
+        def status() -> dict:
+            return llms(cluster, namespace, "chat").get("status", {})
+
+        wait_until("chat Ready 2/2 with 1 on spot", lambda: status().get("readyText") == "2/2"
+                   and status().get("phase") == "Ready" and status().get("spotReplicas") == 1,
+                   timeout=240, interval=1)
+        victim = next(p for p in _pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot")
+        node, ip = victim.spec.node_name, victim.status.pod_ip
+
+        long_streams = Streams(cluster, namespace, "chat", "chat", max_tokens=2500)
+        threads = [threading.Thread(target=long_streams.stream_once, args=(ip,), daemon=True) for _ in range(2)]
+        for t in threads:
+            t.start()
+
+        def engine_drain() -> dict:
+            conn = http.client.HTTPConnection(ip, 8000, timeout=5)
+            try:
+                conn.request("GET", "/drain")
+                return json.loads(conn.getresponse().read())
+            finally:
+                conn.close()
+
+        wait_until("both long streams running on the spot pod",
+                   lambda: engine_drain()["in_flight"] >= 2 and len(engine_drain().get("seconds_left", [])) >= 2,
+                   timeout=30, interval=0.25)
+        time.sleep(2)  # tokens are flowing: these streams have chunks, so losing them is a cut
+        estimate = engine_drain()["seconds_left"]
+        load = Load(cluster, namespace, "chat", "chat", clients=2, max_tokens=16).start()
+        try:
+            time.sleep(2)
+            deadline = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
+            t0 = time.monotonic()
+            cluster.kubectl("taint", "nodes", node, "llmfleet.dev/interruption=true:NoSchedule")
+            cluster.kubectl("annotate", "nodes", node, "--overwrite",
+                            f"llmfleet.dev/interruption-deadline={deadline.isoformat().replace('+00:00', 'Z')}")
+            marked = node
+            wait_until("the spot pod gone", lambda: victim.metadata.name not in
+                       {p.metadata.name for p in _pods(cluster, namespace)}, timeout=60, interval=0.25)
+            gone_at = time.monotonic() - t0
+            for t in threads:
+                t.join(timeout=60)
+            time.sleep(2)  # the short requests go on over what is left
+        finally:
+            load.stop()
+        pool = wait_until("the pool's counters", lambda: (lambda s: s if s.get("podsDrained", 0) >= 1 else None)(
+            custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name).get("status") or {}),
+            timeout=20, interval=0.5)
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                 "involvedObject.kind=LLMService,involvedObject.name=chat",
+                                 "-o", "custom-columns=REASON:.reason,MESSAGE:.message", "--no-headers")
+        at_risk = [line for line in events.splitlines() if line.startswith("RequestsAtRisk")]
+        cut_seen = len(long_streams.cut) + len(long_streams.failed)
+        print(f"\nnode {node}: 20 s deadline, margin 5 s; the pod's two long streams needed ~{max(estimate):.0f} s "
+              f"more when the notice came (the engine's estimate)")
+        print(f"pod gone {gone_at:.1f}s after the notice; long streams: {long_streams.done} finished, "
+              f"{len(long_streams.cut)} cut, {len(long_streams.failed)} failed; short requests: "
+              f"{load.ok + len(load.failures)} sent, {len(load.failures)} failed")
+        print(f"operator: requestsCut {pool['requestsCut']}, podsDrained {pool['podsDrained']}; "
+              f"{at_risk[0] if at_risk else 'no RequestsAtRisk event'}")
+        assert long_streams.done == 0 and len(long_streams.cut) == 2, (long_streams.cut, long_streams.failed)
+        assert gone_at < 20, "the pod must be gone by the deadline"
+        assert pool["requestsCut"] == cut_seen, "the operator reports exactly the requests the clients lost"
+        assert at_risk and "2 of" in at_risk[0]
+        assert not load.failures, load.failures[:5]
+        assert load.ok > 0
+    finally:
+        if marked is not None:
+            cluster.kubectl("annotate", "nodes", marked, "llmfleet.dev/interruption-deadline-")
+            cluster.kubectl("taint", "nodes", marked, "llmfleet.dev/interruption:NoSchedule-")
         cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
         custom.delete_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)

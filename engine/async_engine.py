@@ -29,6 +29,8 @@ class _Stream:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue
     arrival: float
+    max_tokens: int = 0
+    generated: int = 0  # output tokens delivered so far (written on the engine thread)
     first_token: float | None = None
 
 
@@ -45,6 +47,7 @@ class AsyncEngine:
         self._last_preemptions = 0
         self._last_queries = 0
         self._last_hits = 0
+        self._step_seconds: float | None = None  # moving average of one step's wall time
         metrics.set_cache_config(engine.config.block_size, engine.runner.num_blocks)
         self._thread = threading.Thread(target=self._run, name="engine-loop", daemon=True)
         self._thread.start()
@@ -59,6 +62,18 @@ class AsyncEngine:
         """Admitted but not yet scheduled (includes requests still in the inbox)."""
         return max(0, len(self._streams) - self.engine.num_running)
 
+    def seconds_left(self) -> list[float] | None:
+        """Per in-flight request, longest first: its output tokens still allowed (max_tokens minus
+        those generated) times the current step time, as the operator's drain needs it to count
+        the requests a shortened grace would cut. An upper bound per request (EOS or a stop string
+        may end it sooner), leaving out the time a request still waits in the queue; None before
+        the first step has been timed."""
+        step = self._step_seconds
+        if step is None:
+            return None
+        left = [max(0, s.max_tokens - s.generated) * step for s in list(self._streams.values())]
+        return sorted((round(x, 2) for x in left), reverse=True)
+
     async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
                        arrival: float | None = None) -> AsyncGenerator[RequestOutput, None]:
         """Yield outputs of one request; closing the iterator early aborts it and frees its blocks."""
@@ -67,7 +82,7 @@ class AsyncEngine:
             self.metrics.rejected.labels(reason="queue_full").inc()
             raise Unavailable(f"the waiting queue is full ({self.max_waiting} requests); retry later",
                               retry_after=1.0, code="queue_full")
-        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue(), arrival or time.monotonic())
+        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue(), arrival or time.monotonic(), params.max_tokens)
         self._streams[request_id] = stream
         self._send(("add", request_id, prompt_ids, params, stream.arrival))
         finished = False
@@ -108,12 +123,15 @@ class AsyncEngine:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
+            began = time.monotonic()
             try:
                 outputs = self.engine.step()
             except Exception as e:  # a bug or device failure: fail the batch, keep the process serving
                 log.exception("engine step failed")
                 self._fail_all(EngineError(f"engine step failed: {e}"))
                 continue
+            took = time.monotonic() - began
+            self._step_seconds = took if self._step_seconds is None else 0.8 * self._step_seconds + 0.2 * took
             self._deliver(outputs)
             self._publish_load()
 
@@ -139,6 +157,7 @@ class AsyncEngine:
             stream = self._streams.get(out.request_id)
             if stream is None:
                 continue
+            stream.generated = out.num_output_tokens
             if stream.first_token is None:
                 stream.first_token = now
                 self.metrics.ttft.observe(now - stream.arrival)

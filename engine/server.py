@@ -110,8 +110,12 @@ def create_app(state: ServerState) -> Starlette:
 
     def drain_status() -> dict:
         a = state.admission
-        return {"draining": a.draining, "accepting": a.accepting(),
+        body: dict[str, object] = {"draining": a.draining, "accepting": a.accepting(),
                 "in_flight": state.engine.num_in_flight if state.engine else 0}
+        left = state.engine.seconds_left() if state.engine else None
+        if left is not None:
+            body["seconds_left"] = left  # per request, an upper bound: see AsyncEngine.seconds_left
+        return body
 
     async def drain(request: Request) -> Response:
         if request.method == "POST":

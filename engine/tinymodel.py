@@ -187,9 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hidden-size", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--max-position", type=int, default=1024, help="max_position_embeddings (the longest context)")
     args = ap.parse_args(argv)
     spec = TinySpec(arch=args.arch, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.layers,
-                    intermediate_size=2 * args.hidden_size)
+                    intermediate_size=2 * args.hidden_size, max_position_embeddings=args.max_position)
     path = make_tiny_model(args.out_dir, spec)
     print(path)
 

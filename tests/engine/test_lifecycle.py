@@ -44,6 +44,9 @@ def test_drain_finishes_streams_then_refuses(server):
         assert wait_for(lambda: server.metric("llmfleet_engine_requests_running") == 2)
         r = httpx.post(server.url + "/drain")
         assert r.json()["draining"] is True and r.json()["in_flight"] == 2
+        # the operator's estimate of what a short grace would cut: one entry per request in flight,
+        # (400 tokens minus those generated) x the step time
+        assert len(r.json()["seconds_left"]) == 2 and all(s > 0 for s in r.json()["seconds_left"])
         assert httpx.get(server.url + "/ready").status_code == 503
         # within the propagation grace new requests are still admitted
         assert httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 1}).status_code == 200
@@ -56,7 +59,8 @@ def test_drain_finishes_streams_then_refuses(server):
             assert status == 200 and lines[-1] == "data: [DONE]"
             assert json.loads(lines[-2][len("data: "):])["choices"][0]["finish_reason"] == "length"
     assert server.metric("llmfleet_engine_draining") == 1
-    assert httpx.get(server.url + "/drain").json() == {"draining": True, "accepting": False, "in_flight": 0}
+    assert httpx.get(server.url + "/drain").json() == {"draining": True, "accepting": False, "in_flight": 0,
+                                                       "seconds_left": []}
 
 
 def test_sigterm_refuses_new_finishes_in_flight_and_exits(server):

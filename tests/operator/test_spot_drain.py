@@ -247,6 +247,28 @@ def test_at_risk_is_the_in_flight_count_when_the_kill_comes_early():
     assert plan.at_risk == 0  # full grace: the engine's own budget, not the node, bounds the requests
 
 
+def test_with_the_engines_estimates_only_the_requests_longer_than_the_grace_are_at_risk():
+    # A 15 s notice with a 10 s margin leaves 5 s: of three requests in flight, the engine says
+    # one needs 40 s more, one 4.5 s and one 0.2 s; only the first is cut.
+    engine = EngineDrain(draining=False, in_flight=3, seconds_left=(40.0, 4.5, 0.2))
+    plan = plan_drain(pod(), notice(15), NOW, margin=MARGIN, drain_grace=GRACE, engine=engine)
+    assert plan.at_risk == 1
+    at_risk = [a for a in plan.actions if isinstance(a, RecordEvent) and a.reason == "RequestsAtRisk"]
+    assert len(at_risk) == 1 and "1 of 3 request(s)" in at_risk[0].message and "estimates" in at_risk[0].message
+    # With the full grace, a request longer than the grace is still cut (by the engine's
+    # --shutdown-timeout): counted, so the pool's requestsCut never hides one.
+    long = EngineDrain(draining=True, in_flight=2, seconds_left=(500.0, 1.0))
+    plan = plan_drain(pod(started=NOW), notice(600), NOW + 455 * S, margin=MARGIN, drain_grace=GRACE, engine=long)
+    assert plan.at_risk == 1
+
+
+def test_engine_drain_answers_are_read_leniently():
+    assert EngineDrain.from_json({"draining": True, "in_flight": 2, "seconds_left": [3, 1.5]}).seconds_left == (3.0, 1.5)
+    assert EngineDrain.from_json({"draining": True, "in_flight": 2}).seconds_left is None
+    assert EngineDrain.from_json({"in_flight": 1, "seconds_left": ["x"]}).seconds_left is None
+    assert EngineDrain.from_json({"in_flight": 1, "seconds_left": "soon"}).cut_by(5, 10) == 1
+
+
 def test_an_engine_without_drain_is_evicted_on_the_timeline():
     plan = plan_drain(
         pod(), notice(600), NOW, margin=MARGIN, drain_grace=GRACE, engine=None, supports_drain=False
