@@ -227,7 +227,8 @@ class SpotPoolStatus(ApiModel):
     interruptions_seen: int | None = Field(None, description="Interruption notices handled since creation.", ge=0, le=2**63 - 1)
     pods_drained: int | None = Field(None, description="Engine pods drained because of a notice.", ge=0, le=2**63 - 1)
     requests_cut: int | None = Field(
-        None, description="Requests still in flight when a drained pod was killed (0 is the goal).", ge=0, le=2**63 - 1
+        None, description="Requests cut by drains: those the engine estimated to need longer than the grace their pod "
+        "was stopped with, counted when the eviction or delete is issued (0 is the goal).", ge=0, le=2**63 - 1
     )
     interrupted_nodes: list[InterruptedNode] = Field(
         default_factory=list, description="Nodes with a notice being handled now.", max_length=256
