@@ -1,0 +1,223 @@
+"""A service without a SpotPool on a node that gets an interruption notice, on the real control plane.
+
+Given an LLMService with 2 replicas and no `spotPoolRef` (one Deployment, pods spread over
+the bed's nodes by the rendered topology spread), serving continuous load (clients spread
+over the Service's ready endpoints, plus streaming clients), when the node of one of its pods
+gets aws-node-termination-handler's `spot-itn` taint (a 120 s notice from first sight; the
+node is on-demand by its labels: without a pool, any node's notice counts), then the operator
+annotates that pod, raises the Deployment to 3 (the replacement lands on another node), POSTs
+/drain and evicts the pod once the replacement is ready; the Deployment goes back to 2. The
+load sees no failed request and no cut stream. Prints the drain's timeline and the load.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conftest import E2ECluster, wait_until
+from operator_support import (
+    Load,
+    condition,
+    llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
+    llms,
+    ready_endpoints,
+)
+
+NTH_TAINT = "aws-node-termination-handler/spot-itn"
+GRACE = 10  # drainGraceSeconds: longer than readiness detection (2 x 2 s) + EndpointSlice + client refresh
+
+
+@dataclass
+class Streams:
+    """`clients` SSE clients, one stream after another over the ready endpoints; a stream that
+    ends without `data: [DONE]` after its first chunk is cut, one refused or broken before is failed."""
+
+    cluster: Any
+    namespace: str
+    service: str
+    model: str
+    clients: int = 2
+    max_tokens: int = 120
+    done: int = 0
+    cut: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Streams:
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=150)
+
+    def _client(self, n: int) -> None:
+        while not self._stop.is_set():
+            try:
+                endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
+            except Exception:  # noqa: BLE001 - the API server is busy: try again
+                endpoints = []
+            if not endpoints:
+                time.sleep(0.2)
+                continue
+            n += 1
+            self._one(endpoints[n % len(endpoints)])
+
+    def _one(self, ip: str) -> None:
+        conn = http.client.HTTPConnection(ip, 8000, timeout=120)
+        got_done, chunks = False, 0
+        try:
+            conn.request("POST", "/v1/completions", json.dumps(
+                {"model": self.model, "prompt": "hello", "max_tokens": self.max_tokens, "ignore_eos": True,
+                 "stream": True}), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                with self._lock:
+                    self.failed.append(f"{ip}: HTTP {resp.status}")
+                return
+            for line in resp:
+                if line.startswith(b"data: [DONE]"):
+                    got_done = True
+                elif line.startswith(b"data: "):
+                    chunks += 1
+        except Exception as e:  # noqa: BLE001 - a broken connection mid-stream is a cut stream
+            with self._lock:
+                (self.cut if chunks else self.failed).append(f"{ip}: {e}")
+            return
+        finally:
+            conn.close()
+        with self._lock:
+            if got_done:
+                self.done += 1
+            else:
+                self.cut.append(f"{ip}: ended after {chunks} chunks without [DONE]")
+
+
+def _pods(cluster: E2ECluster, namespace: str) -> list:
+    return cluster.core.list_namespaced_pod(namespace, label_selector="llmfleet.dev/service=chat").items
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_failed_or_cut(
+    llmfleet_operator: E2ECluster, namespace: str, tiny_model: Path
+) -> None:
+    cluster = llmfleet_operator
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(cluster.api)
+    tainted: str | None = None
+    try:
+        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
+            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
+                     "replicas": 2, "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+
+        def status() -> dict:
+            return llms(cluster, namespace, "chat").get("status", {})
+
+        def replicas() -> int:
+            return cluster.apps.read_namespaced_deployment("chat", namespace).spec.replicas
+
+        wait_until("chat Ready 2/2", lambda: status().get("readyText") == "2/2" and status().get("phase") == "Ready",
+                   timeout=120, interval=0.5)
+        pods = _pods(cluster, namespace)
+        assert all(p.metadata.labels["llmfleet.dev/capacity"] == "any" for p in pods)
+        nodes = {p.metadata.name: p.spec.node_name for p in pods}
+        # An on-demand node when the scheduler put a pod on one: without a pool, any node's notice counts.
+        victim = min(nodes, key=lambda n: ("od" not in nodes[n], n))
+        tainted = nodes[victim]
+        before = set(nodes)
+        print(f"\npods on {sorted(nodes.values())}; tainting {tainted} (pod {victim})")
+
+        load = Load(cluster, namespace, "chat", "chat", clients=4, max_tokens=64).start()
+        streams = Streams(cluster, namespace, "chat", "chat", clients=2, max_tokens=120).start()
+        seen: dict[str, Any] = {}
+        try:
+            time.sleep(3)  # steady load first
+            sent_before = load.ok
+            cluster.kubectl("taint", "nodes", tainted, f"{NTH_TAINT}=true:NoSchedule")
+            t0 = time.monotonic()
+            marks: dict[str, float] = {}
+
+            def progress() -> bool:
+                now = time.monotonic() - t0
+                pods = {p.metadata.name: p for p in _pods(cluster, namespace)}
+                p = pods.get(victim)
+                if p is not None and "llmfleet.dev/drain-started" in (p.metadata.annotations or {}):
+                    marks.setdefault("annotated", now)
+                    seen.setdefault("surge", (p.metadata.annotations or {}).get("llmfleet.dev/drain-surge"))
+                if p is not None and not _ready(p):
+                    marks.setdefault("not ready", now)
+                if p is not None and p.metadata.deletion_timestamp is not None:
+                    marks.setdefault("evicted", now)
+                if p is None:
+                    marks.setdefault("gone", now)
+                count = replicas()
+                if "surged" not in marks and count == 3:
+                    marks["surged"] = now
+                if "surged" in marks and count == 2:
+                    marks.setdefault("surge dropped", now)
+                if "draining status" not in seen:
+                    st = status()
+                    if (st.get("spot") or {}).get("drainingPods"):
+                        seen["draining status"] = st["spot"]["drainingPods"]
+                        seen["condition"] = condition({"status": st}, "SpotInterrupted")
+                new = [p for n, p in pods.items() if n not in before]
+                if new and all(_ready(p) for p in new):
+                    marks.setdefault("replacement ready", now)
+                return "gone" in marks and "replacement ready" in marks
+
+            wait_until("the drained pod gone and its replacement ready", progress, timeout=100, interval=0.25)
+            replacements = [p for p in _pods(cluster, namespace) if p.metadata.name not in before]
+            assert replacements and all(p.spec.node_name != tainted for p in replacements)
+            wait_until("the Deployment back to 2", lambda: replicas() == 2, timeout=10, interval=0.25)
+            marks.setdefault("surge dropped", time.monotonic() - t0)
+            time.sleep(2)  # the load goes on over the new endpoints
+        finally:
+            load.stop()
+            streams.stop()
+        print("drain timeline (s after the taint): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(
+            marks.items(), key=lambda kv: kv[1])))
+        print(f"requests: {load.ok + len(load.failures)} sent ({load.ok - sent_before} ok after the notice), "
+              f"{len(load.failures)} failed; streams: {streams.done + len(streams.cut) + len(streams.failed)} "
+              f"sent, {len(streams.cut)} cut, {len(streams.failed)} failed")
+
+        assert not load.failures, load.failures[:5]
+        assert not streams.cut, streams.cut[:5]
+        assert not streams.failed, streams.failed[:5]
+        assert load.ok > sent_before and streams.done > 0
+        assert marks["annotated"] < 5 and marks["surged"] < 5
+        assert seen["surge"] == "any"
+        assert [d["name"] for d in seen["draining status"]] == [victim]
+        assert seen["condition"]["status"] == "True" and seen["condition"]["reason"] == "Draining"
+        assert marks["gone"] < 110, "the pod must be gone before the deadline minus the margin"
+
+        st = wait_until("status back to 2/2 with nothing draining", lambda: (
+            lambda s: s if s.get("readyText") == "2/2" and "spot" not in s else None)(status()), timeout=20,
+            interval=0.5)
+        assert condition({"status": st}, "SpotInterrupted")["status"] == "False"
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                 "involvedObject.kind=LLMService,involvedObject.name=chat",
+                                 "-o", "custom-columns=REASON:.reason").split()
+        print(f"events on the LLMService: {events.count('DrainStarted')} DrainStarted, "
+              f"{events.count('EvictionRefused')} EvictionRefused, {events.count('DrainEvicted')} DrainEvicted, "
+              f"{events.count('DrainDeleted')} DrainDeleted")
+        assert "DrainStarted" in events and ("DrainEvicted" in events or "DrainDeleted" in events)
+    finally:
+        if tainted is not None:
+            cluster.kubectl("taint", "nodes", tainted, f"{NTH_TAINT}:NoSchedule-")
+        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
