@@ -281,7 +281,7 @@ class DrainingPod(ApiModel):
 
 
 class SpotStatus(ApiModel):
-    """Spot placement state of this service (with a spotPoolRef)."""
+    """Spot state of this service: with a spotPoolRef, the fallback and the drains; without one, the drains."""
 
     fallback_active: bool | None = Field(
         None, description="True while spot replicas run on on-demand nodes because spot capacity is missing."
@@ -341,7 +341,13 @@ class LLMServiceStatus(ApiModel):
     scaling: ScalingStatus | None = Field(
         None, description="Autoscaler state and recent decisions, present with an autoscalePolicyRef."
     )
-    spot: SpotStatus | None = Field(None, description="Spot placement state, present with a spotPoolRef.")
+    spot: SpotStatus | None = Field(
+        None,
+        description=(
+            "Spot state: present with a spotPoolRef; without one, only while a pod is being drained off a node "
+            "with an interruption notice."
+        ),
+    )
 
 
 class LLMService(ApiModel):
