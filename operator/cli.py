@@ -105,6 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_secrets=not args.no_secret_check,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
+        namespaces=args.namespace,
+        node_events_namespace=args.node_events_namespace,
     )
     priority = args.priority if args.priority is not None else peering_priority()
     kopf.run(
@@ -176,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace (default)")
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="serve only this namespace (repeatable; globs need namespace list rights)")
+    run.add_argument("--node-events-namespace", default="default", metavar="NS",
+                     help="where Events about Nodes (Karpenter's SpotInterrupted) are stored; watched too when "
+                          "--namespace does not list it (default: default; '' = do not)")
     run.add_argument("--standalone", action="store_true", help="no peering: the only operator (default)")
     run.add_argument("--peering", default=None, metavar="NAME",
                      help="kopf peering object shared by the replicas; one replica is active")

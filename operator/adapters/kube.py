@@ -8,12 +8,17 @@ Applies are server-side under the field manager `llmfleet-operator` with force=T
 the operator is the only writer of what it renders, and a conflict (someone edited a
 generated Deployment) is resolved in its favour, as a controller must. A 404 on get is
 None; other API errors are raised as `KubeError` with the server's message.
+
+`list_blocking` / `watch_blocking` are for a watch loop in a thread of its own (the Node
+Events in `default`, handlers/node_events.py); kopf does every other watch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 FIELD_MANAGER = "llmfleet-operator"
@@ -29,6 +34,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "AutoscalePolicy": ("autoscalepolicies", True),
     "SpotPool": ("spotpools", False),
     "Node": ("nodes", False),
+    "Event": ("events", True),
 }
 
 API_VERSIONS = {
@@ -41,6 +47,7 @@ API_VERSIONS = {
     "AutoscalePolicy": "llmfleet.dev/v1alpha1",
     "SpotPool": "llmfleet.dev/v1alpha1",
     "Node": "v1",
+    "Event": "v1",
 }
 
 
@@ -202,3 +209,47 @@ class KubeClient:
                 return "NotFound"
             return f"Error: HTTP {exc.status}: {exc.message}"
         return "Evicted"
+
+    # --- list + watch, blocking: for a watch loop in a thread of its own ------------------
+
+    def list_blocking(self, kind: str, namespace: str | None, field_selector: str = "") -> tuple[builtins.list[dict], str]:
+        """The items and the list's resourceVersion (to watch from)."""
+        query = [("fieldSelector", field_selector)] if field_selector else []
+        out = self._call("GET", object_path(kind, namespace), query=query)
+        return out.get("items") or [], str((out.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch_blocking(self, kind: str, namespace: str | None, *, field_selector: str = "",
+                       resource_version: str = "", timeout_seconds: int = 300) -> Iterator[dict]:
+        """Watch events (`{"type", "object"}`, bookmarks included) until the server ends the watch
+        after `timeout_seconds`; an ERROR event (410 Gone: the version is too old) is yielded too."""
+        from kubernetes.client.exceptions import ApiException
+
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout_seconds))]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        try:
+            method, url, headers, body, post = self.api.param_serialize(
+                "GET", object_path(kind, namespace), query_params=query,
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            )
+            resp = self.api.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                     _request_timeout=(self.timeout, timeout_seconds + 30))
+        except ApiException as exc:
+            raise KubeError(exc.status or 0, _message(exc.body, exc.reason or "")) from None
+        raw = resp.response  # urllib3's response, not read yet: the watch streams
+        try:
+            if resp.status >= 400:
+                raise KubeError(resp.status, _message(raw.read(), resp.reason or ""))
+            pending = b""
+            for chunk in raw.stream(amt=None, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            if pending.strip():
+                yield json.loads(pending)
+        finally:
+            raw.release_conn()

@@ -11,6 +11,7 @@
 | AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
 | Event events (reason SpotInterrupted / SpotRebalanceRecommendation on a Node) | cached for the signal scan; wakes pooled services |
+| startup / cleanup: the Node Event watch        | when the served namespaces miss `default`, where Events on Nodes are stored: the same feed (handlers/node_events.py) |
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
 annotations, so GitOps tools see no drift. The one piece of metadata kopf writes is its
@@ -20,8 +21,10 @@ the object goes (deleting an LLMService therefore needs the operator running).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -31,10 +34,8 @@ from llmfleet.operator.api.resource import GROUP, VERSION
 from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 
+from .node_events import NodeEventWatch, extra_events_namespace, is_node_spot_event
 from .reconciler import Reconciler
-
-# Events on Nodes that a SpotPool's NodeEvent signals can name (Karpenter's, by default).
-NODE_EVENT_REASONS = frozenset({"SpotInterrupted", "SpotRebalanceRecommendation"})
 
 TICK_SECONDS = 1.0  # the timer's idle tick; the real work runs when due (see Reconciler.tick)
 FINALIZER = "llmfleet.dev/operator"
@@ -48,6 +49,8 @@ class Runtime:
     check_secrets: bool = True
     metrics_address: str = "0.0.0.0"
     metrics_port: int = metrics.METRICS_PORT
+    node_events_namespace: str | None = None  # watch Node Events there too (kopf's watches miss it)
+    node_event_watch: NodeEventWatch | None = None
 
 
 def reconciler() -> Reconciler:
@@ -87,10 +90,21 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         images=Runtime.images,
         check_secrets=Runtime.check_secrets,
     )
+    if Runtime.node_events_namespace and Runtime.node_event_watch is None:
+        Runtime.node_event_watch = NodeEventWatch(
+            KubeClient.from_environment(), Runtime.node_events_namespace, feed_node_event
+        ).start(asyncio.get_running_loop())
     try:
         metrics.serve(Runtime.metrics_address, Runtime.metrics_port)
     except OSError as exc:  # a second operator in the same network namespace (tests): no /metrics, still work
         logger.warning("cannot serve /metrics on %s:%d: %s", Runtime.metrics_address, Runtime.metrics_port, exc)
+
+
+@kopf.on.cleanup()
+async def stop_node_event_watch(**_: Any) -> None:
+    if Runtime.node_event_watch is not None:
+        Runtime.node_event_watch.stop()
+        Runtime.node_event_watch = None
 
 
 # --- LLMService --------------------------------------------------------------------------
@@ -163,15 +177,20 @@ def on_node_event(type: str, body: kopf.Body, **_: Any) -> None:
         rec.spot_changed()
 
 
+def feed_node_event(type: str, body: dict) -> None:
+    """One Spot Event about a Node, from kopf's Event watch or from NodeEventWatch (on the loop)."""
+    rec = Runtime.reconciler
+    if rec is not None and rec.spot is not None and rec.spot.event_seen(body, deleted=type == "DELETED"):
+        rec.spot_changed()
+
+
 def _node_spot_event(body: kopf.Body, **_: Any) -> bool:
-    return (body.get("involvedObject") or {}).get("kind") == "Node" and body.get("reason") in NODE_EVENT_REASONS
+    return is_node_spot_event(body)
 
 
 @kopf.on.event("", "v1", "events", when=_node_spot_event)
 def on_node_spot_event(type: str, body: kopf.Body, **_: Any) -> None:
-    rec = Runtime.reconciler
-    if rec is not None and rec.spot is not None and rec.spot.event_seen(dict(body), deleted=type == "DELETED"):
-        rec.spot_changed()
+    feed_node_event(type, dict(body))
 
 
 def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
@@ -181,8 +200,11 @@ def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> No
 
 
 def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_address: str | None,
-                      metrics_port: int) -> None:
-    """Options from `llmfleet-operator run`, read by the startup handler."""
+                      metrics_port: int, namespaces: Sequence[str] = (),
+                      node_events_namespace: str | None = None) -> None:
+    """Options from `llmfleet-operator run`, read by the startup handler. `namespaces`: the
+    served ones (empty: all); `node_events_namespace`: where Events about Nodes are stored."""
+    Runtime.node_events_namespace = extra_events_namespace(namespaces, node_events_namespace)
     if engine_image:
         Runtime.images = Images(embedded=engine_image)
     Runtime.check_secrets = check_secrets

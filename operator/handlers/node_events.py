@@ -1,0 +1,173 @@
+"""Karpenter's Events about Nodes, whichever namespaces the operator serves.
+
+An Event about a cluster-scoped object (a Node) is stored in the `default` namespace: that
+is where client-go's recorders put it (both core/v1 and events.k8s.io/v1). kopf watches
+Events only in the namespaces the operator serves, so an operator run with
+`--namespace team-a` would never see Karpenter's `SpotInterrupted`. This module adds one
+narrow watch for that case:
+
+| operator serves                       | Node Events come from                                   |
+| ------------------------------------- | ------------------------------------------------------- |
+| all namespaces                        | kopf's own Event watch (`on_node_spot_event`)           |
+| listed names, `default` among them    | kopf's own Event watch                                  |
+| listed names without `default`        | kopf's watch (nothing there) + `NodeEventWatch` on `default` |
+| `--node-events-namespace ''`          | kopf's watch only                                       |
+
+`NodeEventWatch` lists and watches Events in that one namespace with the field selector
+`involvedObject.kind=Node` (field selectors have no OR, so the reasons are filtered here,
+as kopf's `when=` does), in a daemon thread of its own, and hands each Spot Event to the
+same feed as kopf's handler (`SpotRuntime.event_seen`, then `Reconciler.spot_changed`) on
+the event loop. A namespace listed by glob (`team-*`) is not taken as covering `default`:
+kopf expands globs only with the right to list namespaces, which the chart does not grant.
+Should both watches see an Event anyway, `event_seen` keys Events by uid, so it counts once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from llmfleet.operator.api.spotpool import DEFAULT_SIGNALS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NODE_EVENTS_NAMESPACE = "default"  # where Events about cluster-scoped objects are stored
+FIELD_SELECTOR = "involvedObject.kind=Node"
+# Events on Nodes that a SpotPool's NodeEvent signals name by default (Karpenter's).
+NODE_EVENT_REASONS = frozenset(s.key for s in DEFAULT_SIGNALS if s.source == "NodeEvent")
+WATCH_TIMEOUT_SECONDS = 300  # the API server ends each watch after this; it is resumed from the last version
+RETRY_SECONDS = (1, 2, 5, 10, 30)  # after a failed list or watch, then every 30 s
+
+
+def is_node_spot_event(body: Mapping) -> bool:
+    """An Event about a Node whose reason a default NodeEvent signal names."""
+    about = body.get("involvedObject") or body.get("regarding") or {}
+    return about.get("kind") == "Node" and body.get("reason") in NODE_EVENT_REASONS
+
+
+def extra_events_namespace(served: Sequence[str], events_namespace: str | None) -> str | None:
+    """The namespace to watch for Node Events beside kopf's watches, or None when kopf's own
+    Event watch already sees it: all namespaces served (`served` empty), or that namespace
+    served by name. An empty `events_namespace` turns the extra watch off."""
+    if not events_namespace or not served or events_namespace in served:
+        return None
+    return events_namespace
+
+
+class EventSource(Protocol):
+    """Blocking list and watch of one kind (`KubeClient.list_blocking` / `watch_blocking`)."""
+
+    def list_blocking(self, kind: str, namespace: str | None, field_selector: str = "") -> tuple[list[dict], str]: ...
+
+    def watch_blocking(
+        self, kind: str, namespace: str | None, *, field_selector: str = "", resource_version: str = "",
+        timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
+    ) -> Iterator[dict]: ...
+
+
+Feed = Callable[[str, dict], None]  # (ADDED | MODIFIED | DELETED, the Event)
+
+
+def _uid(body: Mapping) -> str:
+    meta = body.get("metadata") or {}
+    return str(meta.get("uid") or meta.get("name"))
+
+
+class NodeEventWatch:
+    """List + watch Node Events in one namespace; each Spot Event goes to `feed`.
+
+    `follow()` is the loop (blocking; the tests run it with a scripted source); `start()` runs
+    it in a daemon thread and `feed` on `loop` (kopf's), so the Reconciler is only ever touched
+    from the event loop. A daemon thread, not `asyncio.to_thread`: a watch blocks for up to
+    WATCH_TIMEOUT_SECONDS and must not hold up the operator's exit.
+    """
+
+    def __init__(self, source: EventSource, namespace: str, feed: Feed,
+                 timeout_seconds: int = WATCH_TIMEOUT_SECONDS, retry: Iterable[float] = RETRY_SECONDS):
+        self.source = source
+        self.namespace = namespace
+        self.feed = feed
+        self.timeout_seconds = timeout_seconds
+        self.retry = tuple(retry)
+        self.stopping = threading.Event()
+        self.known: dict[str, dict] = {}  # uid -> the Spot Events of this namespace fed so far
+        self.thread: threading.Thread | None = None
+
+    # --- one pass each ------------------------------------------------------------------
+
+    def relist(self) -> str:
+        """List, feed what is there (DELETED for what went meanwhile); the version to watch from."""
+        items, version = self.source.list_blocking("Event", self.namespace, FIELD_SELECTOR)
+        listed = {_uid(e): e for e in items if is_node_spot_event(e)}
+        for uid in [u for u in self.known if u not in listed]:
+            self.feed("DELETED", self.known.pop(uid))
+        for uid, body in listed.items():
+            if self.known.get(uid) != body:
+                self.feed("ADDED" if uid not in self.known else "MODIFIED", body)
+        self.known = listed
+        return version
+
+    def watch(self, version: str) -> str | None:
+        """Watch from `version` until the server ends it; the version to resume from, or None
+        when the server says it is too old (410 Gone: list again)."""
+        for event in self.source.watch_blocking(
+            "Event", self.namespace, field_selector=FIELD_SELECTOR, resource_version=version,
+            timeout_seconds=self.timeout_seconds,
+        ):
+            if self.stopping.is_set():
+                break
+            type_, body = event.get("type"), event.get("object") or {}
+            if type_ == "ERROR":
+                log.info("Node Events in %s: watch ended by the server (%s): listing again",
+                         self.namespace, body.get("message") or body.get("reason"))
+                return None
+            version = (body.get("metadata") or {}).get("resourceVersion") or version
+            if type_ not in ("ADDED", "MODIFIED", "DELETED") or not is_node_spot_event(body):
+                continue  # BOOKMARK, or a Node Event no signal names
+            if type_ == "DELETED":
+                self.known.pop(_uid(body), None)
+            else:
+                self.known[_uid(body)] = body
+            self.feed(type_, body)
+        return version
+
+    def follow(self) -> None:
+        """List, then watch and resume, until stop(); list again after a 410 or a failure."""
+        version: str | None = None
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                if version is None:
+                    version = self.relist()
+                version = self.watch(version)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the API server may be away: retry, never give up
+                delay = self.retry[min(failures, len(self.retry) - 1)] if self.retry else 1
+                failures += 1
+                version = None
+                log.warning("Node Events in %s: %s; retrying in %s s", self.namespace, exc, delay)
+                self.stopping.wait(delay)
+
+    # --- as a background thread ---------------------------------------------------------
+
+    def start(self, loop: Any) -> NodeEventWatch:
+        """Run follow() in a daemon thread; feed on `loop` (an asyncio loop) from there."""
+        on_thread = self.feed
+
+        def feed_on_loop(type_: str, body: dict) -> None:
+            try:
+                loop.call_soon_threadsafe(on_thread, type_, body)
+            except RuntimeError:  # the loop is closed: the operator is exiting
+                self.stopping.set()
+
+        self.feed = feed_on_loop
+        self.thread = threading.Thread(target=self.follow, name=f"node-events-{self.namespace}", daemon=True)
+        self.thread.start()
+        log.info("watching Node Events in namespace %s (%s)", self.namespace, FIELD_SELECTOR)
+        return self
+
+    def stop(self) -> None:
+        """Ask the loop to end; it does at the next event, or when the server ends the watch."""
+        self.stopping.set()
