@@ -12,6 +12,7 @@ VARIANTS = {
     "peered": ["replicaCount=2"],
     "namespaced": ["operator.watchNamespaces={team-a,team-b}"],
     "namespaced-peered": ["operator.watchNamespaces={team-a,llmfleet-system}", "replicaCount=3"],
+    "namespaced-default": ["operator.watchNamespaces={team-a,default}"],
     "monitoring": [
         "metrics.serviceMonitor.enabled=true",
         "metrics.podMonitor.enabled=true",
@@ -120,9 +121,46 @@ def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
         ("team-b", "llmfleet-secrets"),
         # kopf posts SpotPool events into the operator's own namespace.
         ("llmfleet-system", "llmfleet-events"),
+        # Events about Nodes (Karpenter's spot notices) are stored in default, which is not watched.
+        ("default", "llmfleet-node-events"),
     }
     args = operator_container(docs)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
+    assert "--node-events-namespace=default" in args
+
+
+def _node_events_roles(docs: list[dict]) -> list[dict]:
+    return [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "llmfleet-node-events"]
+
+
+def test_node_events_are_readable_where_they_are_stored_and_nowhere_else(helm):
+    docs = render(helm, "operator.watchNamespaces={team-a,team-b}")
+    (role,) = _node_events_roles(docs)
+    assert role["metadata"]["namespace"] == "default"
+    assert rules_of([role]) == {("", "events"): {"list", "watch"}}
+    (binding,) = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "llmfleet-node-events"]
+    assert binding["metadata"]["namespace"] == "default"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "llmfleet-node-events"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llmfleet", "namespace": "llmfleet-system"}]
+
+    # Another namespace for them: the Role goes there, and the operator is told.
+    docs = render(helm, "operator.watchNamespaces={team-a}", "operator.nodeEventsNamespace=kube-events")
+    assert [r["metadata"]["namespace"] for r in _node_events_roles(docs)] == ["kube-events"]
+    assert "--node-events-namespace=kube-events" in operator_container(docs)["args"]
+
+
+@pytest.mark.parametrize("settings", [
+    [],  # all namespaces: the namespaced ClusterRole (events list/watch) is bound cluster-wide
+    ["operator.watchNamespaces={team-a,default}"],  # default is watched: its RoleBinding covers it
+    ["operator.watchNamespaces={team-a}", "operator.nodeEventsNamespace="],  # turned off
+])
+def test_no_node_events_role_when_not_needed(helm, settings):
+    docs = render(helm, *settings)
+    assert _node_events_roles(docs) == []
+    args = operator_container(docs)["args"]
+    if not settings:
+        assert not any(a.startswith("--node-events-namespace") for a in args)
 
 
 def test_one_replica_runs_standalone_and_recreates(helm):
@@ -216,6 +254,7 @@ def test_monitoring_objects_when_enabled(helm):
         ("operator.watchNamespace={team-a}", "additional properties 'watchNamespace' not allowed"),
         ("prometheusRule.kvCacheUsageRatio=2", "maximum"),
         ("operator.logFlag=--loud", "operator/logFlag"),
+        ("operator.nodeEventsNamespace=Default_NS", "operator/nodeEventsNamespace"),
     ],
 )
 def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, complaint):
