@@ -208,3 +208,95 @@ class Load:
             else:
                 with self._lock:
                     self.ok += 1
+
+
+@dataclass
+class Streams:
+    """`clients` streaming clients (SSE), each one stream after another; a stream without
+    `data: [DONE]` is cut, a refused one failed."""
+
+    cluster: Any
+    namespace: str
+    service: str
+    model: str
+    clients: int = 2
+    max_tokens: int = 120
+    done: int = 0
+    cut: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Streams:
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=150)
+
+    def _client(self, i: int) -> None:
+        n = i
+        while not self._stop.is_set():
+            try:
+                endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
+            except Exception:  # noqa: BLE001 - the API server is busy: try again
+                time.sleep(0.2)
+                continue
+            if not endpoints:
+                time.sleep(0.2)
+                continue
+            ip = endpoints[n % len(endpoints)]
+            n += 1
+            self.stream_once(ip)
+
+    def stream_once(self, ip: str) -> None:
+        conn = http.client.HTTPConnection(ip, 8000, timeout=120)
+        got_done, chunks = False, 0
+        try:
+            conn.request("POST", "/v1/completions", json.dumps(
+                {"model": self.model, "prompt": "hello", "max_tokens": self.max_tokens, "ignore_eos": True,
+                 "stream": True}), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                with self._lock:
+                    self.failed.append(f"{ip}: HTTP {resp.status}")
+                return
+            for line in resp:
+                if line.startswith(b"data: [DONE]"):
+                    got_done = True
+                elif line.startswith(b"data: "):
+                    chunks += 1
+        except Exception as e:  # noqa: BLE001 - a broken connection mid-stream is a cut stream
+            with self._lock:
+                (self.cut if chunks else self.failed).append(f"{ip}: {e}")
+            return
+        finally:
+            conn.close()
+        with self._lock:
+            if got_done:
+                self.done += 1
+            else:
+                self.cut.append(f"{ip}: ended after {chunks} chunks without [DONE]")
+
+
+def service_pods(cluster: Any, namespace: str, service: str = "chat") -> list:
+    return cluster.core.list_namespaced_pod(namespace, label_selector=f"llmfleet.dev/service={service}").items
+
+
+def pod_is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def create_spot_pool(cluster: Any, name: str, **spec: Any) -> None:
+    """A SpotPool over the bed's spot (gpu-spot-a/b) and on-demand (gpu-od-a/b) kwok nodes."""
+    from kubernetes import client  # noqa: PLC0415
+
+    client.CustomObjectsApi(cluster.api).create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
+        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": name},
+        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
+                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}}, **spec}})

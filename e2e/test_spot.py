@@ -17,103 +17,22 @@ import http.client
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from conftest import E2ECluster, wait_until
 from operator_support import (
     Load,
+    Streams,
     condition,
+    create_spot_pool,
     llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
     llms,
-    ready_endpoints,
+    pod_is_ready,
+    service_pods,
 )
 
 NTH_TAINT = "aws-node-termination-handler/spot-itn"
 GRACE = 10  # drainGraceSeconds: longer than readiness detection (2 x 2 s) + EndpointSlice + client refresh
-
-
-@dataclass
-class Streams:
-    """`clients` streaming clients (SSE), each one stream after another; a stream without
-    `data: [DONE]` is cut, a refused one failed."""
-
-    cluster: Any
-    namespace: str
-    service: str
-    model: str
-    clients: int = 2
-    max_tokens: int = 120
-    done: int = 0
-    cut: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> Streams:
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=150)
-
-    def _client(self, i: int) -> None:
-        n = i
-        while not self._stop.is_set():
-            try:
-                endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
-            except Exception:  # noqa: BLE001 - the API server is busy: try again
-                time.sleep(0.2)
-                continue
-            if not endpoints:
-                time.sleep(0.2)
-                continue
-            ip = endpoints[n % len(endpoints)]
-            n += 1
-            self.stream_once(ip)
-
-    def stream_once(self, ip: str) -> None:
-        conn = http.client.HTTPConnection(ip, 8000, timeout=120)
-        got_done, chunks = False, 0
-        try:
-            conn.request("POST", "/v1/completions", json.dumps(
-                {"model": self.model, "prompt": "hello", "max_tokens": self.max_tokens, "ignore_eos": True,
-                 "stream": True}), {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                with self._lock:
-                    self.failed.append(f"{ip}: HTTP {resp.status}")
-                return
-            for line in resp:
-                if line.startswith(b"data: [DONE]"):
-                    got_done = True
-                elif line.startswith(b"data: "):
-                    chunks += 1
-        except Exception as e:  # noqa: BLE001 - a broken connection mid-stream is a cut stream
-            with self._lock:
-                (self.cut if chunks else self.failed).append(f"{ip}: {e}")
-            return
-        finally:
-            conn.close()
-        with self._lock:
-            if got_done:
-                self.done += 1
-            else:
-                self.cut.append(f"{ip}: ended after {chunks} chunks without [DONE]")
-
-
-def _pods(cluster: E2ECluster, namespace: str) -> list:
-    return cluster.core.list_namespaced_pod(namespace, label_selector="llmfleet.dev/service=chat").items
-
-
-def _ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
@@ -124,11 +43,7 @@ def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
 
     custom = client.CustomObjectsApi(cluster.api)
     pool_name = f"spot-{namespace}"
-    custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
-        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
-        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
-                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
-                 "onDemandBase": 1}})
+    create_spot_pool(cluster, pool_name, onDemandBase=1)
     tainted: str | None = None
     try:
         custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
@@ -144,13 +59,13 @@ def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
                    and status().get("phase") == "Ready" and status().get("spotReplicas") == 2,
                    timeout=180, interval=1)
         assert status()["spot"]["fallbackActive"] is False
-        spot_pods = [p for p in _pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot"]
+        spot_pods = [p for p in service_pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot"]
         by_node = {p.spec.node_name for p in spot_pods}
         print(f"\nspot pods on {sorted(by_node)}; on-demand on "
-              f"{sorted({p.spec.node_name for p in _pods(cluster, namespace)} - by_node)}")
+              f"{sorted({p.spec.node_name for p in service_pods(cluster, namespace)} - by_node)}")
         tainted = spot_pods[0].spec.node_name
         victims = {p.metadata.name for p in spot_pods if p.spec.node_name == tainted}
-        before = {p.metadata.name for p in _pods(cluster, namespace)}
+        before = {p.metadata.name for p in service_pods(cluster, namespace)}
 
         load = Load(cluster, namespace, "chat", "chat", clients=4, max_tokens=64).start()
         streams = Streams(cluster, namespace, "chat", "chat", clients=2, max_tokens=120).start()
@@ -162,25 +77,25 @@ def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
             marks: dict[str, float] = {}
 
             def progress() -> bool:
-                pods = {p.metadata.name: p for p in _pods(cluster, namespace)}
+                pods = {p.metadata.name: p for p in service_pods(cluster, namespace)}
                 now = time.monotonic() - t0
                 for name in victims:
                     p = pods.get(name)
                     if p is not None and "llmfleet.dev/drain-started" in (p.metadata.annotations or {}):
                         marks.setdefault(f"{name} annotated", now)
-                    if p is not None and not _ready(p):
+                    if p is not None and not pod_is_ready(p):
                         marks.setdefault(f"{name} not ready", now)
                     if p is not None and p.metadata.deletion_timestamp is not None:
                         marks.setdefault(f"{name} evicted", now)
                     if p is None:
                         marks.setdefault(f"{name} gone", now)
                 new = [p for n, p in pods.items() if n not in before]
-                if new and all(_ready(p) for p in new):
+                if new and all(pod_is_ready(p) for p in new):
                     marks.setdefault("replacements ready", now)
                 return all(f"{n} gone" in marks for n in victims) and "replacements ready" in marks
 
             wait_until("the drained pod gone and its replacement ready", progress, timeout=150, interval=0.25)
-            replacements = [p for p in _pods(cluster, namespace) if p.metadata.name not in before]
+            replacements = [p for p in service_pods(cluster, namespace) if p.metadata.name not in before]
             assert replacements and all(p.spec.node_name != tainted for p in replacements)
             assert all(p.metadata.labels["llmfleet.dev/capacity"] == "spot" for p in replacements)
             time.sleep(3)  # the load goes on over the new endpoints
@@ -243,11 +158,7 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
 
     custom = client.CustomObjectsApi(cluster.api)
     pool_name = f"spot-{namespace}"
-    custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
-        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
-        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
-                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
-                 "onDemandBase": 1, "fallback": {"pendingSeconds": 10, "returnAfterSeconds": 20}}})
+    create_spot_pool(cluster, pool_name, onDemandBase=1, fallback={"pendingSeconds": 10, "returnAfterSeconds": 20})
     spot_nodes = ["gpu-spot-a", "gpu-spot-b"]
     marked = False
 
@@ -291,7 +202,7 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
             wait_until("status.spot.fallbackActive", lambda: (status().get("spot") or {}).get("fallbackActive"),
                        timeout=5, interval=0.25)
             wait_until("no spot pod left, 3/3 on on-demand", lambda: not [
-                p for p in _pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot"]
+                p for p in service_pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot"]
                 and status().get("readyText") == "3/3", timeout=60, interval=0.5)
             spot_gone = time.monotonic() - t0
             pool = custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)["status"]
@@ -301,8 +212,8 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
             marked = False
             t1 = time.monotonic()
             def back() -> bool:
-                live = [p for p in _pods(cluster, namespace) if p.metadata.deletion_timestamp is None]
-                caps = sorted(p.metadata.labels["llmfleet.dev/capacity"] for p in live if _ready(p))
+                live = [p for p in service_pods(cluster, namespace) if p.metadata.deletion_timestamp is None]
+                caps = sorted(p.metadata.labels["llmfleet.dev/capacity"] for p in live if pod_is_ready(p))
                 return replicas() == (1, 2) and len(live) == 3 and caps == ["ondemand", "spot", "spot"]
 
             wait_until("back on spot: 1 on-demand + 2 spot pods ready", back, timeout=90, interval=0.5)
@@ -354,11 +265,7 @@ def test_a_notice_shorter_than_the_longest_request_cuts_it_and_says_so(
 
     custom = client.CustomObjectsApi(cluster.api)
     pool_name = f"spot-short-{namespace}"
-    custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
-        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
-        "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
-                 "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
-                 "onDemandBase": 1, "drainDeadlineMarginSeconds": 5}})
+    create_spot_pool(cluster, pool_name, onDemandBase=1, drainDeadlineMarginSeconds=5)
     marked: str | None = None
     try:
         custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
@@ -373,7 +280,7 @@ def test_a_notice_shorter_than_the_longest_request_cuts_it_and_says_so(
         wait_until("chat Ready 2/2 with 1 on spot", lambda: status().get("readyText") == "2/2"
                    and status().get("phase") == "Ready" and status().get("spotReplicas") == 1,
                    timeout=240, interval=1)
-        victim = next(p for p in _pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot")
+        victim = next(p for p in service_pods(cluster, namespace) if p.metadata.labels["llmfleet.dev/capacity"] == "spot")
         node, ip = victim.spec.node_name, victim.status.pod_ip
 
         long_streams = Streams(cluster, namespace, "chat", "chat", max_tokens=2500)
@@ -404,7 +311,7 @@ def test_a_notice_shorter_than_the_longest_request_cuts_it_and_says_so(
                             f"llmfleet.dev/interruption-deadline={deadline.isoformat().replace('+00:00', 'Z')}")
             marked = node
             wait_until("the spot pod gone", lambda: victim.metadata.name not in
-                       {p.metadata.name for p in _pods(cluster, namespace)}, timeout=60, interval=0.25)
+                       {p.metadata.name for p in service_pods(cluster, namespace)}, timeout=60, interval=0.25)
             gone_at = time.monotonic() - t0
             for t in threads:
                 t.join(timeout=60)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import E2ECluster, wait_until
-from operator_support import CHART, helm, llms
+from operator_support import CHART, create_spot_pool, helm, llms
 
 RELEASE = "llmfleet-e2e-ns"  # its own release: a cluster-wide one would watch default itself
 SELECTOR = f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE}"
@@ -48,11 +48,7 @@ def test_a_node_event_in_default_reaches_an_operator_serving_another_namespace(
         roles = {r.metadata.name for r in client.RbacAuthorizationV1Api(cluster.api).list_namespaced_role("default").items}
         assert f"{RELEASE}-node-events" in roles
 
-        custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {
-            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": pool_name},
-            "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
-                     "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}},
-                     "onDemandBase": 1}})
+        create_spot_pool(cluster, pool_name, onDemandBase=1)
         custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
             "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
             "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxModelLen": 256},

@@ -12,104 +12,23 @@ load sees no failed request and no cut stream. Prints the drain's timeline and t
 
 from __future__ import annotations
 
-import http.client
-import json
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from conftest import E2ECluster, wait_until
 from operator_support import (
     Load,
+    Streams,
     condition,
     llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
     llms,
-    ready_endpoints,
+    pod_is_ready,
+    service_pods,
 )
 
 NTH_TAINT = "aws-node-termination-handler/spot-itn"
 GRACE = 10  # drainGraceSeconds: longer than readiness detection (2 x 2 s) + EndpointSlice + client refresh
-
-
-@dataclass
-class Streams:
-    """`clients` SSE clients, one stream after another over the ready endpoints; a stream that
-    ends without `data: [DONE]` after its first chunk is cut, one refused or broken before is failed."""
-
-    cluster: Any
-    namespace: str
-    service: str
-    model: str
-    clients: int = 2
-    max_tokens: int = 120
-    done: int = 0
-    cut: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> Streams:
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=150)
-
-    def _client(self, n: int) -> None:
-        while not self._stop.is_set():
-            try:
-                endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
-            except Exception:  # noqa: BLE001 - the API server is busy: try again
-                endpoints = []
-            if not endpoints:
-                time.sleep(0.2)
-                continue
-            n += 1
-            self._one(endpoints[n % len(endpoints)])
-
-    def _one(self, ip: str) -> None:
-        conn = http.client.HTTPConnection(ip, 8000, timeout=120)
-        got_done, chunks = False, 0
-        try:
-            conn.request("POST", "/v1/completions", json.dumps(
-                {"model": self.model, "prompt": "hello", "max_tokens": self.max_tokens, "ignore_eos": True,
-                 "stream": True}), {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                with self._lock:
-                    self.failed.append(f"{ip}: HTTP {resp.status}")
-                return
-            for line in resp:
-                if line.startswith(b"data: [DONE]"):
-                    got_done = True
-                elif line.startswith(b"data: "):
-                    chunks += 1
-        except Exception as e:  # noqa: BLE001 - a broken connection mid-stream is a cut stream
-            with self._lock:
-                (self.cut if chunks else self.failed).append(f"{ip}: {e}")
-            return
-        finally:
-            conn.close()
-        with self._lock:
-            if got_done:
-                self.done += 1
-            else:
-                self.cut.append(f"{ip}: ended after {chunks} chunks without [DONE]")
-
-
-def _pods(cluster: E2ECluster, namespace: str) -> list:
-    return cluster.core.list_namespaced_pod(namespace, label_selector="llmfleet.dev/service=chat").items
-
-
-def _ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_failed_or_cut(
@@ -134,7 +53,7 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
 
         wait_until("chat Ready 2/2", lambda: status().get("readyText") == "2/2" and status().get("phase") == "Ready",
                    timeout=120, interval=0.5)
-        pods = _pods(cluster, namespace)
+        pods = service_pods(cluster, namespace)
         assert all(p.metadata.labels["llmfleet.dev/capacity"] == "any" for p in pods)
         nodes = {p.metadata.name: p.spec.node_name for p in pods}
         # An on-demand node when the scheduler put a pod on one: without a pool, any node's notice counts.
@@ -155,12 +74,12 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
 
             def progress() -> bool:
                 now = time.monotonic() - t0
-                pods = {p.metadata.name: p for p in _pods(cluster, namespace)}
+                pods = {p.metadata.name: p for p in service_pods(cluster, namespace)}
                 p = pods.get(victim)
                 if p is not None and "llmfleet.dev/drain-started" in (p.metadata.annotations or {}):
                     marks.setdefault("annotated", now)
                     seen.setdefault("surge", (p.metadata.annotations or {}).get("llmfleet.dev/drain-surge"))
-                if p is not None and not _ready(p):
+                if p is not None and not pod_is_ready(p):
                     marks.setdefault("not ready", now)
                 if p is not None and p.metadata.deletion_timestamp is not None:
                     marks.setdefault("evicted", now)
@@ -177,12 +96,12 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
                         seen["draining status"] = st["spot"]["drainingPods"]
                         seen["condition"] = condition({"status": st}, "SpotInterrupted")
                 new = [p for n, p in pods.items() if n not in before]
-                if new and all(_ready(p) for p in new):
+                if new and all(pod_is_ready(p) for p in new):
                     marks.setdefault("replacement ready", now)
                 return "gone" in marks and "replacement ready" in marks
 
             wait_until("the drained pod gone and its replacement ready", progress, timeout=100, interval=0.25)
-            replacements = [p for p in _pods(cluster, namespace) if p.metadata.name not in before]
+            replacements = [p for p in service_pods(cluster, namespace) if p.metadata.name not in before]
             assert replacements and all(p.spec.node_name != tainted for p in replacements)
             wait_until("the Deployment back to 2", lambda: replicas() == 2, timeout=10, interval=0.25)
             marks.setdefault("surge dropped", time.monotonic() - t0)
