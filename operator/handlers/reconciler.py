@@ -364,7 +364,8 @@ class Reconciler:
             if view is not None and pool is not None:
                 previous = plan.split_without_surge(deployments, name, pods)  # before new drain marks
                 drains = await spot.begin(namespace, spec.drain_grace_seconds, pool.drain_deadline_margin_seconds,
-                                          pods, view.notices, now, supports_drain=spec.engine.kind == "embedded")
+                                          pods, view.notices, now, supports_drain=spec.engine.kind == "embedded",
+                                          announce=spot.recorder(body, pool_obj))
                 fallback = FallbackState.from_status(old_status.get("spot"))
                 split = split_replicas(desired, pool, view.capacity, fallback, now, previous)
                 counts = dict(deployment_replicas(split, pods))  # the split + one per pod still draining
@@ -378,7 +379,8 @@ class Reconciler:
                 if unpooled is not None:
                     drains = await spot.begin(namespace, spec.drain_grace_seconds,
                                               UNPOOLED.drain_deadline_margin_seconds, pods, unpooled, now,
-                                              supports_drain=spec.engine.kind == "embedded")
+                                              supports_drain=spec.engine.kind == "embedded",
+                                              announce=spot.recorder(body, None))
                     mem.observed = (copy.deepcopy(deployments), copy.deepcopy(pods))
                 counts = {"any": desired + surge_by_capacity(pods)["any"]}  # one more per pod still draining
         if counts is not None and (apply_now or counts != plan.deployment_counts(deployments, name, pooled)):

@@ -74,6 +74,8 @@ log = logging.getLogger("llmfleet.operator.spot")
 
 DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
 # Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
+# Announcements of a drain or replacement that began: posted with their marks (see `begin`).
+ANNOUNCE_AT_ONCE = {"DrainStarted", "ReplacementStarted"}
 POOL_EVENT_REASONS = {"DrainStarted", "DrainEvicted", "DrainDeleted", "RequestsAtRisk", "ReplacementStarted"}
 
 EngineCall = Callable[[str, bool], Awaitable[dict | None]]  # (pod IP, POST?) -> the /drain JSON, None if no answer
@@ -310,11 +312,16 @@ class SpotRuntime:
                 own[k] = v
 
     async def begin(self, namespace: str, service_drain_grace: int, margin: int, pods: list[dict],
-                    notices: Mapping[str, Notice], now: datetime, supports_drain: bool = True) -> list[Drain]:
+                    notices: Mapping[str, Notice], now: datetime, supports_drain: bool = True,
+                    announce: Callable[[RecordEvent], None] | None = None) -> list[Drain]:
         """Plan every pod that is on a noticed node or already draining; apply the Annotates
         (drain marks and surge) at once, so `deployment_replicas(split, pods)` (or, without a
         pool, surge_by_capacity(pods)["any"]) includes the surge before anything else happens.
-        `margin` is drainDeadlineMarginSeconds. `pods` are updated in place."""
+        `margin` is drainDeadlineMarginSeconds. `pods` are updated in place.
+
+        `announce` (see `recorder`) posts the DrainStarted / ReplacementStarted events right
+        after their marks are written: a restart never announces a drain twice (the marks say
+        it began), so an announcement left for `finish` would be lost to a restart in between."""
         out: list[Drain] = []
         for pod in pods:
             p = PodDrain.from_pod(pod)
@@ -349,6 +356,8 @@ class SpotRuntime:
                 for action in actions:
                     if isinstance(action, Annotate):
                         await self._patch_pod(namespace, pod, action.annotations)
+                    elif isinstance(action, RecordEvent) and action.reason in ANNOUNCE_AT_ONCE and announce:
+                        announce(action)
                     elif not isinstance(action, Surge):  # Surge: the annotation is its durable form
                         rest.append(action)
             except KubeError as exc:  # the pod went meanwhile (404), or a conflict: the next sync sees
@@ -362,16 +371,23 @@ class SpotRuntime:
                 out.append(Drain(pod, p, rest))
         return out
 
-    async def finish(self, body: dict, pool_obj: dict | None, drains: list[Drain], now: datetime) -> Outcome:
-        """The rest of each plan, in order; events on the LLMService (and milestones on the pool)."""
+    def recorder(self, body: dict, pool_obj: dict | None) -> Callable[[RecordEvent], None]:
+        """Post a plan's event on the LLMService (and the milestones on its SpotPool)."""
         namespace = body["metadata"]["namespace"]
-        outcome = Outcome()
 
         def record(action: RecordEvent) -> None:
             self.post_event(body, action.type, action.reason, f"pod {action.pod}: {action.message}")
             if pool_obj is not None and action.reason in POOL_EVENT_REASONS:
                 self.post_event(pool_obj, action.type, action.reason,
                                 f"pod {namespace}/{action.pod}: {action.message}")
+
+        return record
+
+    async def finish(self, body: dict, pool_obj: dict | None, drains: list[Drain], now: datetime) -> Outcome:
+        """The rest of each plan, in order; events on the LLMService (and milestones on the pool)."""
+        namespace = body["metadata"]["namespace"]
+        outcome = Outcome()
+        record = self.recorder(body, pool_obj)
 
         def wake(at: datetime) -> None:
             outcome.wake = at if outcome.wake is None else min(outcome.wake, at)

@@ -300,6 +300,35 @@ def test_a_restarted_operator_resumes_the_drain_from_the_pod_annotations():
     assert world.kube.objects[("SpotPool", None, "gpu-spot")]["status"]["interruptionsSeen"] == 1
 
 
+def test_an_operator_killed_right_after_the_drain_marks_still_announced_the_drain():
+    # Found on the bed: the operator pod was killed between writing the drain marks and the end of
+    # the sync; the new process (rightly) does not announce a drain the marks say had begun, so
+    # DrainStarted must be posted with the marks, not after the Deployments are applied.
+    world, rec = pooled_world()
+    pod = spot_pod_on(world, "gpu-spot-a")
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+
+    async def killed(obj):
+        raise RuntimeError("the operator process is gone")
+
+    world.kube.apply = killed  # the sync dies after begin(), before the apply and finish()
+    world.taint("gpu-spot-a")
+    try:
+        tick(world, rec)
+    except RuntimeError:
+        pass
+    assert DRAIN_STARTED in world.pods()[name]["metadata"]["annotations"]
+    assert ("POST /drain", "Pod", ip) not in world.kube.log  # finish() never ran
+    del world.kube.apply
+    fresh = world.reconciler()
+    world.advance(1)
+    sync(world, fresh, force_apply=True)
+    assert ("POST /drain", "Pod", ip) in world.kube.log  # the new process drains the engine
+    reasons = [r for _, r, _ in world.events]
+    assert reasons.count("DrainStarted") == 2  # once on the LLMService, once on the SpotPool
+    assert world.replicas() == (1, 3)
+
+
 def test_a_restarted_engine_is_drained_again():
     world, rec = pooled_world()
     pod = spot_pod_on(world, "gpu-spot-a")
