@@ -34,7 +34,6 @@ from operator_support import (
 )
 
 NTH_TAINT = "aws-node-termination-handler/spot-itn"
-GRACE = 10  # drainGraceSeconds: longer than readiness detection (2 x 2 s) + EndpointSlice + client refresh
 
 
 def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
@@ -52,7 +51,7 @@ def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
             "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
             "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
                      "replicas": 3, "spotPoolRef": {"name": pool_name},
-                     "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+                     "drainTimeoutSeconds": 30}})
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})
@@ -176,7 +175,8 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
             "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
             "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
                      "replicas": 3, "spotPoolRef": {"name": pool_name},
-                     "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+                     # 10 + 30 s of drain: longer than the 45 s notice minus the 10 s margin (NoticeTooShort)
+                     "drainGraceSeconds": 10, "drainTimeoutSeconds": 30}})
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})
@@ -369,7 +369,7 @@ def test_an_operator_restart_mid_drain_resumes_it_from_the_cluster(
             "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
             "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
                      "replicas": 2, "spotPoolRef": {"name": pool_name},
-                     "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+                     "drainTimeoutSeconds": 30}})
         wait_until("chat Ready 2/2 with 1 on spot", lambda: (lambda s: s.get("readyText") == "2/2"
                    and s.get("phase") == "Ready" and s.get("spotReplicas") == 1)(
                        llms(cluster, namespace, "chat").get("status", {})), timeout=180, interval=1)

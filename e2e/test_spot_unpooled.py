@@ -28,7 +28,6 @@ from operator_support import (
 )
 
 NTH_TAINT = "aws-node-termination-handler/spot-itn"
-GRACE = 10  # drainGraceSeconds: longer than readiness detection (2 x 2 s) + EndpointSlice + client refresh
 
 
 def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_failed_or_cut(
@@ -43,7 +42,7 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
         custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
             "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
             "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
-                     "replicas": 2, "drainGraceSeconds": GRACE, "drainTimeoutSeconds": 30}})
+                     "replicas": 2, "drainTimeoutSeconds": 30}})
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})
