@@ -2,7 +2,7 @@
 
 | kopf handler                                   | does                                                      |
 | ---------------------------------------------- | --------------------------------------------------------- |
-| startup                                        | settings (status storage, events), Reconciler, /metrics   |
+| startup                                        | settings (status storage, events, scanning), Reconciler, /metrics |
 | LLMService create / update / resume            | sync with apply                                           |
 | LLMService timer (every TICK_SECONDS)          | sync when due: periodic (scrape, autoscale), a child changed, a reference appeared |
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
@@ -11,6 +11,7 @@
 | AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
 | Event events (reason SpotInterrupted / SpotRebalanceRecommendation on a Node) | cached for the signal scan; wakes pooled services |
+| login                                          | kopf's client login; with `--namespace`, Events on cluster-scoped objects go to `$POD_NAMESPACE` |
 | startup / cleanup: the Node Event watch        | when the served namespaces miss `default`, where Events on Nodes are stored: the same feed (handlers/node_events.py) |
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
@@ -22,6 +23,7 @@ the object goes (deleting an LLMService therefore needs the operator running).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_L
 
 from .node_events import NodeEventWatch, extra_events_namespace, is_node_spot_event
 from .reconciler import Reconciler
+from .scope import cluster_events_namespace, scanning_disabled
 
 TICK_SECONDS = 1.0  # the timer's idle tick; the real work runs when due (see Reconciler.tick)
 FINALIZER = "llmfleet.dev/operator"
@@ -51,6 +54,9 @@ class Runtime:
     metrics_port: int = metrics.METRICS_PORT
     node_events_namespace: str | None = None  # watch Node Events there too (kopf's watches miss it)
     node_event_watch: NodeEventWatch | None = None
+    namespaces: tuple[str, ...] = ()  # served by name; empty: all
+    scanning_disabled: bool = False  # kopf's settings.scanning.disabled (handlers/scope.py)
+    cluster_events_namespace: str | None = None  # where Events on SpotPools go (None: kopf's, `default`)
 
 
 def reconciler() -> Reconciler:
@@ -80,6 +86,13 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
     settings.posting.loggers = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Exact namespace names: no Namespace list/watch (the chart grants none: 54 s of 403
+    # retries before kopf served anything) and no CRD watch; see handlers/scope.py.
+    settings.scanning.disabled = Runtime.scanning_disabled
+    if Runtime.scanning_disabled:
+        logger.info("serving namespaces %s by name: kopf lists and watches neither Namespaces nor CRDs "
+                    "(a CRD created from now on is seen after a restart)",
+                    ", ".join(Runtime.namespaces))
     for name in ("kopf.objects", "kopf.activities"):
         logging.getLogger(name).addFilter(_QuietSuccess())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape otherwise
@@ -98,6 +111,16 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         metrics.serve(Runtime.metrics_address, Runtime.metrics_port)
     except OSError as exc:  # a second operator in the same network namespace (tests): no /metrics, still work
         logger.warning("cannot serve /metrics on %s:%d: %s", Runtime.metrics_address, Runtime.metrics_port, exc)
+
+
+@kopf.on.login(errors=kopf.ErrorsMode.IGNORED)  # as kopf's own login handlers
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's login through the kubernetes client, with the namespace for Events about
+    cluster-scoped objects when `run` chose one (handlers/scope.py); that login has none."""
+    info = kopf.login_via_client(**kwargs)
+    if info is not None and Runtime.cluster_events_namespace and not info.default_namespace:
+        info = dataclasses.replace(info, default_namespace=Runtime.cluster_events_namespace)
+    return info
 
 
 @kopf.on.cleanup()
@@ -205,6 +228,9 @@ def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_
     """Options from `llmfleet-operator run`, read by the startup handler. `namespaces`: the
     served ones (empty: all); `node_events_namespace`: where Events about Nodes are stored."""
     Runtime.node_events_namespace = extra_events_namespace(namespaces, node_events_namespace)
+    Runtime.namespaces = tuple(namespaces)
+    Runtime.scanning_disabled = scanning_disabled(namespaces)
+    Runtime.cluster_events_namespace = cluster_events_namespace(namespaces, os.environ.get("POD_NAMESPACE"))
     if engine_image:
         Runtime.images = Images(embedded=engine_image)
     Runtime.check_secrets = check_secrets

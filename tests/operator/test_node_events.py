@@ -217,7 +217,7 @@ def test_the_adapter_reports_a_refused_watch():
 def runtime(monkeypatch):
     """kopf_handlers.Runtime as `run` leaves it, restored afterwards."""
     for attr in ("reconciler", "node_events_namespace", "node_event_watch", "check_secrets", "metrics_address",
-                 "metrics_port"):
+                 "metrics_port", "namespaces", "scanning_disabled", "cluster_events_namespace"):
         monkeypatch.setattr(kopf_handlers.Runtime, attr, getattr(kopf_handlers.Runtime, attr))
     monkeypatch.setattr(kopf_handlers.metrics, "serve", lambda address, port: None)
     return kopf_handlers.Runtime
