@@ -7,6 +7,10 @@ installed with `operator.watchNamespaces` = one fresh namespace (so kopf never l
 `-node-events` Role), and a pooled LLMService in it with a pod on a spot node, when a
 `SpotInterrupted` Event on that Node is created in `default`, then the operator starts
 draining the pod (drain annotations) and the SpotPool lists the node as interrupted.
+The SpotPool's own `SpotInterrupted` Event is in the operator's namespace, and the
+operator's log, read after all that, has no ERROR line and no traceback: with exact
+namespace names it neither lists nor watches Namespaces, and it posts no Event to
+`default`, none of which it may do (docs/operator.md).
 """
 
 from __future__ import annotations
@@ -85,6 +89,16 @@ def test_a_node_event_in_default_reaches_an_operator_serving_another_namespace(
             n["name"] for n in (custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
                                 .get("status") or {}).get("interruptedNodes") or []], timeout=15, interval=0.5)
         pool = custom.get_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
+        # kopf posts a cluster-scoped SpotPool's Events to the operator's namespace (the chart's
+        # <release>-events Role allows that, not `default`).
+        wait_until("the SpotPool's SpotInterrupted Event in the operator's namespace", lambda: [
+            e for e in cluster.core.list_namespaced_event(
+                RELEASE, field_selector=f"involvedObject.kind=SpotPool,involvedObject.name={pool_name}").items
+            if e.reason == "SpotInterrupted"], timeout=15, interval=0.5)
+        log = cluster.pod_log(RELEASE, op.metadata.name)
+        assert f"serving namespaces {namespace} by name" in log, log[-2000:]
+        bad = [line for line in log.splitlines() if "[ERROR" in line or "Traceback" in line]
+        assert not bad, "\n".join(bad[:5])
         print(f"\nSpotInterrupted Event on {node} in default -> pod {name} drain-started after {took:.1f}s; "
               f"pool interruptedNodes {[n['name'] for n in pool['status']['interruptedNodes']]}")
     finally:
