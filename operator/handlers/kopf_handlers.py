@@ -10,7 +10,7 @@
 | AutoscalePolicy create / update / resume       | policy status; wake its services                          |
 | AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
-| Event events (reason SpotInterrupted / SpotRebalanceRecommendation on a Node) | cached for the signal scan; wakes pooled services |
+| Event events on a Node, with a reason a NodeEvent signal names (Karpenter's by default, or a SpotPool's) | cached for the signal scan; wakes pooled services |
 | login                                          | kopf's client login; with `--namespace`, Events on cluster-scoped objects go to `$POD_NAMESPACE` |
 | startup / cleanup: the Node Event watch        | when the served namespaces miss `default`, where Events on Nodes are stored: the same feed (handlers/node_events.py) |
 
@@ -36,7 +36,7 @@ from llmfleet.operator.api.resource import GROUP, VERSION
 from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 
-from .node_events import NodeEventWatch, extra_events_namespace, is_node_spot_event
+from .node_events import REASONS, NodeEventWatch, extra_events_namespace, is_node_spot_event
 from .reconciler import Reconciler
 from .scope import cluster_events_namespace, scanning_disabled
 
@@ -186,6 +186,7 @@ def on_pool_event(type: str, name: str, body: kopf.Body, **_: Any) -> None:
     if type == "MODIFIED" and _pool_generations.get(name) == generation:
         return  # a status write (ours: interruptions, counters): nothing for the services to re-apply
     _pool_generations[name] = None if type == "DELETED" else generation
+    REASONS.pool_seen(name, body, deleted=type == "DELETED")  # its NodeEvent signals' Event reasons
     if Runtime.reconciler is not None:
         Runtime.reconciler.reference_changed("SpotPool", None, name)
 

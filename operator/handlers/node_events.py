@@ -41,10 +41,46 @@ WATCH_TIMEOUT_SECONDS = 300  # the API server ends each watch after this; it is 
 RETRY_SECONDS = (1, 2, 5, 10, 30)  # after a failed list or watch, then every 30 s
 
 
-def is_node_spot_event(body: Mapping) -> bool:
-    """An Event about a Node whose reason a default NodeEvent signal names."""
+def pool_event_reasons(pool: Mapping) -> frozenset[str]:
+    """The Event reasons a SpotPool's NodeEvent signals name (its spec as stored; without
+    `spec.interruption.signals`, the defaults)."""
+    signals = ((pool.get("spec") or {}).get("interruption") or {}).get("signals")
+    if not isinstance(signals, list):
+        return NODE_EVENT_REASONS
+    return frozenset(str(s["key"]) for s in signals
+                     if isinstance(s, Mapping) and s.get("source") == "NodeEvent" and s.get("key"))
+
+
+class EventReasons:
+    """The Event reasons worth keeping: the defaults (a service without a SpotPool drains on
+    them) and every SpotPool's NodeEvent signals. The SpotPool watch feeds it; both Event
+    filters (kopf's `when=` and NodeEventWatch) read it. An Event that came before a pool
+    named its reason is not replayed."""
+
+    def __init__(self) -> None:
+        self._by_pool: dict[str, frozenset[str]] = {}
+        self._current = NODE_EVENT_REASONS
+
+    def pool_seen(self, name: str, pool: Mapping, deleted: bool = False) -> bool:
+        """Record a SpotPool's reasons; True when the set worth keeping changed."""
+        if deleted:
+            self._by_pool.pop(name, None)
+        else:
+            self._by_pool[name] = pool_event_reasons(pool)
+        before, self._current = self._current, NODE_EVENT_REASONS.union(*self._by_pool.values())
+        return before != self._current
+
+    def __contains__(self, reason: object) -> bool:
+        return reason in self._current
+
+
+REASONS = EventReasons()  # the operator process's; kopf's `when=` filters take no other state
+
+
+def is_node_spot_event(body: Mapping, reasons: EventReasons | frozenset[str] = REASONS) -> bool:
+    """An Event about a Node whose reason a NodeEvent signal names (the defaults or a SpotPool's)."""
     about = body.get("involvedObject") or body.get("regarding") or {}
-    return about.get("kind") == "Node" and body.get("reason") in NODE_EVENT_REASONS
+    return about.get("kind") == "Node" and body.get("reason") in reasons
 
 
 def extra_events_namespace(served: Sequence[str], events_namespace: str | None) -> str | None:

@@ -23,9 +23,11 @@ from llmfleet.operator.handlers import kopf_handlers
 from llmfleet.operator.handlers.node_events import (
     FIELD_SELECTOR,
     NODE_EVENT_REASONS,
+    EventReasons,
     NodeEventWatch,
     extra_events_namespace,
     is_node_spot_event,
+    pool_event_reasons,
 )
 from llmfleet.operator.spot.drain import DRAIN_STARTED
 from llmfleet.operator.spot.signals import format_rfc3339
@@ -320,3 +322,42 @@ def test_a_karpenter_event_from_the_default_namespace_drains_the_pod_on_its_node
     tick(world, rec)
     assert len(rec.spot.node_events) == 1
     assert world.kube.objects[("SpotPool", None, "gpu-spot")]["status"]["interruptionsSeen"] == 1
+
+
+def test_a_pools_own_event_reason_is_kept_while_the_pool_names_it():
+    """A SpotPool whose NodeEvent signal names another reason (say a cluster's own notifier's
+    `SpotTerminationNotice`): Events with that reason count from the moment the pool is seen,
+    for as long as a pool names it; the defaults always count (services without a pool)."""
+    reasons = EventReasons()
+    custom = {"spec": {"interruption": {"signals": [
+        {"source": "NodeEvent", "key": "SpotTerminationNotice", "noticeSeconds": 90},
+        {"source": "NodeTaint", "key": "example.com/going"}]}}}
+    notice = event("n1", reason="SpotTerminationNotice")
+    assert not is_node_spot_event(notice, reasons)
+    assert reasons.pool_seen("custom", custom) is True
+    assert is_node_spot_event(notice, reasons)
+    assert is_node_spot_event(event("n2", reason="SpotInterrupted"), reasons)  # the defaults stay
+    assert is_node_spot_event(event("n3", reason="SpotTerminationNotice", kind="Pod"), reasons) is False
+    assert reasons.pool_seen("custom", custom) is False  # nothing new
+    assert reasons.pool_seen("plain", {"spec": {}}) is False  # no signals listed: the defaults
+    assert reasons.pool_seen("custom", custom, deleted=True) is True
+    assert not is_node_spot_event(notice, reasons)
+
+
+def test_pool_event_reasons_reads_the_stored_spec():
+    assert pool_event_reasons({"spec": {}}) == NODE_EVENT_REASONS
+    assert pool_event_reasons({"spec": {"interruption": {"signals": []}}}) == frozenset()
+    assert pool_event_reasons({"spec": {"interruption": {"signals": [
+        {"source": "NodeEvent", "key": "A"}, {"source": "NodeAnnotation", "key": "B"}, "junk"]}}}) == {"A"}
+
+
+def test_the_spotpool_watch_feeds_the_reasons_kopfs_filter_reads():
+    body = {"metadata": {"name": "custom-reason-pool", "generation": 1},
+            "spec": {"interruption": {"signals": [{"source": "NodeEvent", "key": "SpotTerminationNotice"}]}}}
+    notice = event("n1", reason="SpotTerminationNotice")
+    try:
+        kopf_handlers.on_pool_event(type=None, name="custom-reason-pool", body=body)
+        assert kopf_handlers._node_spot_event(notice)
+    finally:
+        kopf_handlers.on_pool_event(type="DELETED", name="custom-reason-pool", body=body)
+    assert not kopf_handlers._node_spot_event(notice)
