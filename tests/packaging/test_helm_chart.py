@@ -4,6 +4,7 @@ a hardened operator Deployment, and standalone vs peered operation."""
 from __future__ import annotations
 
 import pytest
+from llmfleet.operator.handlers.scope import scanning_disabled
 from packaging_helpers import CHART, by_kind, render, run_helm
 
 # Value combinations a user can pick; each must lint with --strict and render.
@@ -127,6 +128,18 @@ def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
     args = operator_container(docs)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
     assert "--node-events-namespace=default" in args
+
+
+@pytest.mark.parametrize("watch, crds", [
+    ("", True),  # all namespaces: kopf scans, and watches CRDs to notice new ones
+    ("{team-a,team-b}", False),  # names (the schema admits nothing else): no scanning, CRDs go unread
+])
+def test_crds_are_readable_only_when_kopf_scans_for_them(helm, watch, crds):
+    docs = render(helm, *([f"operator.watchNamespaces={watch}"] if watch else []))
+    assert (("apiextensions.k8s.io", "customresourcedefinitions") in rules_of(docs)) is crds
+    args = operator_container(docs)["args"]
+    names = [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")]
+    assert scanning_disabled(names) is (not crds)  # the chart and the operator decide alike
 
 
 def _node_events_roles(docs: list[dict]) -> list[dict]:
