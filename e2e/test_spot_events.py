@@ -97,7 +97,11 @@ def test_a_node_event_in_default_reaches_an_operator_serving_another_namespace(
             if e.reason == "SpotInterrupted"], timeout=15, interval=0.5)
         log = cluster.pod_log(RELEASE, op.metadata.name)
         assert f"serving namespaces {namespace} by name" in log, log[-2000:]
-        bad = [line for line in log.splitlines() if "[ERROR" in line or "Traceback" in line]
+        # kopf logs its retries at ERROR; one it may meet here is not the operator's doing: a CRD
+        # installed seconds ago whose watch cache is still filling answers 429 "storage is
+        # (re)initializing" (with Retry-After), seen on a fresh bed. Any other ERROR line counts.
+        bad = [line for line in log.splitlines() if ("[ERROR" in line or "Traceback" in line)
+               and "storage is (re)initializing" not in line]
         assert not bad, "\n".join(bad[:5])
         print(f"\nSpotInterrupted Event on {node} in default -> pod {name} drain-started after {took:.1f}s; "
               f"pool interruptedNodes {[n['name'] for n in pool['status']['interruptedNodes']]}")
