@@ -334,8 +334,7 @@ class Reconciler:
         view: SpotView | None = None
         unpooled: dict | None = None  # a service without a pool: its nodes' notices, None if nothing to do
         if pool is not None and pool_obj is not None:
-            if refresh or mem.nodes is None:
-                mem.nodes = await self.kube.list("Node", None)
+            mem.nodes = await spot.all_nodes(now)  # kept by the Node watch: no list per sync
             view = spot.observe(pool_obj, pool, mem.nodes, pods, now)
         elif not pooled:
             unpooled = spot.observe_unpooled(pods, now)  # from the Node watch: no API call

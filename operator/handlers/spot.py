@@ -72,6 +72,7 @@ from llmfleet.operator.spot.split import is_spot_node
 
 log = logging.getLogger("llmfleet.operator.spot")
 
+NODE_RELIST_SECONDS = 300  # the pooled services' Node cache is listed afresh this often (one list for all)
 DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
 # Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
 # Announcements of a drain or replacement that began: posted with their marks (see `begin`).
@@ -142,7 +143,8 @@ def node_brief(node: Mapping) -> dict:
     ready = [dict(c) for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
     return copy.deepcopy({
         "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
-                     "annotations": dict(meta.get("annotations") or {})},
+                     "annotations": dict(meta.get("annotations") or {}),
+                     "creationTimestamp": meta.get("creationTimestamp")},
         "spec": {"taints": [dict(t) for t in spec.get("taints") or []],
                  "unschedulable": bool(spec.get("unschedulable")), "providerID": spec.get("providerID")},
         "status": {"conditions": ready},
@@ -208,6 +210,10 @@ class SpotRuntime:
     changed_nodes: set[str] = field(default_factory=set)
     pool_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     needed: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # pool -> service -> drain s
+    # Every node's brief, kept by the Node watch, for services with a pool: listed once per
+    # process (the watch's first events may come after the first sync), then never again.
+    nodes: dict[str, dict] = field(default_factory=dict)
+    nodes_listed_at: datetime | None = None
 
     # --- watch feeds (kopf) -------------------------------------------------------------
 
@@ -231,6 +237,7 @@ class SpotRuntime:
         services without a pool) and notes the node when those signals changed."""
         name = str((body.get("metadata") or {}).get("name"))
         if deleted:
+            self.nodes.pop(name, None)
             if self.signalled.pop(name, None) is not None:
                 self.changed_nodes.add(name)
             self._forget_first_seen(name)
@@ -249,7 +256,21 @@ class SpotRuntime:
         sig = node_signature(body)
         changed = self.node_sigs.get(name) != sig
         self.node_sigs[name] = sig
+        if changed or name not in self.nodes:
+            self.nodes[name] = node_brief(body)
         return changed
+
+    async def all_nodes(self, now: datetime) -> list[dict]:
+        """Every node's brief, for a pooled service's sync. A Node list seeds the cache (an API
+        list is as new as anything the watch delivered before it) and refreshes it every
+        NODE_RELIST_SECONDS for the whole process (a watch re-opened after a pause or a 410 lists
+        again but reports no deletion meanwhile); between lists the watch keeps it current, so
+        a sync costs no Node list, whatever the cluster's size and the number of services."""
+        if self.nodes_listed_at is None or (now - self.nodes_listed_at).total_seconds() >= NODE_RELIST_SECONDS:
+            listed = await self.kube.list("Node", None)
+            self.nodes = {str(n["metadata"]["name"]): node_brief(n) for n in listed}
+            self.nodes_listed_at = now
+        return [copy.deepcopy(n) for _, n in sorted(self.nodes.items())]
 
     def take_changed_nodes(self) -> set[str]:
         """The nodes whose default signals (or Karpenter Events) changed since the last call."""

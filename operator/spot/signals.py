@@ -301,7 +301,7 @@ def check_notice_length(
     """
     margin = pool.drain_deadline_margin_seconds
     short: list[str] = []
-    clouds = sorted({(n.get("spec") or {}).get("providerID", "").split("://", 1)[0] for n in spot_nodes})
+    clouds = sorted({((n.get("spec") or {}).get("providerID") or "").split("://", 1)[0] for n in spot_nodes})
     for scheme in clouds:
         if scheme in CLOUD_NOTICE_SECONDS:
             cloud, seconds = CLOUD_NOTICE_SECONDS[scheme]

@@ -237,6 +237,33 @@ def test_a_notice_annotates_surges_drains_waits_and_evicts_in_that_order():
     assert "DrainEvicted" in reasons and "SpotInterrupted" in reasons
 
 
+def test_pooled_syncs_read_nodes_from_the_watch_not_a_list_each_time():
+    # A Node list per re-read costs the API server a whole cluster's nodes each time a pod
+    # changes; one list seeds the cache, the Node watch keeps it current.
+    world, rec = pooled_world()
+    lists = []
+    plain_list = world.kube.list
+
+    async def counting_list(kind, namespace, label_selector=""):
+        lists.append(kind)
+        return await plain_list(kind, namespace, label_selector)
+
+    world.kube.list = counting_list
+    for _ in range(3):
+        world.changed()  # pod events: each sync re-reads the pods
+        world.advance(1)
+        tick(world, rec)
+    assert lists.count("Pod") >= 3 and lists.count("Node") == 0  # seeded by pooled_world's first sync
+    world.taint("gpu-spot-a")  # the watch's event, not a list, carries the notice
+    tick(world, rec)
+    assert lists.count("Node") == 0
+    assert DRAIN_STARTED in spot_pod_on(world, "gpu-spot-a")["metadata"]["annotations"]
+    world.advance(300)  # the periodic re-list, once for the process: it catches what a watch missed
+    world.changed()
+    tick(world, rec)
+    assert lists.count("Node") == 1
+
+
 def test_a_refused_eviction_backs_off_and_retries():
     world, rec = pooled_world()
     pod = spot_pod_on(world, "gpu-spot-a")
