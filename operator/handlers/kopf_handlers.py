@@ -195,10 +195,13 @@ def on_pool_event(type: str, name: str, body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "nodes")
-def on_node_event(type: str, body: kopf.Body, **_: Any) -> None:
+def on_node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     rec = Runtime.reconciler
-    if rec is not None and rec.spot is not None and rec.spot.node_seen(body, deleted=type == "DELETED"):
-        rec.spot_changed()
+    if rec is not None and rec.spot is not None:
+        if type is None:  # kopf's (re-)list: deletions meanwhile are not reported
+            rec.spot.nodes_relisted()
+        if rec.spot.node_seen(body, deleted=type == "DELETED"):
+            rec.spot_changed()
 
 
 def feed_node_event(type: str, body: dict) -> None:

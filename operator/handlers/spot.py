@@ -214,6 +214,8 @@ class SpotRuntime:
     # process (the watch's first events may come after the first sync), then never again.
     nodes: dict[str, dict] = field(default_factory=dict)
     nodes_listed_at: datetime | None = None
+    _listing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _seen_while_listing: set[str] | None = None  # names the watch updated while a list was in flight
 
     # --- watch feeds (kopf) -------------------------------------------------------------
 
@@ -236,6 +238,8 @@ class SpotRuntime:
         Also keeps the brief body of every node that carries one of the default signals (for
         services without a pool) and notes the node when those signals changed."""
         name = str((body.get("metadata") or {}).get("name"))
+        if self._seen_while_listing is not None:
+            self._seen_while_listing.add(name)
         if deleted:
             self.nodes.pop(name, None)
             if self.signalled.pop(name, None) is not None:
@@ -256,9 +260,13 @@ class SpotRuntime:
         sig = node_signature(body)
         changed = self.node_sigs.get(name) != sig
         self.node_sigs[name] = sig
-        if changed or name not in self.nodes:
-            self.nodes[name] = node_brief(body)
+        self.nodes[name] = node_brief(body)  # always: the brief keeps more than the signature compares
         return changed
+
+    def nodes_relisted(self) -> None:
+        """kopf listed the Nodes again (its first list, or after a pause or a 410): what went
+        meanwhile is not reported as deleted, so the cache is listed afresh at the next sync."""
+        self.nodes_listed_at = None
 
     async def all_nodes(self, now: datetime) -> list[dict]:
         """Every node's brief, for a pooled service's sync. A Node list seeds the cache (an API
@@ -266,10 +274,20 @@ class SpotRuntime:
         NODE_RELIST_SECONDS for the whole process (a watch re-opened after a pause or a 410 lists
         again but reports no deletion meanwhile); between lists the watch keeps it current, so
         a sync costs no Node list, whatever the cluster's size and the number of services."""
-        if self.nodes_listed_at is None or (now - self.nodes_listed_at).total_seconds() >= NODE_RELIST_SECONDS:
-            listed = await self.kube.list("Node", None)
-            self.nodes = {str(n["metadata"]["name"]): node_brief(n) for n in listed}
-            self.nodes_listed_at = now
+        async with self._listing:  # one list at a time, whichever services sync meanwhile
+            if self.nodes_listed_at is None or (now - self.nodes_listed_at).total_seconds() >= NODE_RELIST_SECONDS:
+                self._seen_while_listing = set()
+                try:
+                    listed = await self.kube.list("Node", None)
+                    fresh = {str(n["metadata"]["name"]): node_brief(n) for n in listed}
+                    for name in self._seen_while_listing:  # the watch's word is newer than the list's
+                        if name in self.nodes:
+                            fresh[name] = self.nodes[name]
+                        else:
+                            fresh.pop(name, None)
+                    self.nodes, self.nodes_listed_at = fresh, now
+                finally:
+                    self._seen_while_listing = None
         return [copy.deepcopy(n) for _, n in sorted(self.nodes.items())]
 
     def take_changed_nodes(self) -> set[str]:

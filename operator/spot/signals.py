@@ -149,6 +149,9 @@ def _hits(
     signals: Iterable[InterruptionSignal],
 ) -> Iterable[_Hit]:
     names = {_meta(n).get("name") for n in nodes}
+    # A node name can come back (a new instance given a reclaimed one's name): an Event about a
+    # node from before that node was created is about its predecessor (Events live an hour).
+    born = {_meta(n).get("name"): parse_rfc3339(_meta(n).get("creationTimestamp")) for n in nodes}
     for signal in signals:
         if signal.source in ("NodeTaint", "NodeLabel", "NodeAnnotation"):
             for node in nodes:
@@ -161,7 +164,10 @@ def _hits(
             for event in events:
                 about = _event_node(event)
                 if event.get("reason") == signal.key and about is not None and about in names:
-                    yield _Hit(about, signal, _event_time(event))
+                    at, created = _event_time(event), born.get(about)
+                    if at is not None and created is not None and at < created:
+                        continue
+                    yield _Hit(about, signal, at)
         else:  # PodCondition
             for pod in pods:
                 on: str | None = (pod.get("spec") or {}).get("nodeName")

@@ -264,6 +264,28 @@ def test_pooled_syncs_read_nodes_from_the_watch_not_a_list_each_time():
     assert lists.count("Node") == 1
 
 
+def test_a_taint_the_watch_delivers_during_the_node_list_is_not_lost():
+    # Found in review: the list's older snapshot replaced the watch's newer node, and the
+    # unchanged signature kept later copies of the same event from restoring it.
+    world, rec = pooled_world()
+    spot = rec.spot
+    plain_list = world.kube.list
+
+    async def slow_list(kind, namespace, label_selector=""):
+        snapshot = await plain_list(kind, namespace, label_selector)
+        if kind == "Node":
+            world.taint("gpu-spot-a")  # the watch's event arrives while the list is in flight
+        return snapshot
+
+    world.kube.list = slow_list
+    spot.nodes_relisted()  # kopf listed again (after a pause or a 410): the cache is listed afresh
+    world.changed()
+    tick(world, rec)
+    cached = {n["metadata"]["name"]: n for n in spot.nodes.values()}
+    assert [t["key"] for t in cached["gpu-spot-a"]["spec"]["taints"]] == [NTH]
+    assert DRAIN_STARTED in spot_pod_on(world, "gpu-spot-a")["metadata"]["annotations"]
+
+
 def test_a_refused_eviction_backs_off_and_retries():
     world, rec = pooled_world()
     pod = spot_pod_on(world, "gpu-spot-a")

@@ -243,6 +243,15 @@ def test_stale_event_is_ignored():
     assert scan.notices == [] and [i.reason for i in scan.ignored] == ["StaleEvent"]
 
 
+def test_an_event_about_a_nodes_predecessor_of_the_same_name_is_not_its_notice():
+    # A reclaimed instance's SpotInterrupted Event lives an hour; a new node can get its name.
+    reborn = node()
+    reborn["metadata"]["creationTimestamp"] = (NOW - T(seconds=10)).isoformat().replace("+00:00", "Z")
+    assert detect_interruptions([reborn], [], [event("SpotInterrupted", at=NOW - T(seconds=30))], POOL, NOW) == []
+    (notice,) = detect_interruptions([reborn], [], [event("SpotInterrupted", at=NOW - T(seconds=5))], POOL, NOW)
+    assert notice.node == "n1"
+
+
 def test_events_api_regarding_and_event_time():
     ev = {
         "reason": "SpotInterrupted",
