@@ -153,28 +153,29 @@ def post_completion(ip: str, model: str, max_tokens: int = 8, timeout: float = 1
 
 
 @dataclass
-class Load:
-    """`clients` concurrent clients, each sending one request after another, until stop()."""
+class EndpointClients:
+    """`clients` threads, each sending one request after another to the Service's ready
+    endpoints in turn (refreshed twice a second, as a proxy would) until stop().
+    Subclasses say what one request is (`one(ip)`) and count its outcome."""
 
     cluster: Any
     namespace: str
     service: str
     model: str
-    clients: int = 12
-    max_tokens: int = 200
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    _endpoints: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    clients: int = 1
+    max_tokens: int = 16
 
-    def start(self) -> Load:
+    def __post_init__(self) -> None:
+        self._endpoints: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self):  # noqa: ANN201 - returns the subclass
         self._endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
         self._threads = [threading.Thread(target=self._refresh, daemon=True)]
-        self._threads += [
-            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)
-        ]
+        self._threads += [threading.Thread(target=self._client, args=(i,), daemon=True)
+                          for i in range(self.clients)]
         for t in self._threads:
             t.start()
         return self
@@ -200,59 +201,44 @@ class Load:
                 continue
             ip = endpoints[n % len(endpoints)]
             n += 1
-            try:
-                post_completion(ip, self.model, self.max_tokens)
-            except Exception as e:  # noqa: BLE001 - every failure is a finding
-                with self._lock:
-                    self.failures.append(f"{ip}: {e}")
-            else:
-                with self._lock:
-                    self.ok += 1
+            self.one(ip)
+
+    def one(self, ip: str) -> None:
+        raise NotImplementedError
 
 
 @dataclass
-class Streams:
-    """`clients` streaming clients (SSE), each one stream after another; a stream without
-    `data: [DONE]` is cut, a refused one failed."""
+class Load(EndpointClients):
+    """Non-streaming completions; every failure is a finding."""
 
-    cluster: Any
-    namespace: str
-    service: str
-    model: str
+    clients: int = 12
+    max_tokens: int = 200
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def one(self, ip: str) -> None:
+        try:
+            post_completion(ip, self.model, self.max_tokens)
+        except Exception as e:  # noqa: BLE001 - every failure is a finding
+            with self._lock:
+                self.failures.append(f"{ip}: {e}")
+        else:
+            with self._lock:
+                self.ok += 1
+
+
+@dataclass
+class Streams(EndpointClients):
+    """Streaming completions (SSE); a stream without `data: [DONE]` is cut, a refused one failed."""
+
     clients: int = 2
     max_tokens: int = 120
     done: int = 0
     cut: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> Streams:
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=150)
-
-    def _client(self, i: int) -> None:
-        n = i
-        while not self._stop.is_set():
-            try:
-                endpoints = ready_endpoints(self.cluster, self.namespace, self.service)
-            except Exception:  # noqa: BLE001 - the API server is busy: try again
-                time.sleep(0.2)
-                continue
-            if not endpoints:
-                time.sleep(0.2)
-                continue
-            ip = endpoints[n % len(endpoints)]
-            n += 1
-            self.stream_once(ip)
+    def one(self, ip: str) -> None:
+        self.stream_once(ip)
 
     def stream_once(self, ip: str) -> None:
         conn = http.client.HTTPConnection(ip, 8000, timeout=120)
@@ -300,3 +286,14 @@ def create_spot_pool(cluster: Any, name: str, **spec: Any) -> None:
         "apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": name},
         "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
                  "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "on-demand"}}, **spec}})
+
+
+def create_chat(cluster: Any, namespace: str, model: Path, *, max_model_len: int = 256, **spec: Any) -> None:
+    """The LLMService "chat" the spot scenarios serve (4 sequences per engine, a 30 s drain timeout)."""
+    from kubernetes import client  # noqa: PLC0415
+
+    client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
+        "llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
+            "spec": {"model": {"uri": f"file://{model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": max_model_len},
+                     "drainTimeoutSeconds": 30, **spec}})

@@ -25,6 +25,7 @@ from operator_support import (
     Load,
     Streams,
     condition,
+    create_chat,
     create_spot_pool,
     llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
     llms,
@@ -47,11 +48,7 @@ def test_a_spot_notice_drains_its_pod_under_load_with_nothing_failed_or_cut(
     create_spot_pool(cluster, pool_name, onDemandBase=1)
     tainted: str | None = None
     try:
-        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
-            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
-            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
-                     "replicas": 3, "spotPoolRef": {"name": pool_name},
-                     "drainTimeoutSeconds": 30}})
+        create_chat(cluster, namespace, tiny_model, replicas=3, spotPoolRef={"name": pool_name})
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})
@@ -171,12 +168,8 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
                 cluster.kubectl("taint", "nodes", node, "llmfleet.dev/interruption:NoSchedule-")
 
     try:
-        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
-            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
-            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
-                     "replicas": 3, "spotPoolRef": {"name": pool_name},
-                     # 10 + 30 s of drain: longer than the 45 s notice minus the 10 s margin (NoticeTooShort)
-                     "drainGraceSeconds": 10, "drainTimeoutSeconds": 30}})
+        # 10 + 30 s of drain: longer than the 45 s notice minus the 10 s margin (NoticeTooShort)
+        create_chat(cluster, namespace, tiny_model, replicas=3, spotPoolRef={"name": pool_name}, drainGraceSeconds=10)
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})
@@ -272,11 +265,8 @@ def test_a_notice_shorter_than_the_longest_request_cuts_it_and_says_so(
     create_spot_pool(cluster, pool_name, onDemandBase=1, drainDeadlineMarginSeconds=5)
     marked: str | None = None
     try:
-        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
-            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
-            "spec": {"model": {"uri": f"file://{slow_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 4096},
-                     "replicas": 2, "spotPoolRef": {"name": pool_name},
-                     "drainGraceSeconds": 5, "drainTimeoutSeconds": 30}})
+        create_chat(cluster, namespace, slow_model, max_model_len=4096, replicas=2, spotPoolRef={"name": pool_name},
+                    drainGraceSeconds=5)
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})
@@ -365,11 +355,7 @@ def test_an_operator_restart_mid_drain_resumes_it_from_the_cluster(
     create_spot_pool(cluster, pool_name, onDemandBase=1)
     tainted: str | None = None
     try:
-        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
-            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
-            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
-                     "replicas": 2, "spotPoolRef": {"name": pool_name},
-                     "drainTimeoutSeconds": 30}})
+        create_chat(cluster, namespace, tiny_model, replicas=2, spotPoolRef={"name": pool_name})
         wait_until("chat Ready 2/2 with 1 on spot", lambda: (lambda s: s.get("readyText") == "2/2"
                    and s.get("phase") == "Ready" and s.get("spotReplicas") == 1)(
                        llms(cluster, namespace, "chat").get("status", {})), timeout=180, interval=1)

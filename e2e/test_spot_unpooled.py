@@ -21,6 +21,7 @@ from operator_support import (
     Load,
     Streams,
     condition,
+    create_chat,
     llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
     llms,
     pod_is_ready,
@@ -34,15 +35,9 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
     llmfleet_operator: E2ECluster, namespace: str, tiny_model: Path
 ) -> None:
     cluster = llmfleet_operator
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(cluster.api)
     tainted: str | None = None
     try:
-        custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
-            "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "chat"},
-            "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 4, "maxModelLen": 256},
-                     "replicas": 2, "drainTimeoutSeconds": 30}})
+        create_chat(cluster, namespace, tiny_model, replicas=2)
 
         def status() -> dict:
             return llms(cluster, namespace, "chat").get("status", {})

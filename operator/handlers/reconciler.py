@@ -131,7 +131,6 @@ class ServiceMemory:
     tokens_per_second: float | None = None
     scaling: ScalingStatus | None = None  # the last status.scaling written
     last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
-    nodes: list[dict] | None = None  # Nodes as last listed (pooled services only)
     spot_due: float = float("inf")  # monotonic time a drain wants its next step (a Wait, a backoff)
 
 
@@ -334,8 +333,8 @@ class Reconciler:
         view: SpotView | None = None
         unpooled: dict | None = None  # a service without a pool: its nodes' notices, None if nothing to do
         if pool is not None and pool_obj is not None:
-            mem.nodes = await spot.all_nodes(now)  # kept by the Node watch: no list per sync
-            view = spot.observe(pool_obj, pool, mem.nodes, pods, now)
+            nodes = await spot.all_nodes(now)  # kept by the Node watch: no list per sync
+            view = spot.observe(pool_obj, pool, nodes, pods, now)
         elif not pooled:
             unpooled = spot.observe_unpooled(pods, now)  # from the Node watch: no API call
 

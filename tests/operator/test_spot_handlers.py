@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from datetime import timedelta
 
+import pytest
 from llmfleet.operator.handlers.reconciler import Reconciler
 from llmfleet.operator.handlers.spot import SpotRuntime
 from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
@@ -362,10 +363,8 @@ def test_an_operator_killed_right_after_the_drain_marks_still_announced_the_drai
 
     world.kube.apply = killed  # the sync dies after begin(), before the apply and finish()
     world.taint("gpu-spot-a")
-    try:
+    with pytest.raises(RuntimeError, match="the operator process is gone"):
         tick(world, rec)
-    except RuntimeError:
-        pass
     assert DRAIN_STARTED in world.pods()[name]["metadata"]["annotations"]
     assert ("POST /drain", "Pod", ip) not in world.kube.log  # finish() never ran
     del world.kube.apply
