@@ -193,7 +193,8 @@ def snapshot_tree(rev: str, into: Path) -> tuple[str, Path, Path]:
     """`git archive` of rev's llmfleet/engine/operator/charts, laid out as the installed package.
 
     Returns (commit, the directory to put first on PYTHONPATH, the chart). The editable install
-    maps llmfleet.engine -> engine/ and llmfleet.operator -> operator/ with a finder that runs
+    maps llmfleet.engine -> engine/llmfleet/engine and llmfleet.operator -> operator/llmfleet/operator
+    with a finder that runs
     after PYTHONPATH, so pods started with this PYTHONPATH run the committed code, not the
     working tree (which other work in progress may be editing).
     """
@@ -213,8 +214,10 @@ def snapshot_tree(rev: str, into: Path) -> tuple[str, Path, Path]:
         with tarfile.open(fileobj=io.BytesIO(tar)) as t:
             t.extractall(dest / "src", filter="data")
         shutil.copytree(dest / "src" / "llmfleet", pkg / "llmfleet")
-        shutil.copytree(dest / "src" / "engine", pkg / "llmfleet" / "engine")
-        shutil.copytree(dest / "src" / "operator", pkg / "llmfleet" / "operator")
+        for part in ("engine", "operator"):
+            # Since the layout fix the package sits at <part>/llmfleet/<part>; older revisions had it at <part>/.
+            nested = dest / "src" / part / "llmfleet" / part
+            shutil.copytree(nested if nested.is_dir() else dest / "src" / part, pkg / "llmfleet" / part)
     return sha, pkg, dest / "src" / "charts" / "llmfleet"
 
 
