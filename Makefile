@@ -26,10 +26,10 @@ demo: install e2e-binaries
 
 ## demo-engine: just the engine: serve the demo model and chat with it, no cluster
 demo-engine: install
-	$(PY) -m llmfleet.engine.demo
+	$(PY) -m tools.demo_engine
 
 bench: install bench-deps
-	$(PY) -m llmfleet.engine.bench
+	$(PY) -m benchmarks.bench
 
 ## bench-operator: the operator's scale-up reaction time and its API requests and CPU per LLMService with
 ## 200 LLMServices, on a bed of its own (e2e/bench_operator.py; ~25 min; BENCH_OPERATOR_ARGS=--help)
@@ -53,7 +53,7 @@ bench-deps: install
 	  || true
 
 lint: install
-	$(PY) -m ruff check engine operator tests e2e
+	$(PY) -m ruff check engine operator tests e2e tools benchmarks
 	$(PY) -m mypy engine operator
 
 -include e2e/Makefile.inc

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-BED = Path(__file__).resolve().parent / "bed"
+ROOT = Path(__file__).resolve().parents[1]
+BED = ROOT / "e2e" / "bed"
 sys.path.insert(0, str(BED))
 
 import cluster as bed  # noqa: E402  (e2e/bed is not a package: it is run as scripts too)
@@ -85,10 +86,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-initialised Llama checkpoint on this host (pods see it at the same path)."""
     out = tmp_path_factory.mktemp("models") / "tiny"
     subprocess.run(
-        [sys.executable, "-m", "llmfleet.engine.tinymodel", str(out)],
+        [sys.executable, "-m", "tools.tinymodel", str(out)],
         check=True,
         timeout=300,
         capture_output=True,
+        cwd=ROOT,  # tools/ is a folder of the repository, not of the installed package
     )
     return out
 
@@ -99,10 +101,11 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine thread makes ~30-60 tokens/s: long streams last longer than a short spot notice."""
     out = tmp_path_factory.mktemp("models") / "slow"
     subprocess.run(
-        [sys.executable, "-m", "llmfleet.engine.tinymodel", str(out), "--hidden-size", "1024", "--layers", "8",
+        [sys.executable, "-m", "tools.tinymodel", str(out), "--hidden-size", "1024", "--layers", "8",
          "--max-position", "4096"],
         check=True,
         timeout=300,
         capture_output=True,
+        cwd=ROOT,  # tools/ is a folder of the repository, not of the installed package
     )
     return out

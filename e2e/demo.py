@@ -24,9 +24,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "bed"))
+sys.path.insert(0, str(ROOT))  # tools/ (the demo model) is a folder of the repository
 
 import cluster as bed  # noqa: E402
-from llmfleet.engine.demo_model import ensure_demo_model  # noqa: E402
+
+from tools.demo_model import ensure_demo_model  # noqa: E402
 
 MODEL_PATH = Path("/var/lib/llmfleet/models/tiny-chat")  # the path manifests/examples/llmservice.yaml names
 

@@ -107,10 +107,11 @@ def ensure_model(path: Path) -> Path:
     if not (path / "config.json").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "llmfleet.engine.tinymodel", str(path)],
+            [sys.executable, "-m", "tools.tinymodel", str(path)],
             check=True,
             timeout=300,
             capture_output=True,
+            cwd=ROOT,  # tools/ is a folder of the repository, not of the installed package
         )
     return path
 

@@ -23,14 +23,14 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
-    from llmfleet.engine.tinymodel import TinySpec, make_tiny_model
+    from tools.tinymodel import TinySpec, make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), TinySpec(arch="llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory):
-    from llmfleet.engine.tinymodel import TinySpec, make_tiny_model
+    from tools.tinymodel import TinySpec, make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), TinySpec(arch="qwen2", tie_word_embeddings=True,
                                                                            seed=1), separate_template=True)
@@ -39,7 +39,7 @@ def tiny_qwen2(tmp_path_factory):
 @pytest.fixture(scope="session")
 def slow_llama(tmp_path_factory):
     """Big enough (~4M parameters) that a 400-token request takes a few seconds on one CPU thread."""
-    from llmfleet.engine.tinymodel import TinySpec, make_tiny_model
+    from tools.tinymodel import TinySpec, make_tiny_model
 
     spec = TinySpec(hidden_size=256, intermediate_size=768, num_layers=6, num_heads=8, num_kv_heads=4, seed=3)
     return make_tiny_model(tmp_path_factory.mktemp("slow-llama"), spec)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llmfleet.engine.bench import Req
-from llmfleet.engine.bench_llamacpp import Seq, admit, agreement, plan_step, serve, step_done
+from benchmarks.bench import Req
+from benchmarks.bench_llamacpp import Seq, admit, agreement, plan_step, serve, step_done
 
 
 def test_plan_step_decodes_first_then_chunks_prompts_within_the_budget():

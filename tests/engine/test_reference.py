@@ -14,7 +14,8 @@ import transformers
 from llmfleet.engine.config import EngineConfig
 from llmfleet.engine.llm_engine import LLMEngine
 from llmfleet.engine.sequence import SamplingParams
-from llmfleet.engine.tinymodel import TinySpec, make_tiny_model
+
+from tools.tinymodel import TinySpec, make_tiny_model
 
 NEW = 12
 

@@ -13,7 +13,7 @@ Nothing is downloaded: the checkpoint is written locally (random weights; speed
 does not depend on the values). Numbers vary ±10-15% on a shared machine: compare
 ratios from one run, not absolute figures across runs.
 
-    python -m llmfleet.engine.bench [--threads 2] [--requests 48] [--quick]
+    python -m benchmarks.bench [--threads 2] [--requests 48] [--quick]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def pct(name: str, xs: list[float]) -> dict:
 
 
 def bench_model(threads: int) -> pathlib.Path:
-    from .tinymodel import TinySpec, make_tiny_model
+    from tools.tinymodel import TinySpec, make_tiny_model
 
     path = CACHE / "models" / "bench-llama-100m-v2"
     if not (path / "model.safetensors").exists():
@@ -250,13 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="a smaller run (a few minutes)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--llama-cpp", action=argparse.BooleanOptionalAction, default=None,
-                    help="also run the llama.cpp baseline (default: when llama_cpp imports; engine/bench_llamacpp.py)")
+                    help="also run the llama.cpp baseline (default: when llama_cpp imports; benchmarks/bench_llamacpp.py)")
     args = ap.parse_args(argv)
     if args.quick:
         args.requests = 24
     model = bench_model(args.threads)
     figures: dict[str, dict] = {}
-    from . import bench_llamacpp
+    from benchmarks import bench_llamacpp
 
     lcpp, skipped = bench_llamacpp.setup(model, args.threads, args.llama_cpp)
     if lcpp is None:

@@ -10,7 +10,7 @@ text a person can read, which random weights cannot.
 
 The checkpoint is cached (LLMFLEET_CACHE, default ~/.cache/llmfleet) and reused.
 
-    python -m llmfleet.engine.demo_model [OUT_DIR] [--steps 400]
+    python -m tools.demo_model [OUT_DIR] [--steps 400]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def train(out_dir: pathlib.Path, steps: int = 400, max_seconds: float = 300.0, s
     import torch
     import transformers
 
-    from .tinymodel import TinySpec, hf_config, write_tokenizer
+    from tools.tinymodel import TinySpec, hf_config, write_tokenizer
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -93,7 +93,7 @@ def train(out_dir: pathlib.Path, steps: int = 400, max_seconds: float = 300.0, s
     model.save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "generation_config.json").write_text(f'{{"eos_token_id": [{eos}], "do_sample": false}}')
     (out_dir / "TRAINING.txt").write_text(
-        f"Trained locally by llmfleet.engine.demo_model: {step} steps of batch {batch} x {seq} tokens in "
+        f"Trained locally by tools.demo_model: {step} steps of batch {batch} x {seq} tokens in "
         f"{time.monotonic() - start:.0f}s, final loss {loss:.2f}, on {len(pairs)} Q/A pairs from Python stdlib "
         "docstrings.\n")
     print(f"done: {step} steps, final loss {loss:.2f}", flush=True)

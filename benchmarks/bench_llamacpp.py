@@ -20,7 +20,7 @@ for two in-process patches, both about the tokenizer only:
     missing, which is what the converter expects.
 The weights and hyper-parameters go through the converter as they are.
 
-Each run happens in a child process (`python -m llmfleet.engine.bench_llamacpp`), so that llama.cpp's
+Each run happens in a child process (`python -m benchmarks.bench_llamacpp`), so that llama.cpp's
 OpenMP threads never compete with torch's in one process and a crash in native code cannot take the
 benchmark down. Installation: `make bench-deps` (compiles llama-cpp-python locally, once per machine,
 and keeps its source distribution in the cache for the converter).
@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .bench import CACHE, Req, Result
+from benchmarks.bench import CACHE, Req, Result
 
 GGUF_NAME = "model-f32.gguf"
 SRC_CACHE = CACHE / "llama-cpp"
@@ -359,7 +359,7 @@ class Baseline:
     def run(self, reqs: list[Req], slots: int) -> tuple[Result, list[list[int]]]:
         job = {"gguf": str(self.gguf), "threads": self.threads, "slots": slots,
                "reqs": [[r.prompt, r.max_tokens, r.arrival] for r in reqs]}
-        p = subprocess.run([sys.executable, "-m", "llmfleet.engine.bench_llamacpp"], input=json.dumps(job),
+        p = subprocess.run([sys.executable, "-m", "benchmarks.bench_llamacpp"], input=json.dumps(job),
                            capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"llama.cpp run exited {p.returncode}: " + p.stderr.strip()[-1500:])

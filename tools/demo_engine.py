@@ -1,6 +1,6 @@
 """The engine on its own: train (once) the tiny demo model, serve it, chat with it.
 
-    python -m llmfleet.engine.demo
+    python -m tools.demo_engine
 
 Uses the official `openai` client against the local server, streams the answer,
 then shows the queue and latency metrics the operator scales on.
@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from .demo_model import ensure_demo_model
+from tools.demo_model import ensure_demo_model
 
 QUESTIONS = ["What does json.dumps do?", "What is the shutil module?"]
 

@@ -9,7 +9,7 @@ tokenizer_config.json (with a ChatML chat template).
 Needs `transformers` (a dev dependency), used only to write the checkpoint so
 that the engine is checked against an independent implementation.
 
-    python -m llmfleet.engine.tinymodel OUT_DIR [--arch llama|qwen2|mistral] [--seed N]
+    python -m tools.tinymodel OUT_DIR [--arch llama|qwen2|mistral] [--seed N]
 """
 
 from __future__ import annotations
