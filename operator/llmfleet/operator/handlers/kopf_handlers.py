@@ -31,6 +31,7 @@ from typing import Any
 
 import kopf
 from llmfleet.operator import metrics
+from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import KubeClient
 from llmfleet.operator.api.resource import GROUP, VERSION
 from llmfleet.operator.render import Images
@@ -57,6 +58,7 @@ class Runtime:
     namespaces: tuple[str, ...] = ()  # served by name; empty: all
     scanning_disabled: bool = False  # kopf's settings.scanning.disabled (handlers/scope.py)
     cluster_events_namespace: str | None = None  # where Events on SpotPools go (None: kopf's, `default`)
+    drain_key_file: str | None = None  # the key drain tokens derive from (adapters/drain_key.py)
 
 
 def reconciler() -> Reconciler:
@@ -102,6 +104,7 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         post_event=post_event,
         images=Runtime.images,
         check_secrets=Runtime.check_secrets,
+        drain_key=DrainKey(Runtime.drain_key_file),
     )
     if Runtime.node_events_namespace and Runtime.node_event_watch is None:
         Runtime.node_event_watch = NodeEventWatch(
@@ -228,7 +231,7 @@ def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> No
 
 def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_address: str | None,
                       metrics_port: int, namespaces: Sequence[str] = (),
-                      node_events_namespace: str | None = None) -> None:
+                      node_events_namespace: str | None = None, drain_key_file: str | None = None) -> None:
     """Options from `llmfleet-operator run`, read by the startup handler. `namespaces`: the
     served ones (empty: all); `node_events_namespace`: where Events about Nodes are stored."""
     Runtime.node_events_namespace = extra_events_namespace(namespaces, node_events_namespace)
@@ -238,6 +241,7 @@ def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_
     if engine_image:
         Runtime.images = Images(embedded=engine_image)
     Runtime.check_secrets = check_secrets
+    Runtime.drain_key_file = drain_key_file
     if check_secrets:
         kopf.on.event("", "v1", "secrets")(on_secret_event)
     Runtime.metrics_address = metrics_address or os.environ.get("POD_IP") or "0.0.0.0"

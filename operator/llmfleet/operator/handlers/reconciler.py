@@ -3,7 +3,8 @@
     read      the LLMService, its AutoscalePolicy / SpotPool / Secrets, owned Deployments, pods
     scrape    ready pods' /metrics (periodic syncs only)
     decide    replicas (fixed | kept | autoscaler) -> split -> render; status; cost
-    write     server-side apply of Deployments, Service, PDB; pod-deletion-cost; status; events
+    write     server-side apply of the drain-token Secret, Deployments, Service, PDB;
+              pod-deletion-cost; status; events
 
 Invariants:
 - Idempotent: a sync after a sync changes nothing (SSA of the same objects, a status
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from llmfleet.operator import metrics
+from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec, ScalingStatus
 from llmfleet.operator.api.common import Condition
@@ -36,10 +38,12 @@ from llmfleet.operator.render import (
     RenderContext,
     endpoint_url,
     render_deployment,
+    render_drain_secret,
     render_pdb,
     render_service,
     selector_string,
     served_model_name,
+    uses_drain_token,
 )
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
@@ -145,10 +149,13 @@ class Reconciler:
     monotonic: Callable[[], float] = time.monotonic
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
     spot: SpotRuntime | None = None  # the spot handlers' state (node events); made from kube/post_event if None
+    drain_key: DrainKey = field(default_factory=DrainKey)  # each service's drain token derives from it
 
     def __post_init__(self) -> None:
         if self.spot is None:
             self.spot = SpotRuntime(kube=self.kube, post_event=self.post_event)
+        if self.spot.drain_token is None:
+            self.spot.drain_token = self.drain_key.token
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -497,6 +504,9 @@ class Reconciler:
         name = service.metadata.name
         before = {d["metadata"]["name"]: d for d in deployments}
         applied: list[dict] = []
+        if uses_drain_token(service):  # before the pods that mount it
+            token = self.drain_key.token(service.metadata.namespace or "", name)
+            await self.kube.apply(render_drain_secret(service, token))
         for capacity, replicas in counts.items():
             ctx = RenderContext(replicas=replicas, capacity=capacity, pool=pool, images=self.images)
             obj = await self.kube.apply(render_deployment(service, ctx))

@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from llmfleet.operator import metrics
+from llmfleet.operator.adapters.engine_drain import call_drain
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
@@ -79,23 +80,15 @@ DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a 
 ANNOUNCE_AT_ONCE = {"DrainStarted", "ReplacementStarted"}
 POOL_EVENT_REASONS = {"DrainStarted", "DrainEvicted", "DrainDeleted", "RequestsAtRisk", "ReplacementStarted"}
 
-EngineCall = Callable[[str, bool], Awaitable[dict | None]]  # (pod IP, POST?) -> the /drain JSON, None if no answer
+# (pod IP, POST?, drain token for a POST) -> the /drain JSON, None if no answer
+EngineCall = Callable[[str, bool, str | None], Awaitable[dict | None]]
 EventPoster = Callable[[dict, str, str, str], None]
 
 
-async def engine_drain(ip: str, post: bool) -> dict | None:
-    """POST (start) or GET (poll) the engine's /drain; None when it does not answer."""
-    url = f"http://{ip}:{HTTP_PORT}/drain"
-    try:
-        async with httpx.AsyncClient(timeout=DRAIN_TIMEOUT) as client:
-            resp = await (client.post(url) if post else client.get(url))
-        if resp.status_code != 200:
-            return None
-        body = resp.json()
-        return body if isinstance(body, dict) else None
-    except (httpx.HTTPError, ValueError) as exc:
-        log.info("%s %s: %s", "POST" if post else "GET", url, exc)
-        return None
+async def engine_drain(ip: str, post: bool, token: str | None = None) -> dict | None:
+    """POST (start, with the service's drain token) or GET (poll) the engine's /drain; None
+    when it does not answer."""
+    return await call_drain(ip, HTTP_PORT, post, token, DRAIN_TIMEOUT)
 
 
 # A service without a SpotPool watches what a SpotPool watches by default, with its default
@@ -200,6 +193,7 @@ class SpotRuntime:
     kube: Kube
     post_event: EventPoster
     engine: EngineCall = engine_drain
+    drain_token: Callable[[str, str], str] | None = None  # (namespace, service) -> its drain token
     node_events: dict[str, dict] = field(default_factory=dict)  # Event uid -> Event about a Node (Karpenter)
     node_sigs: dict[str, tuple] = field(default_factory=dict)
     # Services without a pool: the nodes carrying one of the default signals (name -> node_brief),
@@ -377,7 +371,7 @@ class SpotRuntime:
                 engine = None
                 ip = (pod.get("status") or {}).get("podIP")
                 if supports_drain and ip:  # before the first step too: a short notice may evict at once
-                    answer = await self.engine(ip, False)
+                    answer = await self.engine(ip, False, None)
                     engine = EngineDrain.from_json(answer) if answer is not None else None
                 try:
                     plan = plan_drain(p, notice, now, margin=margin,
@@ -442,7 +436,8 @@ class SpotRuntime:
             for action in d.rest:
                 if isinstance(action, PostDrain):
                     ip = (pod.get("status") or {}).get("podIP")
-                    answer = await self.engine(ip, True) if ip else None
+                    token = self.drain_token(namespace, body["metadata"]["name"]) if self.drain_token else None
+                    answer = await self.engine(ip, True, token) if ip else None
                     if answer is None:
                         log.info("pod %s: POST /drain got no answer; polling again", name)
                     wake(now)  # look at the engine again at the next step
