@@ -9,7 +9,8 @@
 | handlers              | exec / httpGet / tcpSocket / sleep, for probes and preStop hooks,  |
 |                       | aimed at the pod IP; named ports resolved from the pod's spec      |
 | secret volumes        | the Secret's keys written under the pod's directory at each start  |
-|                       | and handler run (so a rotation reaches the next read), and the     |
+|                       | and handler run (so a rotation reaches the next read; a Secret     |
+|                       | deleted meanwhile leaves the files, as the kubelet does), and the  |
 |                       | mountPath rewritten to it in command, args, env values and exec    |
 |                       | handlers, since there is no mount namespace                        |
 
@@ -124,13 +125,16 @@ class PodEnvironment:
             if vol is None:
                 continue
             src = vol["secret"]
+            d = self.pod_dir / "volumes" / m["name"]
             obj = self.runner.call(f"read secret {src['secretName']}", self.runner.core.read_namespaced_secret,
                                    src["secretName"], self.ns)
+            if obj is None and d.is_dir():  # deleted while the pod runs: the kubelet keeps the files
+                paths[m["mountPath"].rstrip("/")] = str(d)
+                continue
             if obj is None and not src.get("optional"):
                 raise ValueError(f"secret {src['secretName']} not found")
             data = (obj.data or {}) if obj is not None else {}
             items = src.get("items") or [{"key": k, "path": k} for k in data]
-            d = self.pod_dir / "volumes" / m["name"]
             d.mkdir(parents=True, exist_ok=True)
             for item in items:
                 if item["key"] not in data:
