@@ -273,3 +273,26 @@ def test_monitoring_objects_when_enabled(helm):
 def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, complaint):
     done = run_helm(helm, "template", "llmfleet", str(CHART), "--set", setting)
     assert done.returncode != 0 and complaint in done.stderr, done.stderr
+
+
+def _drain_key_volume(docs: list[dict]) -> dict:
+    (deployment,) = by_kind(docs, "Deployment")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    return next(v for v in volumes if v["name"] == "drain-key")
+
+
+def test_the_operator_gets_a_random_drain_key_of_its_own(helm):
+    docs = render(helm)
+    (secret,) = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"].endswith("-drain-key")]
+    key = secret["data"]["drain-key"]
+    assert len(key) >= 32 and key != by_kind(render(helm), "Secret")[0]["data"]["drain-key"]  # random per install
+    assert _drain_key_volume(docs)["secret"]["secretName"] == secret["metadata"]["name"]
+    env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+    mount = next(m for m in operator_container(docs)["volumeMounts"] if m["name"] == "drain-key")
+    assert env["LLMFLEET_DRAIN_KEY_FILE"] == mount["mountPath"] + "/drain-key" and mount["readOnly"]
+
+
+def test_a_drain_key_secret_of_ones_own_is_mounted_and_none_is_made(helm):
+    docs = render(helm, "operator.drainKeySecret=my-drain-key")
+    assert not [s for s in by_kind(docs, "Secret") if "drain-key" in s["metadata"]["name"]]
+    assert _drain_key_volume(docs)["secret"]["secretName"] == "my-drain-key"
