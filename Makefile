@@ -53,8 +53,8 @@ bench-deps: install
 	  || true
 
 lint: install
-	$(PY) -m ruff check engine operator tests e2e tools benchmarks
-	$(PY) -m mypy engine operator
+	$(PY) -m ruff check engine operator router tests e2e tools benchmarks
+	$(PY) -m mypy engine operator router
 
 -include e2e/Makefile.inc
 -include operator/Makefile.inc
