@@ -62,8 +62,13 @@ def rules_of(docs: list[dict]) -> dict[tuple[str, str], set[str]]:
     return table
 
 
+def operator_only(docs: list[dict]) -> list[dict]:
+    """The chart's objects without the router's (tests/packaging/test_router_chart.py has those)."""
+    return [d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") != "router"]
+
+
 def operator_container(docs: list[dict]) -> dict:
-    (deployment,) = by_kind(docs, "Deployment")
+    (deployment,) = by_kind(operator_only(docs), "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
 
@@ -111,7 +116,7 @@ def test_rbac_without_secrets_access(helm):
 
 
 def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
-    docs = render(helm, "operator.watchNamespaces={team-a,team-b}")
+    docs = operator_only(render(helm, "operator.watchNamespaces={team-a,team-b}"))
     cluster_bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
     assert cluster_bound == {"llmfleet-cluster-scoped"}
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(docs, "RoleBinding")}
@@ -177,7 +182,7 @@ def test_no_node_events_role_when_not_needed(helm, settings):
 
 
 def test_one_replica_runs_standalone_and_recreates(helm):
-    docs = render(helm)
+    docs = operator_only(render(helm))
     (deployment,) = by_kind(docs, "Deployment")
     args = operator_container(docs)["args"]
     assert args[0] == "run" and "--standalone" in args and "--all-namespaces" in args
@@ -187,7 +192,7 @@ def test_one_replica_runs_standalone_and_recreates(helm):
 
 
 def test_two_replicas_peer_cluster_wide(helm):
-    docs = render(helm, "replicaCount=2")
+    docs = operator_only(render(helm, "replicaCount=2"))
     (deployment,) = by_kind(docs, "Deployment")
     args = operator_container(docs)["args"]
     assert "--peering=llmfleet" in args and "--standalone" not in args
@@ -210,7 +215,7 @@ def test_peered_namespaced_install_has_a_peering_per_namespace(helm):
 
 
 def test_operator_pod_is_hardened_and_probed(helm):
-    docs = render(helm)
+    docs = operator_only(render(helm))
     (deployment,) = by_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = operator_container(docs)
@@ -237,7 +242,7 @@ def test_monitoring_objects_are_off_by_default(helm):
 
 
 def test_monitoring_objects_when_enabled(helm):
-    docs = render(helm, *VARIANTS["monitoring"])
+    docs = operator_only(render(helm, *VARIANTS["monitoring"]))
     (sm,) = by_kind(docs, "ServiceMonitor")
     assert (
         sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["honorLabels"] is True
@@ -276,7 +281,7 @@ def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, comp
 
 
 def _drain_key_volume(docs: list[dict]) -> dict:
-    (deployment,) = by_kind(docs, "Deployment")
+    (deployment,) = by_kind(operator_only(docs), "Deployment")
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     return next(v for v in volumes if v["name"] == "drain-key")
 

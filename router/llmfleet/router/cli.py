@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     app = RouterApp(config, fleet)
     app.background = (discovery.run, lambda: run_poller(fleet, app.client, config, app.metrics))
     app.synced = discovery.synced
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", lifespan="on",
+    host = config.host or os.environ.get("POD_IP") or "0.0.0.0"
+    uvicorn.run(app, host=host, port=config.port, log_level="warning", lifespan="on",
                 timeout_graceful_shutdown=30)
     return 0
 

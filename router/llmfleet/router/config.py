@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RouterConfig:
-    host: str = "0.0.0.0"
+    host: str = ""  # empty: $POD_IP when set (the chart sets it), else 0.0.0.0
     port: int = 8080
     # Namespaces whose LLMServices are served; empty means every namespace (needs cluster-wide RBAC).
     namespaces: tuple[str, ...] = ()
