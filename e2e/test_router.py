@@ -175,3 +175,46 @@ def test_a_rollout_behind_the_router_fails_no_request(
     print(f"\nrollout behind the router: {load.ok} requests, {len(load.failures)} failed")
     assert not load.failures, load.failures[:5]
     assert load.ok > 0
+
+
+def test_a_service_scaled_to_zero_wakes_for_a_held_request_and_goes_back(
+    llmfleet_operator: E2ECluster, namespace: str, tiny_model: Path
+) -> None:
+    """Given a service under a policy with minReplicas 0 and no replica, when a request arrives at
+    the router, then the router holds it, the operator scales 0 -> 1 and the request is served;
+    once idle past scaleToZeroIdleSeconds the service returns to zero, its spec untouched."""
+    from kubernetes import client
+
+    cluster: Any = llmfleet_operator
+    custom = client.CustomObjectsApi(cluster.api)
+    custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "autoscalepolicies", {
+        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "AutoscalePolicy", "metadata": {"name": "zero"},
+        "spec": {"minReplicas": 0, "maxReplicas": 2, "metric": {"type": "QueueDepth", "targetAverageValue": 4},
+                 "syncPeriodSeconds": 2, "scaleToZeroIdleSeconds": 10,
+                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}})
+    custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+        "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "lazy"},
+        "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxModelLen": 512},
+                 "autoscalePolicyRef": {"name": "zero"}, "drainGraceSeconds": 1, "drainTimeoutSeconds": 10}})
+
+    def replicas() -> int | None:
+        try:
+            return cluster.apps.read_namespaced_deployment("lazy", namespace).spec.replicas
+        except client.ApiException:
+            return None
+
+    wait_until("the Deployment at 0 replicas", lambda: replicas() == 0, timeout=60, interval=1)
+    spec_before = llms(cluster, namespace, "lazy")["spec"]
+    routers = wait_until("two routers Ready", lambda: (lambda ips: ips if len(ips) == 2 else None)(
+        router_ips(cluster)), timeout=120, interval=1)
+    started = time.monotonic()
+    status, _, body = chat(routers[0], "lazy", PROMPTS[0], "Are you awake?", timeout=300)
+    woke = time.monotonic() - started
+    print(f"\nscale from zero: first answer {woke:.1f}s after the request (held, 0 -> 1, model load)")
+    assert status == 200, body[:300]
+    assert replicas() == 1
+    decisions = llms(cluster, namespace, "lazy")["status"]["scaling"]["decisions"]
+    assert any("scale from zero" in d["reason"] for d in decisions), decisions
+
+    wait_until("back to 0 replicas after the idle window", lambda: replicas() == 0, timeout=120, interval=1)
+    assert llms(cluster, namespace, "lazy")["spec"] == spec_before  # the spec is the user's

@@ -55,12 +55,14 @@ def test_router_rbac_is_read_only_and_cluster_wide_by_default(helm):
 def test_router_follows_the_operators_namespaces(helm):
     docs = router_objects(render(helm, "operator.watchNamespaces={team-a,team-b}"))
     assert not by_kind(docs, "ClusterRoleBinding")
-    assert {b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")} == {"team-a", "team-b"}
+    bound = {b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding") if b["roleRef"]["kind"] == "ClusterRole"}
+    assert bound == {"team-a", "team-b"}
     (deployment,) = by_kind(docs, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     own = router_objects(render(helm, "operator.watchNamespaces={team-a}", "router.namespaces={team-c}"))
-    assert {b["metadata"]["namespace"] for b in by_kind(own, "RoleBinding")} == {"team-c"}
+    assert {b["metadata"]["namespace"] for b in by_kind(own, "RoleBinding")
+            if b["roleRef"]["kind"] == "ClusterRole"} == {"team-c"}
 
 
 def test_router_without_secret_access_or_disabled(helm):
@@ -73,3 +75,19 @@ def test_router_metrics_are_scraped_with_the_operators(helm):
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_the_operator_can_find_the_routers_held_requests(helm):
+    """Scale from zero: the operator is told which pods are routers, and may list them."""
+    docs = render(helm)
+    operator = next(d for d in by_kind(docs, "Deployment") if d not in router_objects(docs))
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LLMFLEET_ROUTER_SELECTOR"] == "app.kubernetes.io/instance=llmfleet,app.kubernetes.io/component=router"
+    # all namespaces: the operator's pods rule covers the release namespace; listed ones: a Role there
+    assert not by_kind(router_objects(docs), "Role")
+    (role,) = by_kind(router_objects(render(helm, "operator.watchNamespaces={team-a}")), "Role")
+    assert role["metadata"]["namespace"] == "llmfleet-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    off = render(helm, "router.enabled=false")
+    operator = by_kind(off, "Deployment")[0]
+    assert "LLMFLEET_ROUTER_SELECTOR" not in {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> RouterConfig:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request and per scrape otherwise
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RouterConfig)}
     values["namespaces"] = tuple(n.strip() for n in values["namespaces"] if n.strip())
     config = RouterConfig(**values)

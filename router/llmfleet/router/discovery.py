@@ -76,11 +76,11 @@ class Discovery:
                 raise
             except kube.KubeError as e:
                 if e.status != 410:
-                    log.warning("watch failed", extra={"kind": kind, "namespace": namespace, "error": str(e)})
+                    log.warning("watch of %s in %s failed: %s", kind, namespace or "all namespaces", e)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
             except (httpx.HTTPError, OSError, ValueError) as e:
-                log.warning("watch failed", extra={"kind": kind, "namespace": namespace, "error": repr(e)})
+                log.warning("watch of %s in %s failed: %r", kind, namespace or "all namespaces", e)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 

@@ -31,9 +31,11 @@ class _ConfigAuth(httpx.Auth):
         self.configuration = configuration
 
     def auth_flow(self, request):
-        token = self.configuration.get_api_key_with_prefix("authorization")
-        if token:
-            request.headers["Authorization"] = token
+        # auth_settings() runs the refresh hook and knows where this client version keeps the
+        # token (api_key["BearerToken"] now, api_key["authorization"] in older releases)
+        for setting in self.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                request.headers[setting.get("key") or "Authorization"] = setting["value"]
         yield request
 
 

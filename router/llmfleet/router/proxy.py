@@ -117,8 +117,7 @@ class Proxy:
             try:
                 return await self._attempt(choice.name, req, raw, headers, send, started)
             except Retry as failure:
-                log.info("retrying elsewhere", extra={"replica": choice.name, "reason": failure.reason,
-                                                      "detail": str(failure)})
+                log.info("retrying elsewhere (%s): %s", failure.reason, failure)
                 self.metrics.retries.labels(req.model, failure.reason).inc()
                 self.fleet.cool_down(choice.name, self.config.failure_cooldown_seconds)
                 budget.failed(choice.name, failure, time.monotonic())
@@ -225,7 +224,7 @@ class Proxy:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError as e:
             # nothing to retry once bytes went out: end the stream; the client sees no [DONE]
-            log.warning("stream cut by the replica", extra={"replica": url, "error": f"{type(e).__name__}: {e}"})
+            log.warning("stream cut by the replica %s: %s: %s", url, type(e).__name__, e)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return status
 

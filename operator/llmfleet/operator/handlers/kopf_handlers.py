@@ -36,6 +36,7 @@ from llmfleet.operator.adapters.kube import KubeClient
 from llmfleet.operator.api.resource import GROUP, VERSION
 from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
+from llmfleet.operator.router_demand import RouterDemand
 
 from .node_events import REASONS, NodeEventWatch, extra_events_namespace, is_node_spot_event
 from .reconciler import Reconciler
@@ -99,12 +100,14 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         logging.getLogger(name).addFilter(_QuietSuccess())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape otherwise
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per liveness probe otherwise
+    kube = KubeClient.from_environment()
     Runtime.reconciler = Reconciler(
-        kube=KubeClient.from_environment(),
+        kube=kube,
         post_event=post_event,
         images=Runtime.images,
         check_secrets=Runtime.check_secrets,
         drain_key=DrainKey(Runtime.drain_key_file),
+        router_demand=RouterDemand.from_environment(kube),  # requests held by llmfleet-router: scale from zero
     )
     if Runtime.node_events_namespace and Runtime.node_event_watch is None:
         Runtime.node_event_watch = NodeEventWatch(

@@ -47,12 +47,13 @@ from llmfleet.operator.render import (
 )
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
+from llmfleet.operator.router_demand import RouterDemand, total_in_flight
 from llmfleet.operator.scaling import (
     POD_DELETION_COST_ANNOTATION,
     bounds_in_force,
     merge_conditions,
-    recommend_replicas,
 )
+from llmfleet.operator.scaling.zero import Demand, recommend_with_zero
 from llmfleet.operator.scrape import EngineScrape, ScrapeTarget, scrape_engines
 from llmfleet.operator.spot import (
     FallbackState,
@@ -136,6 +137,7 @@ class ServiceMemory:
     scaling: ScalingStatus | None = None  # the last status.scaling written
     last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
     spot_due: float = float("inf")  # monotonic time a drain wants its next step (a Wait, a backoff)
+    last_active: datetime | None = None  # minReplicas 0: when a request was last in flight or held
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Reconciler:
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
     spot: SpotRuntime | None = None  # the spot handlers' state (node events); made from kube/post_event if None
     drain_key: DrainKey = field(default_factory=DrainKey)  # each service's drain token derives from it
+    router_demand: RouterDemand | None = None  # requests held by llmfleet-router (scale from zero)
 
     def __post_init__(self) -> None:
         if self.spot is None:
@@ -477,7 +480,9 @@ class Reconciler:
                 mem.scaling.last_sync_time and mem.scaling.last_sync_time > previous.last_sync_time)):
             previous = mem.scaling  # our own last write, not yet seen in the watched body
         pod_views = plan.pod_metrics(pods, mem.scrapes, policy.metric.type, now, policy.sync_period_seconds)
-        decision = recommend_replicas(policy, current, pod_views, previous, now)
+        held = await self.router_demand.held(meta["namespace"], meta["name"]) if self.router_demand else 0
+        decision, mem.last_active = recommend_with_zero(
+            policy, current, pod_views, previous, now, Demand(held, total_in_flight(mem.scrapes)), mem.last_active)
         extra: dict = {}
         if decision.rescale:
             if decision.replicas < current:
