@@ -42,6 +42,7 @@ class Discovery:
         self.config = config
         self.scopes: list[str | None] = list(config.namespaces) or [None]
         self._listed: set[tuple[str, str | None]] = set()
+        self._key_reads: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak ones)
 
     def synced(self) -> bool:
         return len(self._listed) == 2 * len(self.scopes)
@@ -72,10 +73,13 @@ class Discovery:
                         version = (obj.get("metadata") or {}).get("resourceVersion") or version
                         if event.get("type") != "BOOKMARK":
                             on_event(event.get("type", ""), obj)
+                    await asyncio.sleep(0)  # the server ended the watch: watch again from `version`
             except asyncio.CancelledError:
                 raise
             except kube.KubeError as e:
-                if e.status != 410:
+                if e.status == 410:  # the version is too old: list again at once, as kopf does
+                    await asyncio.sleep(0)
+                else:
                     log.warning("watch of %s in %s failed: %s", kind, namespace or "all namespaces", e)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
@@ -108,7 +112,9 @@ class Discovery:
         old = self.fleet.services.get(info.id)
         self.fleet.set_service(info)
         if info.key_ref is not None and (old is None or old.key_ref != info.key_ref):
-            asyncio.get_running_loop().create_task(self._read_keys(info))
+            task = asyncio.get_running_loop().create_task(self._read_keys(info))
+            self._key_reads.add(task)
+            task.add_done_callback(self._key_reads.discard)
 
     # --- Pods ---------------------------------------------------------------------------------------
     def _pods_listed(self, namespace: str | None, items: list[dict]) -> None:

@@ -72,12 +72,22 @@ async def poll_once(fleet: Fleet, client: httpx.AsyncClient, config: RouterConfi
             load.draining = False
 
 
+def export_rotation(fleet: Fleet, metrics: RouterMetrics) -> None:
+    """llmfleet_router_replicas_in_rotation per service, as the picker sees it now."""
+    metrics.replicas.clear()  # a deleted service's series goes too
+    for service in list(fleet.services.values()):
+        metrics.replicas.labels(service.namespace, service.name, service.served_name).set(
+            len(fleet.candidates(service)))
+
+
 async def run_poller(fleet: Fleet, client: httpx.AsyncClient, config: RouterConfig,
                      metrics: RouterMetrics | None = None) -> None:
     while True:
         started = time.monotonic()
         try:
             await poll_once(fleet, client, config, metrics)
+            if metrics is not None:
+                export_rotation(fleet, metrics)
         except Exception:  # the poller must outlive any odd exposition
             log.exception("metrics poll failed")
         await asyncio.sleep(max(0.0, config.metrics_interval_seconds - (time.monotonic() - started)))
