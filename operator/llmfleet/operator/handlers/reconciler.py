@@ -33,6 +33,7 @@ from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.cost import TokenReading, fleet_cost, token_rate
+from llmfleet.operator.inference_pool import sync_inference_pool
 from llmfleet.operator.render import (
     Images,
     RenderContext,
@@ -401,6 +402,10 @@ class Reconciler:
                 mem.apply_wanted = False
                 mem.last_apply = mono
                 mem.observed = (copy.deepcopy(deployments), pods)
+                pool_cond = await sync_inference_pool(  # optional; never blocks the Deployments
+                    self.kube, service, old_status.get("conditions") or [], lambda *e: self.post_event(body, *e))
+                if pool_cond is not None:
+                    conditions_extra = [*conditions_extra, pool_cond]
 
         outcome = await spot.finish(body, pool_obj, drains, now) if drains else Outcome()
         if outcome.killed:

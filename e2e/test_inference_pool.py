@@ -1,0 +1,111 @@
+"""Gateway API users: the InferencePool an LLMService renders is accepted by the real CRD,
+and the operator applies it (owned by the service) once the CRD is installed.
+
+The CRD is the extension's own, at the version e2e/bed/versions.env pins, read from its Go
+module (e2e/bed/inference_crd.sh caches it; no network once cached). Not being able to get
+it fails the test: skipping would hide that the pool was never checked against the schema.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import wait_until
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from llmfleet.operator.api.llmservice import LLMService
+from llmfleet.operator.render import render_inference_pool
+from operator_support import llmfleet_operator_fixture  # noqa: F401  (the chart, installed for this module)
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "inference.networking.k8s.io", "v1", "inferencepools"
+
+
+def inference_pool_crd() -> dict:
+    out = subprocess.run(["bash", str(ROOT / "e2e" / "bed" / "inference_crd.sh")],
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        pytest.fail(f"the InferencePool CRD could not be fetched: {out.stderr.strip()}", pytrace=False)
+    return yaml.safe_load(Path(out.stdout.strip()).read_text())
+
+
+@pytest.fixture(scope="module")
+def pool_crd(cluster: Any) -> str:
+    crd = inference_pool_crd()
+    ext = client.ApiextensionsV1Api(cluster.api)
+    try:
+        ext.create_custom_resource_definition(crd)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    name = crd["metadata"]["name"]
+
+    def established() -> bool:
+        conds = ext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conds)
+
+    wait_until(f"CRD {name} established", established, timeout=60, interval=0.5)
+    return name
+
+
+def service(namespace: str, pool: dict, name: str = "chat") -> LLMService:
+    return LLMService.model_validate({
+        "metadata": {"name": name, "namespace": namespace, "uid": "6b1f0c0e-0000-4000-8000-0000000000aa"},
+        "spec": {"model": {"uri": "file:///var/lib/llmfleet/models/tiny-chat"}, "replicas": 1, "inferencePool": pool},
+    })
+
+
+@pytest.mark.parametrize("pool", [
+    {},
+    {"endpointPickerRef": {"name": "chat-epp", "port": {"number": 9002}}},
+    {"endpointPickerRef": {"name": "chat-epp", "port": {"number": 9002}, "failureMode": "FailOpen"}},
+    {"endpointPickerRef": {"name": "picker", "kind": "Picker", "group": "example.com"}},
+], ids=["no-picker", "picker-service", "fail-open", "custom-kind"])
+def test_the_rendered_pool_is_accepted_by_the_real_crd(cluster: Any, namespace: str, pool_crd: str,
+                                                       pool: dict) -> None:
+    obj = render_inference_pool(service(namespace, pool))
+    obj["metadata"].pop("ownerReferences")  # its owner does not exist here; the operator scenario has one
+    api = client.CustomObjectsApi(cluster.api)
+    created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, obj)
+    assert created["spec"]["selector"] == obj["spec"]["selector"]
+    assert created["spec"]["targetPorts"] == [{"number": 8000}]
+
+
+def test_the_operator_applies_the_pool_with_selector_port_and_owner(
+        llmfleet_operator: Any, namespace: str, pool_crd: str) -> None:
+    api = client.CustomObjectsApi(llmfleet_operator.api)
+    body = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService",
+            "metadata": {"name": "chat", "namespace": namespace},
+            "spec": {"model": {"uri": "file:///var/lib/llmfleet/models/tiny-chat"}, "replicas": 1,
+                     "inferencePool": {"endpointPickerRef": {"name": "chat-epp", "port": {"number": 9002}}}}}
+    svc = api.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", body)
+
+    def pool() -> dict | None:
+        try:
+            return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found = wait_until("the InferencePool chat", pool, timeout=60, interval=0.5)
+    assert found["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "llmfleet-engine", "app.kubernetes.io/instance": "chat",
+        "llmfleet.dev/service": "chat"}
+    assert found["spec"]["targetPorts"] == [{"number": 8000}]
+    assert found["spec"]["endpointPickerRef"]["port"] == {"number": 9002}
+    owner = found["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "LLMService", "chat", svc["metadata"]["uid"], True)
+
+    def condition() -> dict | None:
+        obj = api.get_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", "chat")
+        return next((c for c in (obj.get("status") or {}).get("conditions") or []
+                     if c["type"] == "InferencePoolReady"), None)
+
+    cond = wait_until("the InferencePoolReady condition", condition, timeout=60, interval=0.5)
+    assert (cond["status"], cond["reason"]) == ("True", "Applied")
