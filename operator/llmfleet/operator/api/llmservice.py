@@ -367,6 +367,13 @@ class SpotStatus(ApiModel):
     )
 
 
+class RouterStatus(ApiModel):
+    """How clients reach the service through llmfleet-router."""
+
+    url: str = Field(description="The router's in-cluster OpenAI base URL (every model of the fleet).", max_length=1024)
+    model: str = Field(description="The `model` to send in requests for this service.", max_length=253)
+
+
 class LLMServiceStatus(ApiModel):
     """The observed state of an LLMService, written by the operator only."""
 
@@ -392,6 +399,13 @@ class LLMServiceStatus(ApiModel):
     )
     endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible API.", max_length=1024)
     served_model_name: str | None = Field(None, description="The model name clients use.", max_length=253)
+    router: RouterStatus | None = Field(
+        None,
+        description=(
+            "The llmfleet-router endpoint serving this model (the ROUTER column): prefix- and load-aware, "
+            "unlike `endpoint`. Absent when the operator runs without a router."
+        ),
+    )
     average_queue_depth: float | None = Field(
         None, description="Requests waiting per ready replica at the last sync (the QUEUE column).", ge=0
     )
@@ -457,6 +471,7 @@ CRD = CrdInfo(
         PrinterColumn("Queue", ".status.averageQueueDepth", "number", "Requests waiting per ready replica."),
         PrinterColumn("Phase", ".status.phase", "string", "Lifecycle phase."),
         PrinterColumn("Spot", ".status.spotReplicas", "integer", "Replicas on spot nodes."),
+        PrinterColumn("Router", ".status.router.url", "string", "llmfleet-router base URL (model: its served name)."),
         PrinterColumn("Last Scale", ".status.lastScaleReason", "string", "Why the count last changed.", priority=1),
         PrinterColumn("Endpoint", ".status.endpoint", "string", "In-cluster API URL.", priority=1),
     ),

@@ -49,6 +49,7 @@ from llmfleet.operator.render import (
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.router_demand import RouterDemand, total_in_flight
+from llmfleet.operator.router_endpoint import router_status, router_url_from_environment
 from llmfleet.operator.scaling import (
     POD_DELETION_COST_ANNOTATION,
     bounds_in_force,
@@ -154,6 +155,7 @@ class Reconciler:
     spot: SpotRuntime | None = None  # the spot handlers' state (node events); made from kube/post_event if None
     drain_key: DrainKey = field(default_factory=DrainKey)  # each service's drain token derives from it
     router_demand: RouterDemand | None = None  # requests held by llmfleet-router (scale from zero)
+    router_url: str | None = field(default_factory=router_url_from_environment)  # status.router
 
     def __post_init__(self) -> None:
         if self.spot is None:
@@ -569,6 +571,7 @@ class Reconciler:
             "selector": selector_string(name),
             "endpoint": endpoint_url(name, namespace),
             "servedModelName": served_model_name(service),
+            "router": router_status(self.router_url, service),
             "averageQueueDepth": avg_queue,
             "modelStartupSeconds": round(startup, 1) if startup is not None else None,
             "cost": cost.to_wire() if cost is not None else None,
