@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.render import render_inference_pool
-from operator_support import llmfleet_operator_fixture  # noqa: F401  (the chart, installed for this module)
+from operator_support import OPERATOR_NS, llmfleet_operator_fixture  # noqa: F401  (the chart, installed for this module)
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "inference.networking.k8s.io", "v1", "inferencepools"
@@ -75,7 +75,7 @@ def test_the_rendered_pool_is_accepted_by_the_real_crd(cluster: Any, namespace: 
     assert created["spec"]["targetPorts"] == [{"number": 8000}]
 
 
-def test_the_operator_applies_the_pool_with_selector_port_and_owner(
+def test_the_operator_applies_the_pool_with_selector_port_and_owner_and_shows_the_router(
         llmfleet_operator: Any, namespace: str, pool_crd: str) -> None:
     api = client.CustomObjectsApi(llmfleet_operator.api)
     body = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService",
@@ -109,3 +109,11 @@ def test_the_operator_applies_the_pool_with_selector_port_and_owner(
 
     cond = wait_until("the InferencePoolReady condition", condition, timeout=60, interval=0.5)
     assert (cond["status"], cond["reason"]) == ("True", "Applied")
+
+    # kubectl get llms: the ROUTER column, the chart's llmfleet-router Service in its namespace.
+    router = f"http://llmfleet-router.{OPERATOR_NS}.svc.cluster.local/v1"
+    obj = api.get_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", "chat")
+    assert obj["status"]["router"] == {"url": router, "model": "chat"}
+    header, row = llmfleet_operator.kubectl("get", "llms", "-n", namespace).rstrip().splitlines()
+    start = header.index("ROUTER")  # columns are aligned: an empty cell (SPOT here) cannot shift it
+    assert row[start:].split()[0] == router
