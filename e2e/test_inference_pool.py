@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.render import render_inference_pool
+from llmfleet.operator.render.inference_pool import INFERENCE_POOL_CRD
 from operator_support import OPERATOR_NS, llmfleet_operator_fixture  # noqa: F401  (the chart, installed for this module)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,7 @@ def inference_pool_crd() -> dict:
     return yaml.safe_load(Path(out.stdout.strip()).read_text())
 
 
-@pytest.fixture(scope="module")
-def pool_crd(cluster: Any) -> str:
+def install_crd(cluster: Any) -> str:
     crd = inference_pool_crd()
     ext = client.ApiextensionsV1Api(cluster.api)
     try:
@@ -52,11 +52,66 @@ def pool_crd(cluster: Any) -> str:
     return name
 
 
+def remove_crd(cluster: Any) -> None:
+    ext = client.ApiextensionsV1Api(cluster.api)
+    try:
+        ext.delete_custom_resource_definition(INFERENCE_POOL_CRD)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+    def gone() -> bool:
+        try:
+            ext.read_custom_resource_definition(INFERENCE_POOL_CRD)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until(f"CRD {INFERENCE_POOL_CRD} gone", gone, timeout=60, interval=0.5)
+
+
+@pytest.fixture(scope="module")
+def pool_crd(cluster: Any) -> str:
+    return install_crd(cluster)
+
+
 def service(namespace: str, pool: dict, name: str = "chat") -> LLMService:
     return LLMService.model_validate({
         "metadata": {"name": name, "namespace": namespace, "uid": "6b1f0c0e-0000-4000-8000-0000000000aa"},
         "spec": {"model": {"uri": "file:///var/lib/llmfleet/models/tiny-chat"}, "replicas": 1, "inferencePool": pool},
     })
+
+
+def test_without_the_crd_the_service_is_served_and_the_pool_follows_the_crd(
+        llmfleet_operator: Any, namespace: str) -> None:
+    """Given no InferencePool CRD, an LLMService asking for a pool still gets its Deployment, and a
+    condition and a Warning say what is missing; once the CRD is installed, the next apply makes the pool."""
+    remove_crd(llmfleet_operator)  # a reused bed may have it from an earlier run
+    api = client.CustomObjectsApi(llmfleet_operator.api)
+    body = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService",
+            "metadata": {"name": "chat", "namespace": namespace},
+            "spec": {"model": {"uri": "file:///var/lib/llmfleet/models/tiny-chat"}, "replicas": 1,
+                     "inferencePool": {}}}
+    api.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", body)
+
+    def reason() -> str | None:
+        obj = api.get_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", "chat")
+        c = next((c for c in (obj.get("status") or {}).get("conditions") or []
+                  if c["type"] == "InferencePoolReady"), None)
+        return c and f"{c['status']}/{c['reason']}"
+
+    assert wait_until("InferencePoolReady", reason, timeout=60, interval=0.5) == "False/CRDNotInstalled"
+    assert client.AppsV1Api(llmfleet_operator.api).read_namespaced_deployment("chat", namespace).spec.replicas == 1
+    events = llmfleet_operator.kubectl("get", "events", "-n", namespace, "--field-selector", "type=Warning")
+    assert "CRDNotInstalled" in events and INFERENCE_POOL_CRD in events
+
+    install_crd(llmfleet_operator)
+    api.patch_namespaced_custom_object(  # any edit re-applies (so does the periodic re-apply)
+        "llmfleet.dev", "v1alpha1", namespace, "llmservices", "chat",
+        {"spec": {"inferencePool": {"endpointPickerRef": {"name": "chat-epp", "port": {"number": 9002}}}}})
+    wait_until("InferencePoolReady True", lambda: reason() == "True/Applied", timeout=60, interval=0.5)
+    pool = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
+    assert pool["spec"]["endpointPickerRef"]["name"] == "chat-epp"
 
 
 @pytest.mark.parametrize("pool", [
