@@ -1,6 +1,9 @@
 # llmfleet — every target installs what it needs first.
+# The interpreter every target uses: a virtualenv's python (`make test PY=.venv/bin/python`), or
+# python3 from PATH (an activated venv's). The install stamp is per interpreter, so installing into
+# one does not mark another as done.
 PY ?= python3
-STAMP := .make/install.stamp
+STAMP := .make/install-$(shell $(PY) -c 'import hashlib, sys; print(hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])' 2>/dev/null || echo none).stamp
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 .PHONY: install test unit e2e demo bench bench-deps bench-router bench-operator crds lint cluster-up cluster-down
@@ -9,7 +12,7 @@ install: $(STAMP)
 
 # pip skips what is already installed (torch is a few GB: installed once per machine).
 $(STAMP): pyproject.toml
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[engine,operator,dev]'
 	@mkdir -p .make && touch $@
 
 ## test: unit and integration tests, then the end-to-end suite on the local control plane
