@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from llmfleet.operator.adapters.kube import KubeError
+from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.handlers.reconciler import Reconciler, merge_patch
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
-from llmfleet.operator.scrape import EngineScrape
 
 NS = "team-a"
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import Kube, KubeError
+from llmfleet.operator.adapters.scrape import EngineScrape, ScrapeTarget, scrape_engines
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec, ScalingStatus
 from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import LLMService
@@ -56,7 +57,6 @@ from llmfleet.operator.scaling import (
     merge_conditions,
 )
 from llmfleet.operator.scaling.zero import Demand, recommend_with_zero
-from llmfleet.operator.scrape import EngineScrape, ScrapeTarget, scrape_engines
 from llmfleet.operator.spot import (
     FallbackState,
     deployment_replicas,
