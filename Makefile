@@ -62,7 +62,7 @@ bench-deps: install
 
 lint: install
 	$(PY) -m ruff check engine operator router tests e2e tools benchmarks
-	$(PY) -m mypy engine operator router
+	$(PY) -m mypy  # files, roots and the strict modules: [tool.mypy] in pyproject.toml
 
 -include e2e/Makefile.inc
 -include operator/Makefile.inc
