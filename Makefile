@@ -63,6 +63,7 @@ bench-deps: install
 lint: install
 	$(PY) -m ruff check engine operator router tests e2e tools benchmarks
 	$(PY) -m mypy  # files, roots and the strict modules: [tool.mypy] in pyproject.toml
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_import_contracts.py  # the layering rules
 
 -include e2e/Makefile.inc
 -include operator/Makefile.inc
