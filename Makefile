@@ -5,6 +5,10 @@
 PY ?= python3
 STAMP := .make/install-$(shell $(PY) -c 'import hashlib, sys; print(hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])' 2>/dev/null || echo none).stamp
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# $(PY)'s console scripts (llmfleet-engine, llmfleet-operator) come first on PATH, as in an
+# activated venv: the test bed starts pods and the operator with them.
+PY_SCRIPTS := $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
+export PATH := $(if $(PY_SCRIPTS),$(PY_SCRIPTS):)$(PATH)
 
 .PHONY: install test unit e2e demo bench bench-deps bench-router bench-operator crds lint cluster-up cluster-down
 
