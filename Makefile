@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # pip skips what is already installed (torch is a few GB: installed once per machine).
 $(STAMP): pyproject.toml
-	$(PY) -m pip install -q -e '.[engine,operator,dev]'
+	$(PY) -m pip install -q -e '.[engine,operator,router,dev]'
 	@mkdir -p .make && touch $@
 
 ## test: unit and integration tests, then the end-to-end suite on the local control plane

@@ -4,7 +4,7 @@ import-linter; import-linter cannot follow the package-dir mapping of this repos
 
 | rule                                                                 | why                                                          |
 | -------------------------------------------------------------------- | ------------------------------------------------------------ |
-| llmfleet.operator imports nothing of llmfleet.engine                 | the operator installs without torch (a small image)          |
+| llmfleet.operator and llmfleet.router import nothing of the engine   | their image has no torch (a small image)                     |
 | operator.api imports nothing else of the operator                    | the models are the bottom layer                              |
 | the pure decision modules import only api and each other             | decisions are plain data in, plain data out: table-tested    |
 | ... and no client, network or process library                        | without a cluster                                            |
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
     "llmfleet.engine": ROOT / "engine" / "llmfleet" / "engine",
     "llmfleet.operator": ROOT / "operator" / "llmfleet" / "operator",
+    "llmfleet.router": ROOT / "router" / "llmfleet" / "router",
 }
 
 OPERATOR = "llmfleet.operator"
@@ -112,8 +113,8 @@ def test_the_sources_are_found():
     assert API in found and "llmfleet.engine.scheduler" in found and len(found) > 50
 
 
-def test_the_operator_imports_nothing_of_the_engine():
-    assert _violations((OPERATOR,), ("llmfleet.engine", "torch")) == []
+def test_the_operator_and_router_import_nothing_of_the_engine():
+    assert _violations((OPERATOR, "llmfleet.router"), ("llmfleet.engine", "torch")) == []
 
 
 def test_api_is_the_bottom_layer():
@@ -134,8 +135,8 @@ def test_adapters_and_handlers_stay_on_top():
     assert _violations((API, *PURE, ADAPTERS, HANDLERS), (CLI,)) == []
 
 
-def test_the_engine_imports_nothing_of_the_operator():
-    assert _violations(("llmfleet.engine",), (OPERATOR,)) == []
+def test_the_engine_imports_nothing_of_the_operator_or_router():
+    assert _violations(("llmfleet.engine",), (OPERATOR, "llmfleet.router")) == []
 
 
 def test_no_runtime_module_imports_what_is_not_installed():
