@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import EngineProcess
+from engine_process import EngineProcess
 
 LONG = {"prompt": "Although never is often better", "max_tokens": 400, "ignore_eos": True, "stream": True}
 
