@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import wait_until
+from bedkit import wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from llmfleet.operator.api.llmservice import LLMService

@@ -4,11 +4,11 @@ absence is a condition and a warning, never a failed service."""
 from __future__ import annotations
 
 import pytest
+from fakes import NS, World, cond, status, sync
 from llmfleet.operator.adapters.kube import KubeError
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.render import render_inference_pool
 from pydantic import ValidationError
-from test_handlers import NS, World, cond, status, sync
 
 EPP = {"name": "chat-epp", "port": {"number": 9002}}
 

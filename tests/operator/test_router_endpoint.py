@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fakes import World, status, sync
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.router_endpoint import ROUTER_URL_ENV, router_status, router_url_from_environment
-from test_handlers import World, status, sync
 
 URL = "http://llmfleet-router.llmfleet-system.svc.cluster.local/v1"
 

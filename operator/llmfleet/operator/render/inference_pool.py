@@ -15,6 +15,8 @@ endpoint picker which. The picker reads the engines' model-server protocol metri
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmfleet.operator.api.llmservice import LLMService
 
 from .labels import object_meta, selector_labels
@@ -29,9 +31,9 @@ def wants_inference_pool(service: LLMService) -> bool:
     return pool is not None and pool.enabled
 
 
-def render_inference_pool(service: LLMService) -> dict:
+def render_inference_pool(service: LLMService) -> dict[str, Any]:
     name = service.metadata.name
-    spec: dict = {
+    spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(name)},
         "targetPorts": [{"number": HTTP_PORT}],
         "appProtocol": "http",
