@@ -73,7 +73,9 @@ def test_a_node_event_in_default_reaches_an_operator_serving_another_namespace(
         now = datetime.now(UTC).replace(microsecond=0)
         cluster.core.create_namespaced_event("default", {
             "metadata": {"name": event_name, "namespace": "default"},
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node},
+            # as Karpenter's recorder writes it: the Node's uid, no namespace (cluster-scoped)
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node,
+                               "uid": cluster.core.read_node(node).metadata.uid},
             "reason": "SpotInterrupted", "type": "Warning", "count": 1,
             "message": "Spot interruption warning was triggered (e2e)", "source": {"component": "karpenter"},
             "firstTimestamp": now, "lastTimestamp": now})

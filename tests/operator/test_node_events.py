@@ -39,7 +39,7 @@ def event(name: str, reason: str = "SpotInterrupted", kind: str = "Node", node: 
           rv: str = "1", when: str = "2026-01-01T12:00:00Z") -> dict:
     return {"apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "resourceVersion": rv},
-            "involvedObject": {"kind": kind, "name": node, "apiVersion": "v1"},
+            "involvedObject": {"kind": kind, "name": node, "uid": f"uid-{node}", "apiVersion": "v1"},
             "reason": reason, "type": "Warning", "lastTimestamp": when, "message": "spot interruption"}
 
 

@@ -595,7 +595,8 @@ def test_a_karpenter_event_wakes_the_unpooled_service_on_that_node():
     mem = rec.services[(NS, "chat")]
     tick(world, rec)
     event = {"metadata": {"uid": "ev-1", "name": "ev-1", "namespace": "default"}, "reason": "SpotInterrupted",
-             "involvedObject": {"kind": "Node", "name": victim["spec"]["nodeName"]},
+             "involvedObject": {"kind": "Node", "name": victim["spec"]["nodeName"],
+                                "uid": f"uid-{victim['spec']['nodeName']}"},
              "lastTimestamp": format_rfc3339(world.now)}
     assert rec.spot.event_seen(event)
     rec.spot_changed()

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from llmfleet.operator.api.spotpool import DEFAULT_SIGNALS
+from llmfleet.operator.spot.signals import event_summary
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class NodeEventWatch:
         self.timeout_seconds = timeout_seconds
         self.retry = tuple(retry)
         self.stopping = threading.Event()
-        self.known: dict[str, dict] = {}  # uid -> the Spot Events of this namespace fed so far
+        self.known: dict[str, dict] = {}  # uid -> summary of each Spot Event of this namespace fed so far
         self.thread: threading.Thread | None = None
 
     # --- one pass each ------------------------------------------------------------------
@@ -136,7 +137,8 @@ class NodeEventWatch:
     def relist(self) -> str:
         """List, feed what is there (DELETED for what went meanwhile); the version to watch from."""
         items, version = self.source.list_blocking("Event", self.namespace, FIELD_SELECTOR)
-        listed = {_uid(e): e for e in items if is_node_spot_event(e)}
+        listed = {_uid(e): summary for e in items
+                  if is_node_spot_event(e) and (summary := event_summary(e)) is not None}
         for uid in [u for u in self.known if u not in listed]:
             self.feed("DELETED", self.known.pop(uid))
         for uid, body in listed.items():
@@ -162,11 +164,14 @@ class NodeEventWatch:
             version = (body.get("metadata") or {}).get("resourceVersion") or version
             if type_ not in ("ADDED", "MODIFIED", "DELETED") or not is_node_spot_event(body):
                 continue  # BOOKMARK, or a Node Event no signal names
+            summary = event_summary(body)  # only what the scan reads; None: not trusted
+            if summary is None:
+                continue
             if type_ == "DELETED":
                 self.known.pop(_uid(body), None)
             else:
-                self.known[_uid(body)] = body
-            self.feed(type_, body)
+                self.known[_uid(body)] = summary
+            self.feed(type_, summary)
         return version
 
     def follow(self) -> None:

@@ -35,7 +35,7 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 from llmfleet.operator import metrics
@@ -67,12 +67,22 @@ from llmfleet.operator.spot import (
     plan_drain,
     scan_signals,
 )
-from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
-from llmfleet.operator.spot.signals import format_rfc3339, parse_rfc3339
+from llmfleet.operator.spot.drain import (
+    DRAIN_DEADLINE,
+    DRAIN_STARTED,
+    DRAIN_SURGE,
+    EVICTION_ATTEMPTS,
+    drain_stop_by,
+    unconfirmed,
+)
+from llmfleet.operator.spot.signals import event_summary, format_rfc3339, parse_rfc3339
 from llmfleet.operator.spot.split import is_spot_node
 
 log = logging.getLogger("llmfleet.operator.spot")
 
+# Trusted Node Events kept (a summary each, see signals.event_summary): Events live an hour,
+# and a cluster of thousands of spot nodes sees far fewer notices than this in an hour.
+MAX_NODE_EVENTS = 4096
 NODE_RELIST_SECONDS = 300  # the pooled services' Node cache is listed afresh this often (one list for all)
 DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
 # Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
@@ -135,7 +145,7 @@ def node_brief(node: Mapping) -> dict:
     meta, spec = node.get("metadata") or {}, node.get("spec") or {}
     ready = [dict(c) for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
     return copy.deepcopy({
-        "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+        "metadata": {"name": meta.get("name"), "uid": meta.get("uid"), "labels": dict(meta.get("labels") or {}),
                      "annotations": dict(meta.get("annotations") or {}),
                      "creationTimestamp": meta.get("creationTimestamp")},
         "spec": {"taints": [dict(t) for t in spec.get("taints") or []],
@@ -214,14 +224,21 @@ class SpotRuntime:
     # --- watch feeds (kopf) -------------------------------------------------------------
 
     def event_seen(self, body: Mapping, deleted: bool = False) -> bool:
-        """An Event about a Node (the kopf handler filters by reason). True when it is new."""
+        """An Event about a Node (the watch filters by reason). True when it is new. Only a
+        summary of a trusted Event is kept (signals.trusted_node_event), at most MAX_NODE_EVENTS."""
         uid = str((body.get("metadata") or {}).get("uid") or (body.get("metadata") or {}).get("name"))
         if deleted:
             self.node_events.pop(uid, None)
             return False
+        summary = event_summary(body)  # None: not an Event the API server vouches for (a tenant's)
+        if summary is None:
+            return False
         new = uid not in self.node_events
-        self.node_events[uid] = dict(body)
-        node = _event_node(body)
+        self.node_events.pop(uid, None)
+        self.node_events[uid] = summary
+        while len(self.node_events) > MAX_NODE_EVENTS:  # the oldest first (dicts keep insertion order)
+            self.node_events.pop(next(iter(self.node_events)))
+        node = _event_node(summary)
         if new and node:
             self.changed_nodes.add(node)
         return new
@@ -322,7 +339,8 @@ class SpotRuntime:
         candidates.discard("")
         if not candidates and not marked:
             return None
-        nodes = [self.signalled.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
+        # the Node's brief (its uid: an Event must name it) from the Node watch when it has one
+        nodes = [self.signalled.get(n) or self.nodes.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
         scan = scan_signals(nodes, pods, list(self.node_events.values()), UNPOOLED, now, self.first_seen)
         for line in scan.ignored:
             log.debug("node %s: %s ignored (%s): %s", line.node, line.source, line.reason, line.message)
@@ -380,8 +398,8 @@ class SpotRuntime:
                 except ValueError as exc:  # marks without a deadline (edited by hand): nothing to work to
                     log.warning("%s", exc)
                     continue
-                deadlines = [d for d in (p.marks.deadline, notice.deadline if notice else None) if d is not None]
-                stop_by = min(deadlines) - timedelta(seconds=margin)
+                # an unconfirmed notice backs off without a deadline: the PDB is never bypassed
+                stop_by = None if unconfirmed(notice) else drain_stop_by(p, notice, margin, now)
                 out.append(Drain(pod, p, [], plan.at_risk, engine, stop_by))
                 actions = plan.actions
             rest = []
