@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import httpx
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.engine_drain import call_drain
 from llmfleet.operator.adapters.kube import Kube, KubeError
@@ -84,7 +83,8 @@ log = logging.getLogger("llmfleet.operator.spot")
 # and a cluster of thousands of spot nodes sees far fewer notices than this in an hour.
 MAX_NODE_EVENTS = 4096
 NODE_RELIST_SECONDS = 300  # the pooled services' Node cache is listed afresh this often (one list for all)
-DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
+# A drain must never wait on a dying (or hostile) engine: one deadline per call, a small body.
+DRAIN_DEADLINE_SECONDS = 3.0
 # Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
 # Announcements of a drain or replacement that began: posted with their marks (see `begin`).
 ANNOUNCE_AT_ONCE = {"DrainStarted", "ReplacementStarted"}
@@ -98,7 +98,7 @@ EventPoster = Callable[[dict, str, str, str], None]
 async def engine_drain(ip: str, post: bool, token: str | None = None) -> dict | None:
     """POST (start, with the service's drain token) or GET (poll) the engine's /drain; None
     when it does not answer."""
-    return await call_drain(ip, HTTP_PORT, post, token, DRAIN_TIMEOUT)
+    return await call_drain(ip, HTTP_PORT, post, token, DRAIN_DEADLINE_SECONDS)
 
 
 # A service without a SpotPool watches what a SpotPool watches by default, with its default
