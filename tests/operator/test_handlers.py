@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from llmfleet.operator.adapters.kube import KubeError
 from llmfleet.operator.handlers.reconciler import Reconciler, merge_patch
+from llmfleet.operator.policy import AdmissionRules
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
 from llmfleet.operator.scrape import EngineScrape
 
 NS = "team-a"
+MODELS_ALLOWED = AdmissionRules(host_path_prefixes=("/models",))  # the admin lets file:///models/... through
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -113,7 +115,8 @@ class World:
 
     def reconciler(self) -> Reconciler:
         rec = Reconciler(kube=self.kube, post_event=lambda body, t, r, m: self.events.append((t, r, m)),
-                         scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono)
+                         scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono,
+                         admission=MODELS_ALLOWED)
         self.watchers.append(rec)
         return rec
 

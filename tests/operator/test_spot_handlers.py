@@ -19,7 +19,7 @@ from llmfleet.operator.handlers.reconciler import Reconciler
 from llmfleet.operator.handlers.spot import SpotRuntime
 from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
 from llmfleet.operator.spot.signals import format_rfc3339
-from test_handlers import NS, FakeKube, World, status, sync, tick
+from test_handlers import MODELS_ALLOWED, NS, FakeKube, World, status, sync, tick
 
 NTH = "aws-node-termination-handler/spot-itn"
 
@@ -78,7 +78,7 @@ class SpotWorld(World):
         """A new operator process; with `watch_nodes`, the Node watch's initial list has arrived."""
         post = lambda body, t, r, m: self.events.append((t, r, m))  # noqa: E731
         rec = Reconciler(kube=self.kube, post_event=post, scrape=self.scrape, clock=lambda: self.now,
-                         monotonic=lambda: self.mono,
+                         monotonic=lambda: self.mono, admission=MODELS_ALLOWED,
                          spot=SpotRuntime(kube=self.kube, post_event=post, engine=self.engine))
         if watch_nodes:
             for (kind, _, _), obj in sorted(self.kube.objects.items()):

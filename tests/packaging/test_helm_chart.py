@@ -237,6 +237,31 @@ def test_operator_pod_is_hardened_and_probed(helm):
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_no_host_path_is_allowed_by_default_in_the_operator_nor_the_admission_policy(helm):
+    docs = render(helm)
+    assert not [a for a in operator_container(docs)["args"] if a.startswith("--allowed-")]
+    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    (host_paths,) = policy["spec"]["validations"]  # no image/priority/toleration list: those allow any
+    assert "[].exists(" in host_paths["expression"]
+
+
+def test_the_allow_lists_reach_the_operator_and_the_admission_policy(helm):
+    docs = render(helm, "admission.allowedHostPaths={/var/lib/llmfleet/models/}",
+                  "admission.allowedImagePrefixes={ghcr.io/llmfleet/}", "admission.allowedPriorityClasses={inference}",
+                  "admission.allowedTolerationKeys={nvidia.com/gpu}")
+    args = operator_container(docs)["args"]
+    assert {"--allowed-host-path=/var/lib/llmfleet/models/", "--allowed-image-prefix=ghcr.io/llmfleet/",
+            "--allowed-priority-class=inference", "--allowed-toleration-key=nvidia.com/gpu"} <= set(args)
+    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
+    rules = [v["expression"] for v in policy["spec"]["validations"]]
+    assert len(rules) == 4
+    assert "['/var/lib/llmfleet/models'].exists(" in rules[0]  # compared by whole components: no trailing /
+    assert "'ghcr.io/llmfleet/'" in rules[1] and "'inference'" in rules[2] and "'nvidia.com/gpu'" in rules[3]
+    assert not by_kind(render(helm, "admission.validatingAdmissionPolicy=false"), "ValidatingAdmissionPolicy")
+
+
 def test_monitoring_objects_are_off_by_default(helm):
     kinds = {d["kind"] for d in render(helm)}
     assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
@@ -274,6 +299,8 @@ def test_monitoring_objects_when_enabled(helm):
         ("prometheusRule.kvCacheUsageRatio=2", "maximum"),
         ("operator.logFlag=--loud", "operator/logFlag"),
         ("operator.nodeEventsNamespace=Default_NS", "operator/nodeEventsNamespace"),
+        ("admission.allowedHostPaths={models}", "admission/allowedHostPaths"),  # relative: not a host path
+        ("admission.allowedImagePrefixes={it's}", "admission/allowedImagePrefixes"),  # would break the CEL
     ],
 )
 def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, complaint):

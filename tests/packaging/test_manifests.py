@@ -65,7 +65,8 @@ def test_kustomize_base_builds():
     crd_kinds = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
     assert crd_kinds == set(source_crds())
     for doc in docs:
-        if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+        if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+                               "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
             assert doc["metadata"]["namespace"] == "llmfleet-system", doc["metadata"]
         assert doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kustomize"
 

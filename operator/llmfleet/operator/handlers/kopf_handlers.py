@@ -34,6 +34,7 @@ from llmfleet.operator import metrics
 from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import KubeClient
 from llmfleet.operator.api.resource import GROUP, VERSION
+from llmfleet.operator.policy import AdmissionRules
 from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from llmfleet.operator.router_demand import RouterDemand
@@ -52,6 +53,7 @@ class Runtime:
     reconciler: Reconciler | None = None
     images: Images = Images()
     check_secrets: bool = True
+    admission: AdmissionRules = AdmissionRules()  # the admin's allow-lists (policy/admission.py)
     metrics_address: str = "0.0.0.0"
     metrics_port: int = metrics.METRICS_PORT
     node_events_namespace: str | None = None  # watch Node Events there too (kopf's watches miss it)
@@ -108,6 +110,7 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         check_secrets=Runtime.check_secrets,
         drain_key=DrainKey(Runtime.drain_key_file),
         router_demand=RouterDemand.from_environment(kube),  # requests held by llmfleet-router: scale from zero
+        admission=Runtime.admission,
     )
     if Runtime.node_events_namespace and Runtime.node_event_watch is None:
         Runtime.node_event_watch = NodeEventWatch(
@@ -234,7 +237,8 @@ def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> No
 
 def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_address: str | None,
                       metrics_port: int, namespaces: Sequence[str] = (),
-                      node_events_namespace: str | None = None, drain_key_file: str | None = None) -> None:
+                      node_events_namespace: str | None = None, drain_key_file: str | None = None,
+                      admission: AdmissionRules | None = None) -> None:
     """Options from `llmfleet-operator run`, read by the startup handler. `namespaces`: the
     served ones (empty: all); `node_events_namespace`: where Events about Nodes are stored."""
     Runtime.node_events_namespace = extra_events_namespace(namespaces, node_events_namespace)
@@ -245,6 +249,7 @@ def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_
         Runtime.images = Images(embedded=engine_image)
     Runtime.check_secrets = check_secrets
     Runtime.drain_key_file = drain_key_file
+    Runtime.admission = admission or AdmissionRules()
     if check_secrets:
         kopf.on.event("", "v1", "secrets")(on_secret_event)
     Runtime.metrics_address = metrics_address or os.environ.get("POD_IP") or "0.0.0.0"

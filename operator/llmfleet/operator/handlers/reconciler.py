@@ -34,6 +34,7 @@ from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.cost import TokenReading, fleet_cost, token_rate
 from llmfleet.operator.inference_pool import sync_inference_pool
+from llmfleet.operator.policy import AdmissionRules, check_service
 from llmfleet.operator.render import (
     Images,
     RenderContext,
@@ -149,6 +150,7 @@ class Reconciler:
     images: Images = field(default_factory=Images)
     scrape: Callable = scrape_engines
     check_secrets: bool = True
+    admission: AdmissionRules = field(default_factory=AdmissionRules)  # the admin's allow-lists
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
@@ -282,6 +284,16 @@ class Reconciler:
                                                         "conditions": self._failed_conditions(body, invalid, now)}, now)
             return
         spec = service.spec
+        violations = check_service(spec, self.admission)
+        if violations:  # outside the admin's allow-lists: render nothing (policy/admission.py)
+            refused = Problem("NotAllowed", "; ".join(map(str, violations))[:1000])
+            mem.apply_wanted, mem.next_sync = False, mono + DEFAULT_SYNC_SECONDS
+            old_ready = next((c for c in old_status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            if old_ready.get("reason") != refused.reason or old_ready.get("message") != refused.message:
+                self.post_event(body, "Warning", refused.reason, refused.message)
+            await self._write_status(body, old_status, {"phase": "Failed", "observedGeneration": meta.get("generation"),
+                                                        "conditions": self._failed_conditions(body, refused, now)}, now)
+            return
 
         async def reference(kind: str, ns: str | None, ref: str) -> dict | None:
             if refresh or (kind, ref) not in mem.ref_cache:
