@@ -56,6 +56,10 @@ class FakeKube:
         obj = self.objects.get((kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
+    async def exists(self, kind, namespace, name):
+        self.reads += 1
+        return (kind, namespace, name) in self.objects
+
     async def list(self, kind, namespace, label_selector=""):
         self.reads += 1
         want = dict(kv.split("=", 1) for kv in label_selector.split(",") if kv)

@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="serve only this namespace (repeatable; globs need namespace list rights)")
     run.add_argument("--node-events-namespace", default="default", metavar="NS",
-                     help="where Events about Nodes (Karpenter's SpotInterrupted) are stored; watched too when "
-                          "--namespace does not list it (default: default; '' = do not)")
+                     help="where Events about Nodes (Karpenter's SpotInterrupted) are stored: the only Events "
+                          "the operator watches (default: default; '' = none)")
     run.add_argument("--standalone", action="store_true", help="no peering: the only operator (default)")
     run.add_argument("--peering", default=None, metavar="NAME",
                      help="kopf peering object shared by the replicas; one replica is active")

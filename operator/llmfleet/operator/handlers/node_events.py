@@ -1,32 +1,29 @@
-"""Karpenter's Events about Nodes, whichever namespaces the operator serves.
+"""Karpenter's Events about Nodes: one narrow watch on the namespace they are stored in.
 
 An Event about a cluster-scoped object (a Node) is stored in the `default` namespace: that
-is where client-go's recorders put it (both core/v1 and events.k8s.io/v1). kopf watches
-Events only in the namespaces the operator serves, so an operator run with
-`--namespace team-a` would never see Karpenter's `SpotInterrupted`. This module adds one
-narrow watch for that case:
+is where client-go's recorders put it (both core/v1 and events.k8s.io/v1), and the only
+namespace where the API server accepts an Event whose involvedObject has no namespace. Any
+other Event is a tenant's to write (spot/signals.py, `trusted_node_event`), so the operator
+never watches Events cluster-wide: `NodeEventWatch` lists and watches the Events of that one
+namespace, with the server-side field selector `involvedObject.kind=Node` (field selectors
+have no OR, so the reasons are filtered here), whichever namespaces the operator serves:
 
-| operator serves                       | Node Events come from                                   |
-| ------------------------------------- | ------------------------------------------------------- |
-| all namespaces                        | kopf's own Event watch (`on_node_spot_event`)           |
-| listed names, `default` among them    | kopf's own Event watch                                  |
-| listed names without `default`        | kopf's watch (nothing there) + `NodeEventWatch` on `default` |
-| `--node-events-namespace ''`          | kopf's watch only                                       |
+| operator flag                          | Node Events come from                          |
+| -------------------------------------- | ---------------------------------------------- |
+| `--node-events-namespace default` (default) | `NodeEventWatch` on `default`             |
+| `--node-events-namespace ''`           | nowhere (Event signals off; taints still work) |
 
-`NodeEventWatch` lists and watches Events in that one namespace with the field selector
-`involvedObject.kind=Node` (field selectors have no OR, so the reasons are filtered here,
-as kopf's `when=` does), in a daemon thread of its own, and hands each Spot Event to the
-same feed as kopf's handler (`SpotRuntime.event_seen`, then `Reconciler.spot_changed`) on
-the event loop. A namespace listed by glob (`team-*`) is not taken as covering `default`:
-kopf expands globs only with the right to list namespaces, which the chart does not grant.
-Should both watches see an Event anyway, `event_seen` keys Events by uid, so it counts once.
+It runs in a daemon thread of its own, keeps a summary of each trusted Spot Event
+(`event_summary`), and hands it to the spot feed (`SpotRuntime.event_seen`, then
+`Reconciler.spot_changed`) on the event loop. The chart's RBAC grants list/watch on Events
+in that namespace only; Events elsewhere are only created and patched (the operator's own).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from llmfleet.operator.api.spotpool import DEFAULT_SIGNALS
@@ -84,13 +81,9 @@ def is_node_spot_event(body: Mapping, reasons: EventReasons | frozenset[str] = R
     return about.get("kind") == "Node" and body.get("reason") in reasons
 
 
-def extra_events_namespace(served: Sequence[str], events_namespace: str | None) -> str | None:
-    """The namespace to watch for Node Events beside kopf's watches, or None when kopf's own
-    Event watch already sees it: all namespaces served (`served` empty), or that namespace
-    served by name. An empty `events_namespace` turns the extra watch off."""
-    if not events_namespace or not served or events_namespace in served:
-        return None
-    return events_namespace
+def watched_events_namespace(events_namespace: str | None) -> str | None:
+    """The namespace to watch for Node Events (the flag's value), None when turned off ('')."""
+    return events_namespace or None
 
 
 class EventSource(Protocol):

@@ -330,7 +330,11 @@ class Reconciler:
         secrets = [r.name for r in (spec.api_key_secret_ref, spec.model.token_secret_ref) if r is not None]
         for secret in secrets:
             mem.refs.add(("Secret", secret))
-            if self.check_secrets and await reference("Secret", namespace, secret) is None:
+            # Existence only, by metadata: the operator never holds a Secret's data.
+            if refresh or ("Secret", secret) not in mem.ref_cache:
+                mem.ref_cache[("Secret", secret)] = {} if not self.check_secrets or await self.kube.exists(
+                    "Secret", namespace, secret) else None
+            if mem.ref_cache[("Secret", secret)] is None:
                 problem = problem or Problem("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
 
         if problem is not None:
