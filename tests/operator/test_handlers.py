@@ -67,11 +67,15 @@ class FakeKube:
                 if k == kind and ns == namespace
                 and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in want.items())]
 
-    async def apply(self, obj):
+    async def apply(self, obj, force=True):
         key = (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
         self.log.append(("apply", obj["kind"], obj["metadata"]["name"]))
         old = self.objects.get(key)
         new = copy.deepcopy(obj)
+        ours = {r.get("uid") for r in obj["metadata"].get("ownerReferences") or []}
+        if not force and old is not None and not ours & {r.get("uid") for r in old["metadata"].get("ownerReferences")
+                                                          or []}:
+            raise KubeError(409, "Apply failed with 1 conflict: conflict with \"kubectl\": .data")  # another manager's
         if old is None:
             return copy.deepcopy(self.put(new))
         new["metadata"] = {**old["metadata"], **new["metadata"]}

@@ -360,7 +360,7 @@ def test_an_operator_killed_right_after_the_drain_marks_still_announced_the_drai
     pod = spot_pod_on(world, "gpu-spot-a")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
 
-    async def killed(obj):
+    async def killed(obj, force=True):
         raise RuntimeError("the operator process is gone")
 
     world.kube.apply = killed  # the sync dies after begin(), before the apply and finish()

@@ -59,6 +59,7 @@ FAILURE_ORDER = (
     "SecretNotFound",
     "InvalidSpec",
     "ApplyFailed",
+    "NameConflict",
     "ImagePullFailed",
     "ContainerStartFailed",
     "ModelDownloadFailed",

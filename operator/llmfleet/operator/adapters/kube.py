@@ -96,7 +96,7 @@ class Kube(Protocol):
 
     async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]: ...
 
-    async def apply(self, obj: dict) -> dict: ...
+    async def apply(self, obj: dict, force: bool = True) -> dict: ...
 
     async def patch(
         self, kind: str, namespace: str | None, name: str, patch: dict, subresource: str | None = None
@@ -191,14 +191,16 @@ class KubeClient:
             item.setdefault("kind", kind)
         return items
 
-    async def apply(self, obj: dict) -> dict:
+    async def apply(self, obj: dict, force: bool = True) -> dict:
+        """Server-side apply; `force=False` makes a field another manager owns a 409 Conflict
+        (for an object whose owner the operator cannot read first: a Secret)."""
         meta = obj["metadata"]
         return await self._run(
             "apply",
             "PATCH",
             object_path(obj["kind"], meta.get("namespace"), meta["name"]),
             body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")],
             content_type="application/apply-patch+yaml",
         )
 

@@ -459,6 +459,11 @@ CRD = CrdInfo(
             "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
             "letter, at most 63 characters): it also names the Service and labels the pods",
         ),
+        Rule(
+            "!self.metadata.name.endsWith('-spot') && !self.metadata.name.endsWith('-ondemand')",
+            "metadata.name must not end in -spot or -ondemand: with a spotPoolRef the LLMService <name> "
+            "renders Deployments <name>-spot and <name>-ondemand, so such a name could collide with another's",
+        ),
     ),
     scale=ScaleSubresource(
         spec_replicas_path=".spec.replicas",

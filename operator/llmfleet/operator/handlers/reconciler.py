@@ -48,6 +48,7 @@ from llmfleet.operator.render import (
     uses_drain_token,
 )
 from llmfleet.operator.render.labels import SERVICE_LABEL
+from llmfleet.operator.render.ownership import NameConflict, conflict_message, existing_by_name, foreign_names
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.router_demand import RouterDemand, total_in_flight
 from llmfleet.operator.router_endpoint import router_status, router_url_from_environment
@@ -416,6 +417,9 @@ class Reconciler:
             except KubeError as exc:
                 problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
                 mem.retry_at = mono + APPLY_RETRY_SECONDS
+            except NameConflict as exc:
+                problem = Problem("NameConflict", str(exc)[:1000])
+                mem.retry_at = mono + APPLY_RETRY_SECONDS
             else:
                 mem.apply_wanted = False
                 mem.last_apply = mono
@@ -531,17 +535,36 @@ class Reconciler:
         """SSA every rendered object; delete Deployments of a capacity no longer wanted; report changes."""
         name = service.metadata.name
         before = {d["metadata"]["name"]: d for d in deployments}
+        rendered = [render_deployment(service, RenderContext(replicas=replicas, capacity=capacity, pool=pool,
+                                                             images=self.images))
+                    for capacity, replicas in counts.items()]
+        others = [render_service(service), render_pdb(service)]
+        # Look every name up first: apply nothing when another owner holds one (render/ownership.py).
+        found: dict[tuple[str, str], dict | None] = {}
+        for obj in rendered + others:
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            found[(kind, obj_name)] = before.get(obj_name) if kind == "Deployment" and obj_name in before else \
+                await self.kube.get(kind, service.metadata.namespace, obj_name)
+        foreign = foreign_names(existing_by_name(found), service.metadata.uid)
+        if foreign:
+            raise NameConflict(conflict_message(foreign))
         applied: list[dict] = []
         if uses_drain_token(service):  # before the pods that mount it
             token = self.drain_key.token(service.metadata.namespace or "", name)
-            await self.kube.apply(render_drain_secret(service, token))
-        for capacity, replicas in counts.items():
-            ctx = RenderContext(replicas=replicas, capacity=capacity, pool=pool, images=self.images)
-            obj = await self.kube.apply(render_deployment(service, ctx))
+            secret = render_drain_secret(service, token)
+            try:  # not forced: the operator cannot read Secrets, so a conflict is how it learns the name is taken
+                await self.kube.apply(secret, force=False)
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+                raise NameConflict(conflict_message([f"Secret {secret['metadata']['name']} (fields owned by "
+                                                     "another manager)"])) from None
+        for desired in rendered:
+            obj = await self.kube.apply(desired)
             self._report_change(body, obj, before.get(obj["metadata"]["name"]))
             applied.append(obj)
-        for obj in (render_service(service), render_pdb(service)):
-            existing = await self.kube.get(obj["kind"], service.metadata.namespace, name)
+        for obj in others:
+            existing = found[(obj["kind"], name)]
             result = await self.kube.apply(obj)
             if existing is None:
                 self.post_event(body, "Normal", "Created", f"Created {obj['kind']} {name}")
