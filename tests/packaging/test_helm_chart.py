@@ -41,7 +41,7 @@ EXPECTED_RULES = {
     ("llmfleet.dev", "llmservices/status"): {"patch"},
     ("llmfleet.dev", "autoscalepolicies/status"): {"patch"},
     ("llmfleet.dev", "llmservices/finalizers"): {"update"},
-    ("apps", "deployments"): {"list", "watch", "create", "patch", "delete"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},  # get: a new name's owner
     ("", "services"): {"get", "create", "patch"},  # get: who owns the name, before the apply
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
     ("inference.networking.k8s.io", "inferencepools"): {"create", "patch", "delete"},  # spec.inferencePool
