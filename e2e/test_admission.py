@@ -106,3 +106,46 @@ def test_a_tenant_cannot_write_a_node_event_the_operator_trusts(cluster: E2EClus
     stored = cluster.api.sanitize_for_serialization(cluster.core.read_namespaced_event("forged", namespace))
     assert stored["involvedObject"]["namespace"] == namespace
     assert not trusted_node_event(stored)
+
+
+def test_the_crds_refuse_specs_the_reconciler_cannot_handle(cluster: E2ECluster, namespace: str) -> None:
+    """The bounds of operator/api (schema and CEL, `make crds`) as the real API server applies them."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    custom = client.CustomObjectsApi(cluster.api)
+
+    def refused(plural: str, body: dict, cluster_scoped: bool = False) -> str | None:
+        try:
+            if cluster_scoped:
+                custom.create_cluster_custom_object("llmfleet.dev", "v1alpha1", plural, body, dry_run="All")
+            else:
+                custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, plural, body,
+                                                       dry_run="All")
+        except ApiException as exc:
+            return str(exc.body)
+        return None
+
+    hf = "hf://org/model"
+    cases = {
+        "a name a pooled service's Deployment takes": (llms("chat-spot", hf), "must not end in -spot"),
+        "file:///tmp": (llms("a", "file:///tmp/models"), "pod's own mounts"),
+        "a negative memory": (llms("b", hf, resources={"memory": "-1Gi"}), "spec.resources.memory"),
+        "drainTimeoutSeconds 0": (llms("c", hf, drainTimeoutSeconds=0), "spec.drainTimeoutSeconds"),
+    }
+    for case, (body, says) in cases.items():
+        message = refused("llmservices", body)
+        assert message is not None and says in message, (case, message)
+    assert refused("llmservices", llms("chat", hf, drainTimeoutSeconds=1)) is None
+
+    policy = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "AutoscalePolicy", "metadata": {"name": "p"},
+              "spec": {"minReplicas": 1, "maxReplicas": 10, "metric": {"targetAverageValue": 1e-9}}}
+    assert "spec.metric.targetAverageValue" in (refused("autoscalepolicies", policy) or "")
+    policy["spec"] = {"minReplicas": 1, "maxReplicas": 100000, "metric": {"targetAverageValue": 4}}
+    assert "spec.maxReplicas" in (refused("autoscalepolicies", policy) or "")
+
+    pool = {"apiVersion": "llmfleet.dev/v1alpha1", "kind": "SpotPool", "metadata": {"name": "vap-e2e-pool"},
+            "spec": {"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}},
+                     "onDemand": {"nodeSelector": {"karpenter.sh/capacity-type": "spot", "zone": "a"}}}}
+    assert "must not contain spec.spot.nodeSelector" in (refused("spotpools", pool, cluster_scoped=True) or "")

@@ -93,7 +93,7 @@ def test_every_container_is_hardened(kind):
 
 @pytest.mark.parametrize(
     "grace, timeout, expected",
-    [(5, 120, 135), (0, 0, 10), (30, 3600, 3640)],
+    [(5, 120, 135), (0, 1, 11), (30, 3600, 3640)],
 )
 def test_termination_grace_outlasts_drain(grace, timeout, expected):
     svc = service(drainGraceSeconds=grace, drainTimeoutSeconds=timeout)

@@ -65,8 +65,8 @@ def parse_exposition(text: str) -> dict[str, float]:
             value = float(match["value"])
         except ValueError:
             continue
-        if math.isnan(value):
-            continue
+        if not math.isfinite(value):
+            continue  # NaN or ±Inf: no gauge the autoscaler reads can mean that
         name = match["name"]
         totals[name] = totals.get(name, 0.0) + value
     return totals

@@ -23,7 +23,7 @@ from .common import (
     LocalObjectReference,
     NodePlacement,
     ObjectMeta,
-    Quantity,
+    ResourceQuantity,
     SecretKeySelector,
     conditions_field,
 )
@@ -35,6 +35,11 @@ MODEL_URI_PATTERN = (
     r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?"
     r"|hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*)$"
 )
+
+# The engine pod's own mounts: a file:// model directory is mounted at its own path, so it must
+# not be one of these, contain one, or lie inside one (the two mounts would shadow each other).
+RESERVED_MOUNTS = ("/tmp", "/var/cache/llmfleet", "/var/run/secrets", "/dev", "/proc", "/sys")
+MAX_DRAINING_PODS = 64  # status.spot.drainingPods lists at most this many; drainingPodCount has them all
 
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 EngineKind = Literal["embedded", "vllm"]
@@ -49,6 +54,17 @@ class ModelSource(ApiModel):
                 "!has(self.revision) || self.uri.startsWith('hf://')",
                 "spec.model.revision applies only to hf:// model URIs",
                 field_path=".revision",
+                reason="FieldValueForbidden",
+            ),
+            Rule(
+                "!self.uri.startsWith('file://') || (self.uri != 'file:///' && ["
+                + ", ".join(f"'{m}'" for m in RESERVED_MOUNTS)
+                + "].all(m, self.uri.substring(7) != m && !self.uri.substring(7).startsWith(m + '/') "
+                "&& !m.startsWith(self.uri.substring(7) + '/')))",
+                "spec.model.uri: a file:// directory is mounted at the same path in the pod, so it must not be /, "
+                "nor be, contain or lie inside one of the pod's own mounts ("
+                + ", ".join(RESERVED_MOUNTS) + ")",
+                field_path=".uri",
                 reason="FieldValueForbidden",
             ),
             Rule(
@@ -86,6 +102,15 @@ class ModelSource(ApiModel):
     token_secret_ref: SecretKeySelector | None = Field(
         None, description="For hf:// only: a Secret key holding a Hugging Face token, for gated or private models."
     )
+
+    @model_validator(mode="after")
+    def _host_path_clear_of_the_pods_mounts(self) -> ModelSource:
+        if self.uri.startswith("file://"):
+            path = self.uri.removeprefix("file://")
+            if path == "/" or any(path == m or path.startswith(m + "/") or m.startswith(path + "/")
+                                  for m in RESERVED_MOUNTS):
+                raise ValueError(f"spec.model.uri: {path} clashes with the pod's own mounts ({', '.join(RESERVED_MOUNTS)})")
+        return self
 
     @model_validator(mode="after")
     def _hf_only_fields(self) -> ModelSource:
@@ -165,8 +190,8 @@ class ResourceSpec(ApiModel):
     gpus: int = Field(
         0, description="GPUs per pod, requested as the `nvidia.com/gpu` extended resource; 0 runs on CPU.", ge=0, le=64
     )
-    cpu: Quantity | None = Field(None, description="CPU request, e.g. 2 or 500m.")
-    memory: Quantity | None = Field(None, description="Memory request and limit, e.g. 16Gi.")
+    cpu: ResourceQuantity | None = Field(None, description="CPU request, e.g. 2 or 500m.")
+    memory: ResourceQuantity | None = Field(None, description="Memory request and limit, e.g. 16Gi.")
 
 
 class Scheduling(NodePlacement):
@@ -294,9 +319,10 @@ class LLMServiceSpec(ApiModel):
         120,
         description=(
             "How long a pod being removed may take to finish its in-flight requests (streams included) "
-            "before it is killed. Sets the engine's --shutdown-timeout and the pod's termination grace period."
+            "before it is killed. Sets the engine's --shutdown-timeout and the pod's termination grace period. "
+            "At least 1: with 0 every request in flight is cut at each scale-down, rollout or drain."
         ),
-        ge=0,
+        ge=1,
         le=3600,
     )
     drain_grace_seconds: int = Field(
@@ -363,7 +389,13 @@ class SpotStatus(ApiModel):
         le=1000,
     )
     draining_pods: list[DrainingPod] = Field(
-        default_factory=list, description="Pods being drained because of an interruption notice.", max_length=64
+        default_factory=list,
+        description=f"Pods being drained because of an interruption notice (the first {MAX_DRAINING_PODS} by name).",
+        max_length=MAX_DRAINING_PODS,
+    )
+    draining_pod_count: int | None = Field(
+        None, description="How many pods are being drained, all of them (drainingPods lists at most 64).",
+        ge=0, le=100000,
     )
 
 

@@ -459,8 +459,7 @@ class Reconciler:
                 update={"observed_generation": meta.get("generation")})
             merged = merge_conditions([Condition.model_validate(c) for c in new["conditions"]], [spot_cond])
             new["conditions"] = [c.to_wire() for c in merged]
-            new["spot"] = {**(spot_status or (old_status.get("spot") or {})),
-                           "drainingPods": spot.draining_pods(pods)}
+            new["spot"] = {**(spot_status or (old_status.get("spot") or {})), **spot.draining_status(pods)}
         elif not pooled:
             # No pool: the SpotInterrupted condition once a drain has touched the service (kept,
             # False, afterwards), status.spot only while a pod carries drain marks.
@@ -470,8 +469,8 @@ class Reconciler:
                     update={"observed_generation": meta.get("generation")})
                 merged = merge_conditions([Condition.model_validate(c) for c in new["conditions"]], [spot_cond])
                 new["conditions"] = [c.to_wire() for c in merged]
-            draining = spot.draining_pods(pods)
-            new["spot"] = {"drainingPods": draining} if draining else None
+            draining = spot.draining_status(pods)
+            new["spot"] = draining if draining["drainingPodCount"] else None
         if policy is None:
             new["scaling"] = None
         elif "scaling" not in new and mem.scaling is not None:

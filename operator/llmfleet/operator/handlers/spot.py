@@ -41,6 +41,7 @@ from llmfleet.operator import metrics
 from llmfleet.operator.adapters.engine_drain import call_drain
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.api.common import Condition
+from llmfleet.operator.api.llmservice import MAX_DRAINING_PODS
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.spot import (
@@ -507,6 +508,12 @@ class SpotRuntime:
     # --- status -------------------------------------------------------------------------
 
     @staticmethod
+    def draining_status(pods: list[dict]) -> dict:
+        """status.spot's drainingPods (the first MAX_DRAINING_PODS by name) and drainingPodCount."""
+        draining = SpotRuntime.draining_pods(pods)
+        return {"drainingPods": draining[:MAX_DRAINING_PODS], "drainingPodCount": len(draining)}
+
+    @staticmethod
     def draining_pods(pods: list[dict]) -> list[dict]:
         out = []
         for pod in pods:
@@ -522,8 +529,8 @@ class SpotRuntime:
         if draining:
             nodes = sorted({d["node"] or "?" for d in draining})
             return Condition(type="SpotInterrupted", status="True", reason="Draining",
-                             message=f"{len(draining)} pod(s) draining off reclaimed node(s) {', '.join(nodes)}: "
-                                     + ", ".join(d["name"] for d in draining))
+                             message=f"{len(draining)} pod(s) draining off reclaimed node(s) {_first(nodes)}: "
+                                     + _first([d["name"] for d in draining]))
         advised = [p["metadata"]["name"] for p in pods if DRAIN_SURGE in (p["metadata"].get("annotations") or {})]
         if advised:
             return Condition(type="SpotInterrupted", status="False", reason="ReplacementStarted",
@@ -563,6 +570,7 @@ class SpotRuntime:
                 "podsDrained": int(old.get("podsDrained") or 0) + outcome.drained,
                 "requestsCut": int(old.get("requestsCut") or 0) + outcome.cut,
                 "interruptedNodes": entries,
+                "interruptedNodeCount": len(view.scan.notices),
                 "conditions": [c.to_wire() for c in conds],
             }
             changed = {k: v for k, v in new_fields.items() if old.get(k) != v}
@@ -586,6 +594,13 @@ class SpotRuntime:
                         self.post_event(fresh, "Warning", "SpotInterrupted",
                                         f"node {entry['name']}: {entry['signal']}, deadline {entry['deadline']}")
             return await self.kube.patch("SpotPool", None, name, {"status": changed}, subresource="status")
+
+
+def _first(names: list[str], shown: int = 20) -> str:
+    """Names for a condition message, the first `shown` of them: a mass interruption must not
+    outgrow the message's bound (32 KiB) or the status write."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def fallback_event(before: Mapping, after: Mapping) -> tuple[str, str] | None:

@@ -39,7 +39,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from llmfleet.operator.api.spotpool import InterruptionSignal, SpotPoolSpec, TimestampSource
+from llmfleet.operator.api.spotpool import (
+    MAX_INTERRUPTED_NODES,
+    InterruptionSignal,
+    SpotPoolSpec,
+    TimestampSource,
+)
 
 NoticeKind = Literal["Interruption", "Advisory"]
 
@@ -409,14 +414,19 @@ def first_seen_from_status(interrupted_nodes: Sequence[Mapping] | None) -> dict[
 
 
 def interrupted_nodes_status(
-    notices: Sequence[Notice], previous: Sequence[Mapping] | None, now: datetime
+    notices: Sequence[Notice], previous: Sequence[Mapping] | None, now: datetime,
+    limit: int = MAX_INTERRUPTED_NODES,
 ) -> tuple[list[dict], int]:
     """SpotPool status.interruptedNodes for these notices, and how many of them are new
-    (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays."""
+    (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays.
+
+    A mass interruption may notice more nodes than status may list: the `limit` with the
+    earliest deadlines are listed (the rest are counted in interruptedNodeCount, and counted
+    as seen when they are listed); the drains themselves do not depend on this list."""
     before = first_seen_from_status(previous)
     known_nodes = {entry.get("name") for entry in previous or []}
     entries, new = [], 0
-    for notice in notices:
+    for notice in sorted(notices, key=lambda n: (n.deadline, n.node))[:limit]:
         seen = before.get((notice.node, notice.source), min(notice.noticed_at, now))
         if notice.node not in known_nodes and notice.kind == "Interruption":
             new += 1
