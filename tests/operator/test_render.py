@@ -165,8 +165,9 @@ def test_extra_args_come_last():
 @pytest.mark.parametrize(
     "resources, expected",
     [
-        ({}, {}),
-        ({"gpus": 2}, {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}),
+        ({}, {"requests": {"memory": "2Gi"}, "limits": {"memory": "16Gi"}}),  # the default memory bounds
+        ({"gpus": 2}, {"requests": {"memory": "2Gi", "nvidia.com/gpu": "2"},
+                       "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"}}),
         ({"cpu": "500m", "memory": "8Gi"}, {"requests": {"cpu": "500m", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}),
     ],
 )

@@ -185,13 +185,19 @@ class EngineSpec(ApiModel):
 
 
 class ResourceSpec(ApiModel):
-    """Per-pod compute. Memory is also the limit; CPU is requested, not capped (throttling hurts latency)."""
+    """Per-pod compute and scratch space. Memory is also the limit; CPU is requested, not capped (throttling
+    hurts latency); the writable volumes have size limits."""
 
     gpus: int = Field(
         0, description="GPUs per pod, requested as the `nvidia.com/gpu` extended resource; 0 runs on CPU.", ge=0, le=64
     )
     cpu: ResourceQuantity | None = Field(None, description="CPU request, e.g. 2 or 500m.")
-    memory: ResourceQuantity | None = Field(None, description="Memory request and limit, e.g. 16Gi.")
+    memory: ResourceQuantity | None = Field(
+        None, description="Memory request and limit, e.g. 16Gi. Unset: a 2Gi request and a 16Gi limit, so one "
+        "engine cannot push a shared node into OOM.")
+    cache_size: ResourceQuantity | None = Field(
+        None, description="Size limit of the pod's cache volume (hf:// downloads, Hugging Face and compile caches); "
+        "unset: 100Gi for hf:// models, 10Gi otherwise. /tmp is limited to 1Gi.")
 
 
 class Scheduling(NodePlacement):
