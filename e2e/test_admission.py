@@ -130,7 +130,7 @@ def test_the_crds_refuse_specs_the_reconciler_cannot_handle(cluster: E2ECluster,
     hf = "hf://org/model"
     cases = {
         "a name a pooled service's Deployment takes": (llms("chat-spot", hf), "must not end in -spot"),
-        "file:///tmp": (llms("a", "file:///tmp/models"), "pod's own mounts"),
+        "file:///tmp": (llms("a", "file:///tmp"), "pod's own mount paths"),
         "a negative memory": (llms("b", hf, resources={"memory": "-1Gi"}), "spec.resources.memory"),
         "drainTimeoutSeconds 0": (llms("c", hf, drainTimeoutSeconds=0), "spec.drainTimeoutSeconds"),
     }

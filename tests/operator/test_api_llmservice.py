@@ -42,8 +42,8 @@ def test_design_example_round_trips():
     [
         ("file:///models/tiny", True),
         ("file:///", False),  # the node's root, mounted over the pod's
-        ("file:///tmp/models", False),  # inside the pod's /tmp mount
-        ("file:///var", False),  # would contain the pod's cache mount
+        ("file:///tmp", False),  # the pod's /tmp mountPath twice
+        ("file:///tmp/models", True),  # mounted on top of the pod's /tmp
         ("file:///var/lib/llmfleet/models", True),
         ("pvc://models/llama/3b", True),
         ("pvc://models", True),

@@ -44,11 +44,14 @@ SPECS = [
      {**POLICY, "metric": {"type": "QueueDepth", "targetAverageValue": 1e-300}}, True),
     ("targetAverageValue 0.001", AutoscalePolicySpec,
      {**POLICY, "metric": {"type": "KVCacheUsage", "targetAverageValue": 0.001}}, False),
-    ("file:///tmp (the pod's /tmp)", LLMServiceSpec, service(model={"uri": "file:///tmp"}), True),
-    ("file:///tmp/models (inside /tmp)", LLMServiceSpec, service(model={"uri": "file:///tmp/models"}), True),
-    ("file:///var/cache (contains the cache mount)", LLMServiceSpec, service(model={"uri": "file:///var/cache"}),
+    ("file:///tmp (the pod's /tmp: a duplicate mountPath)", LLMServiceSpec, service(model={"uri": "file:///tmp"}),
      True),
+    ("file:///tmp/models (mounted on top of /tmp)", LLMServiceSpec, service(model={"uri": "file:///tmp/models"}),
+     False),
+    ("file:///var/cache/llmfleet (the cache's mountPath)", LLMServiceSpec,
+     service(model={"uri": "file:///var/cache/llmfleet"}), True),
     ("file:/// (the node's root)", LLMServiceSpec, service(model={"uri": "file:///"}), True),
+    ("file:///proc/1/root", LLMServiceSpec, service(model={"uri": "file:///proc/1/root"}), True),
     ("file:///var/run/secrets/llmfleet", LLMServiceSpec, service(model={"uri": "file:///var/run/secrets/llmfleet"}),
      True),
     ("file:///var/lib/models", LLMServiceSpec, service(model={"uri": "file:///var/lib/models"}), False),
@@ -100,7 +103,7 @@ def test_the_crds_carry_the_same_bounds():
     spec = llms["properties"]["spec"]["properties"]
     assert spec["drainTimeoutSeconds"]["minimum"] == 1
     assert spec["resources"]["properties"]["memory"]["pattern"].startswith("^((")  # no sign
-    assert any("/var/cache/llmfleet" in r for r in _validations(spec["model"]))
+    assert any("'/var/cache/llmfleet'" in r for r in _validations(spec["model"]))
     spot = llms["properties"]["status"]["properties"]["spot"]["properties"]
     assert spot["drainingPods"]["maxItems"] == 64 and "drainingPodCount" in spot
     pool = render_crd(POOL_CRD)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

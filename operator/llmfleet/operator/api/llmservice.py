@@ -36,9 +36,12 @@ MODEL_URI_PATTERN = (
     r"|hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*)$"
 )
 
-# The engine pod's own mounts: a file:// model directory is mounted at its own path, so it must
-# not be one of these, contain one, or lie inside one (the two mounts would shadow each other).
-RESERVED_MOUNTS = ("/tmp", "/var/cache/llmfleet", "/var/run/secrets", "/dev", "/proc", "/sys")
+# A file:// model directory is mounted at its own path in the pod. It must not be one of the
+# pod's own mount paths (a duplicate mountPath: the API server refuses every pod template, so
+# every apply fails), nor / or the kernel's filesystems (the container cannot start). A path
+# below /tmp is fine: Kubernetes mounts it on top of the /tmp emptyDir.
+OWN_MOUNTS = ("/tmp", "/var/cache/llmfleet", "/var/run/secrets/llmfleet", "/dev/shm")
+SYSTEM_DIRS = ("/dev", "/proc", "/sys")
 MAX_DRAINING_PODS = 64  # status.spot.drainingPods lists at most this many; drainingPodCount has them all
 
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
@@ -57,13 +60,13 @@ class ModelSource(ApiModel):
                 reason="FieldValueForbidden",
             ),
             Rule(
-                "!self.uri.startsWith('file://') || (self.uri != 'file:///' && ["
-                + ", ".join(f"'{m}'" for m in RESERVED_MOUNTS)
-                + "].all(m, self.uri.substring(7) != m && !self.uri.substring(7).startsWith(m + '/') "
-                "&& !m.startsWith(self.uri.substring(7) + '/')))",
+                "!self.uri.startsWith('file://') || (self.uri.substring(7) != '/' "
+                "&& !(self.uri.substring(7) in [" + ", ".join(f"'{m}'" for m in OWN_MOUNTS) + "]) && ["
+                + ", ".join(f"'{m}'" for m in SYSTEM_DIRS)
+                + "].all(m, self.uri.substring(7) != m && !self.uri.substring(7).startsWith(m + '/')))",
                 "spec.model.uri: a file:// directory is mounted at the same path in the pod, so it must not be /, "
-                "nor be, contain or lie inside one of the pod's own mounts ("
-                + ", ".join(RESERVED_MOUNTS) + ")",
+                "one of the pod's own mount paths (" + ", ".join(OWN_MOUNTS) + ") or under "
+                + ", ".join(SYSTEM_DIRS),
                 field_path=".uri",
                 reason="FieldValueForbidden",
             ),
@@ -107,9 +110,9 @@ class ModelSource(ApiModel):
     def _host_path_clear_of_the_pods_mounts(self) -> ModelSource:
         if self.uri.startswith("file://"):
             path = self.uri.removeprefix("file://")
-            if path == "/" or any(path == m or path.startswith(m + "/") or m.startswith(path + "/")
-                                  for m in RESERVED_MOUNTS):
-                raise ValueError(f"spec.model.uri: {path} clashes with the pod's own mounts ({', '.join(RESERVED_MOUNTS)})")
+            if path == "/" or path in OWN_MOUNTS or any(path == m or path.startswith(m + "/") for m in SYSTEM_DIRS):
+                raise ValueError(f"spec.model.uri: {path} clashes with the pod's own mounts ({', '.join(OWN_MOUNTS)}) "
+                                 f"or a system directory ({', '.join(SYSTEM_DIRS)})")
         return self
 
     @model_validator(mode="after")
