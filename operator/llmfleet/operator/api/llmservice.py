@@ -40,7 +40,7 @@ MODEL_URI_PATTERN = (
 # pod's own mount paths (a duplicate mountPath: the API server refuses every pod template, so
 # every apply fails), nor / or the kernel's filesystems (the container cannot start). A path
 # below /tmp is fine: Kubernetes mounts it on top of the /tmp emptyDir.
-OWN_MOUNTS = ("/tmp", "/var/cache/llmfleet", "/var/run/secrets/llmfleet", "/dev/shm")
+OWN_MOUNTS = ("/tmp", "/var/cache/llmfleet", "/var/run/secrets/llmfleet", "/var/run/secrets/llmfleet-drain", "/dev/shm")
 SYSTEM_DIRS = ("/dev", "/proc", "/sys")
 MAX_DRAINING_PODS = 64  # status.spot.drainingPods lists at most this many; drainingPodCount has them all
 
