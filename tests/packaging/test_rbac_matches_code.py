@@ -26,7 +26,7 @@ VERBS = {"get": {"get"}, "exists": {"get"}, "list": {"list"}, "apply": {"create"
 DYNAMIC = {
     ("handlers/reconciler.py", "get"): (2, {"AutoscalePolicy", "SpotPool", "Deployment", "Service",
                                             "PodDisruptionBudget"}),
-    ("handlers/reconciler.py", "apply"): (2, {"Deployment", "Service", "PodDisruptionBudget"}),
+    ("handlers/reconciler.py", "apply"): (3, {"Deployment", "Service", "PodDisruptionBudget", "Secret"}),
 }
 
 # Granted but not called by our code or kopf's handlers, each for a reason the code cannot show.
