@@ -27,6 +27,7 @@ DYNAMIC = {
     ("handlers/reconciler.py", "get"): (2, {"AutoscalePolicy", "SpotPool", "Deployment", "Service",
                                             "PodDisruptionBudget"}),
     ("handlers/reconciler.py", "apply"): (3, {"Deployment", "Service", "PodDisruptionBudget", "Secret"}),
+    ("inference_pool.py", "apply"): (1, {"InferencePool"}),
 }
 
 # Granted but not called by our code or kopf's handlers, each for a reason the code cannot show.
