@@ -281,7 +281,8 @@ class Bench:
 
         self.ops = ops
         ops.helm(self.c, "upgrade", "--install", ops.RELEASE, str(self.chart or ops.CHART), "--namespace", ops.OPERATOR_NS,
-                 "--create-namespace", "--set", "grafanaDashboard.enabled=false", "--wait", "--timeout", "180s")
+                 "--create-namespace", *ops.allowed_host_paths(), "--set", "grafanaDashboard.enabled=false",
+                 "--wait", "--timeout", "180s")
         wait_until("the operator pod Ready", lambda: ops.operator_ready(self.c), timeout=120, interval=1)
         pod = ops.operator_pods(self.c)[0]
         self.op_pid = int(pod.status.container_statuses[0].container_id.rsplit("/", 1)[1])

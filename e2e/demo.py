@@ -82,7 +82,9 @@ def main() -> int:
 
         say("helm install llmfleet")
         run(helm, "upgrade", "--install", "llmfleet", str(ROOT / "charts" / "llmfleet"), "-n", "llmfleet-system",
-            "--create-namespace", "--wait", "--timeout", "180s", env_kubeconfig=kc)
+            "--create-namespace", "--wait", "--timeout", "180s",
+            # the example LLMService's model is a directory on the nodes (none allowed by default)
+            "--set", "admission.allowedHostPaths={/var/lib/llmfleet/models}", env_kubeconfig=kc)
 
         say("kubectl apply the examples: an LLMService, its AutoscalePolicy, a SpotPool")
         run("kubectl", "apply", "--server-side", "-f", str(ROOT / "manifests" / "examples"), env_kubeconfig=kc)

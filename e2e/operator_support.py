@@ -72,8 +72,17 @@ def operator_ready(cluster: Any) -> bool:
     )
 
 
+# The model directories the e2e LLMServices name by file:// (the chart allows none by default).
+E2E_MODEL_DIR = "/var/lib/llmfleet/models"
+
+
+def allowed_host_paths(*more: Any) -> list[str]:
+    """`--set` arguments letting file:// URIs under the e2e model directories through."""
+    return ["--set", "admission.allowedHostPaths={" + ",".join([E2E_MODEL_DIR, *map(str, more)]) + "}"]
+
+
 @pytest.fixture(scope="module", name="llmfleet_operator")
-def llmfleet_operator_fixture(cluster: Any) -> Iterator[Any]:
+def llmfleet_operator_fixture(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The chart installed once for this module (CRDs included), uninstalled afterwards."""
     helm(
         cluster,
@@ -84,6 +93,7 @@ def llmfleet_operator_fixture(cluster: Any) -> Iterator[Any]:
         "--namespace",
         OPERATOR_NS,
         "--create-namespace",
+        *allowed_host_paths(tmp_path_factory.getbasetemp()),  # tiny_model and slow_model live there
         "--set",
         "grafanaDashboard.enabled=false",
         "--wait",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bedkit import E2ECluster, wait_until
-from operator_support import CHART, create_spot_pool, helm, llms
+from operator_support import CHART, allowed_host_paths, create_spot_pool, helm, llms
 
 RELEASE = "llmfleet-e2e-ns"  # its own release: a cluster-wide one would watch default itself
 SELECTOR = f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
@@ -43,6 +43,7 @@ def test_a_node_event_in_default_reaches_an_operator_serving_another_namespace(
     event_name = f"karpenter-{uuid.uuid4().hex[:6]}"
     helm(cluster, "upgrade", "--install", RELEASE, str(CHART), "--namespace", RELEASE, "--create-namespace",
          "--set", f"operator.watchNamespaces={{{namespace}}}", "--set", "grafanaDashboard.enabled=false",
+         *allowed_host_paths(tiny_model.parent),
          "--wait", "--timeout", "180s")
     try:
         wait_until("the namespaced operator Ready", lambda: _operator_ready(cluster), timeout=120, interval=1)
@@ -73,7 +74,9 @@ def test_a_node_event_in_default_reaches_an_operator_serving_another_namespace(
         now = datetime.now(UTC).replace(microsecond=0)
         cluster.core.create_namespaced_event("default", {
             "metadata": {"name": event_name, "namespace": "default"},
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node},
+            # as Karpenter's recorder writes it: the Node's uid, no namespace (cluster-scoped)
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node,
+                               "uid": cluster.core.read_node(node).metadata.uid},
             "reason": "SpotInterrupted", "type": "Warning", "count": 1,
             "message": "Spot interruption warning was triggered (e2e)", "source": {"component": "karpenter"},
             "firstTimestamp": now, "lastTimestamp": now})

@@ -14,9 +14,11 @@ from llmfleet.operator.adapters.kube import KubeError
 from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.handlers.reconciler import Reconciler
 from llmfleet.operator.handlers.spot import SpotRuntime
+from llmfleet.operator.policy import AdmissionRules
 
 NS = "team-a"
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+MODELS_ALLOWED = AdmissionRules(host_path_prefixes=("/models",))  # the admin lets file:///models/... through
 
 
 def _merge(target: dict, patch: dict) -> None:
@@ -60,11 +62,19 @@ class FakeKube:
                 if k == kind and ns == namespace
                 and all((o["metadata"].get("labels") or {}).get(a) == b for a, b in want.items())]
 
-    async def apply(self, obj):
+    async def exists(self, kind, namespace, name):
+        self.reads += 1
+        return (kind, namespace, name) in self.objects
+
+    async def apply(self, obj, force=True):
         key = (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
         self.log.append(("apply", obj["kind"], obj["metadata"]["name"]))
         old = self.objects.get(key)
         new = copy.deepcopy(obj)
+        ours = {r.get("uid") for r in obj["metadata"].get("ownerReferences") or []}
+        if not force and old is not None and not ours & {r.get("uid") for r in old["metadata"].get("ownerReferences")
+                                                          or []}:
+            raise KubeError(409, "Apply failed with 1 conflict: conflict with \"kubectl\": .data")  # another manager's
         if old is None:
             return copy.deepcopy(self.put(new))
         new["metadata"] = {**old["metadata"], **new["metadata"]}
@@ -112,7 +122,8 @@ class World:
 
     def reconciler(self) -> Reconciler:
         rec = Reconciler(kube=self.kube, post_event=lambda body, t, r, m: self.events.append((t, r, m)),
-                         scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono)
+                         scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono,
+                         admission=MODELS_ALLOWED)
         self.watchers.append(rec)
         return rec
 
@@ -236,7 +247,7 @@ class SpotWorld(World):
         """A new operator process; with `watch_nodes`, the Node watch's initial list has arrived."""
         post = lambda body, t, r, m: self.events.append((t, r, m))  # noqa: E731
         rec = Reconciler(kube=self.kube, post_event=post, scrape=self.scrape, clock=lambda: self.now,
-                         monotonic=lambda: self.mono,
+                         monotonic=lambda: self.mono, admission=MODELS_ALLOWED,
                          spot=SpotRuntime(kube=self.kube, post_event=post, engine=self.engine))
         if watch_nodes:
             for (kind, _, _), obj in sorted(self.kube.objects.items()):

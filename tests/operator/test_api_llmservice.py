@@ -41,7 +41,10 @@ def test_design_example_round_trips():
     "uri, ok",
     [
         ("file:///models/tiny", True),
-        ("file:///", True),
+        ("file:///", False),  # the node's root, mounted over the pod's
+        ("file:///tmp", False),  # the pod's /tmp mountPath twice
+        ("file:///tmp/models", True),  # mounted on top of the pod's /tmp
+        ("file:///var/lib/llmfleet/models", True),
         ("pvc://models/llama/3b", True),
         ("pvc://models", True),
         ("hf://Qwen/Qwen2.5-0.5B-Instruct", True),

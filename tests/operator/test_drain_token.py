@@ -9,7 +9,6 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import httpx
 import pytest
 from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.engine_drain import call_drain
@@ -125,7 +124,7 @@ def test_the_operator_drain_call_presents_the_token_and_polls_without_it():
     server = HTTPServer(("127.0.0.1", 0), _Engine)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    timeout = httpx.Timeout(5.0)
+    timeout = 5.0  # seconds, the whole call
     _Engine.seen = []
     try:
         assert asyncio.run(call_drain("127.0.0.1", port, True, "the-service-token", timeout)) == {

@@ -22,7 +22,7 @@ class NoCrdKube:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    async def apply(self, obj):
+    async def apply(self, obj, force=True):
         if obj["kind"] == "InferencePool":
             raise KubeError(404, "the server could not find the requested resource")
         return await self.inner.apply(obj)

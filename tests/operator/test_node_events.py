@@ -26,9 +26,9 @@ from llmfleet.operator.handlers.node_events import (
     NODE_EVENT_REASONS,
     EventReasons,
     NodeEventWatch,
-    extra_events_namespace,
     is_node_spot_event,
     pool_event_reasons,
+    watched_events_namespace,
 )
 from llmfleet.operator.spot.drain import DRAIN_STARTED
 from llmfleet.operator.spot.signals import format_rfc3339
@@ -38,26 +38,21 @@ def event(name: str, reason: str = "SpotInterrupted", kind: str = "Node", node: 
           rv: str = "1", when: str = "2026-01-01T12:00:00Z") -> dict:
     return {"apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "resourceVersion": rv},
-            "involvedObject": {"kind": kind, "name": node, "apiVersion": "v1"},
+            "involvedObject": {"kind": kind, "name": node, "uid": f"uid-{node}", "apiVersion": "v1"},
             "reason": reason, "type": "Warning", "lastTimestamp": when, "message": "spot interruption"}
 
 
 # --- which namespace, which Events ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("served", "events_ns", "watch"), [
-    ([], "default", None),  # all namespaces: kopf's own Event watch sees default
-    (["team-a"], "default", "default"),  # the case this exists for
-    (["team-a", "team-b"], "default", "default"),
-    (["team-a", "default"], "default", None),  # served by name: kopf sees it
-    (["team-*"], "default", "default"),  # globs: kopf expands them only with namespace list rights
-    (["team-a"], "kube-events", "kube-events"),  # a distribution that stores them elsewhere
-    (["team-a", "kube-events"], "kube-events", None),
-    (["team-a"], "", None),  # turned off
-    (["team-a"], None, None),
+@pytest.mark.parametrize(("events_ns", "watch"), [
+    ("default", "default"),  # where the API server stores Events about Nodes
+    ("kube-events", "kube-events"),  # a distribution that stores them elsewhere
+    ("", None),  # turned off
+    (None, None),
 ])
-def test_a_watch_of_its_own_only_where_kopf_does_not_look(served, events_ns, watch):
-    assert extra_events_namespace(served, events_ns) == watch
+def test_node_events_are_watched_in_one_namespace_only(events_ns, watch):
+    assert watched_events_namespace(events_ns) == watch
 
 
 def test_the_reasons_are_the_default_node_event_signals():
@@ -233,13 +228,13 @@ def configure_from(argv: list[str]) -> None:
 
 @pytest.mark.parametrize(("argv", "watched"), [
     (["-n", "team-a"], "default"),
-    (["-n", "team-a", "-n", "default"], None),
-    (["-A"], None),
-    ([], None),
+    (["-n", "team-a", "-n", "default"], "default"),
+    (["-A"], "default"),  # all namespaces: still only default's Events, not every tenant's
+    ([], "default"),
     (["-n", "team-a", "--node-events-namespace", "kube-events"], "kube-events"),
     (["-n", "team-a", "--node-events-namespace", ""], None),
 ])
-def test_run_watches_node_events_only_when_its_namespaces_miss_them(runtime, argv, watched):
+def test_run_watches_node_events_in_their_namespace_only(runtime, argv, watched):
     configure_from(argv)
     assert runtime.node_events_namespace == watched
 
@@ -289,11 +284,25 @@ def test_startup_starts_the_watch_and_feeds_the_reconciler_on_the_loop(runtime, 
     assert source.calls[0] == ("list", "Event", "default", FIELD_SELECTOR)
 
 
-def test_no_watch_of_its_own_when_serving_every_namespace(runtime, monkeypatch):
-    monkeypatch.setattr(kopf_handlers.KubeClient, "from_environment", classmethod(lambda cls: object()))
+def test_serving_every_namespace_watches_the_events_of_default_only(runtime, monkeypatch):
+    """No kopf watch of Events at all: one would carry every tenant's Events cluster-wide."""
+    source = BlockingEvents(event("karpenter-1"))
+    monkeypatch.setattr(kopf_handlers.KubeClient, "from_environment", classmethod(lambda cls: source))
     configure_from(["-A"])
-    asyncio.run(kopf_handlers.configure(settings=kopf.OperatorSettings(), logger=logging.getLogger("test")))
-    assert runtime.node_event_watch is None
+
+    async def scenario() -> None:
+        await kopf_handlers.configure(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
+        for _ in range(100):
+            if source.calls:
+                break
+            await asyncio.sleep(0.01)
+        runtime.node_event_watch.stop()
+        source.released.set()
+
+    asyncio.run(scenario())
+    assert source.calls[0][:3] == ("list", "Event", "default")
+    watched = {h.selector.any_name for h in kopf.get_default_registry()._watching.get_all_handlers()}
+    assert "events" not in watched
 
 
 def test_a_karpenter_event_from_the_default_namespace_drains_the_pod_on_its_node(runtime):
@@ -350,13 +359,13 @@ def test_pool_event_reasons_reads_the_stored_spec():
         {"source": "NodeEvent", "key": "A"}, {"source": "NodeAnnotation", "key": "B"}, "junk"]}}}) == {"A"}
 
 
-def test_the_spotpool_watch_feeds_the_reasons_kopfs_filter_reads():
+def test_the_spotpool_watch_feeds_the_reasons_the_event_watch_reads():
     body = {"metadata": {"name": "custom-reason-pool", "generation": 1},
             "spec": {"interruption": {"signals": [{"source": "NodeEvent", "key": "SpotTerminationNotice"}]}}}
     notice = event("n1", reason="SpotTerminationNotice")
     try:
         kopf_handlers.on_pool_event(type=None, name="custom-reason-pool", body=body)
-        assert kopf_handlers._node_spot_event(notice)
+        assert is_node_spot_event(notice)
     finally:
         kopf_handlers.on_pool_event(type="DELETED", name="custom-reason-pool", body=body)
-    assert not kopf_handlers._node_spot_event(notice)
+    assert not is_node_spot_event(notice)

@@ -93,7 +93,7 @@ def test_every_container_is_hardened(kind):
 
 @pytest.mark.parametrize(
     "grace, timeout, expected",
-    [(5, 120, 135), (0, 0, 10), (30, 3600, 3640)],
+    [(5, 120, 135), (0, 1, 11), (30, 3600, 3640)],
 )
 def test_termination_grace_outlasts_drain(grace, timeout, expected):
     svc = service(drainGraceSeconds=grace, drainTimeoutSeconds=timeout)
@@ -165,8 +165,9 @@ def test_extra_args_come_last():
 @pytest.mark.parametrize(
     "resources, expected",
     [
-        ({}, {}),
-        ({"gpus": 2}, {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}),
+        ({}, {"requests": {"memory": "2Gi"}, "limits": {"memory": "16Gi"}}),  # the default memory bounds
+        ({"gpus": 2}, {"requests": {"memory": "2Gi", "nvidia.com/gpu": "2"},
+                       "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"}}),
         ({"cpu": "500m", "memory": "8Gi"}, {"requests": {"cpu": "500m", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}),
     ],
 )

@@ -157,7 +157,7 @@ HEADER = "apiVersion: llmfleet.dev/v1alpha1\nkind: AutoscalePolicy\nmetadata: {n
         ("apiVersion: llmfleet.dev/v2\nkind: AutoscalePolicy\n", "line 1: apiVersion is 'llmfleet.dev/v2'"),
         (
             HEADER + "spec:\n  maxReplicas: 4\n  metric:\n    targetAverageValue: -1\n",
-            "line 7: spec.metric.targetAverageValue: Input should be greater than 0",
+            "line 7: spec.metric.targetAverageValue: Input should be greater than or equal to 0.001",
         ),
         (
             HEADER + "spec:\n  maxReplicas: 4\n  metric: {targetAverageValue: 1}\n  behavior:\n    scaleUp:\n"

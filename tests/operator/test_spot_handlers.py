@@ -203,7 +203,7 @@ def test_an_operator_killed_right_after_the_drain_marks_still_announced_the_drai
     pod = spot_pod_on(world, "gpu-spot-a")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
 
-    async def killed(obj):
+    async def killed(obj, force=True):
         raise RuntimeError("the operator process is gone")
 
     world.kube.apply = killed  # the sync dies after begin(), before the apply and finish()
@@ -438,7 +438,8 @@ def test_a_karpenter_event_wakes_the_unpooled_service_on_that_node():
     mem = rec.services[(NS, "chat")]
     tick(world, rec)
     event = {"metadata": {"uid": "ev-1", "name": "ev-1", "namespace": "default"}, "reason": "SpotInterrupted",
-             "involvedObject": {"kind": "Node", "name": victim["spec"]["nodeName"]},
+             "involvedObject": {"kind": "Node", "name": victim["spec"]["nodeName"],
+                                "uid": f"uid-{victim['spec']['nodeName']}"},
              "lastTimestamp": format_rfc3339(world.now)}
     assert rec.spot.event_seen(event)
     rec.spot_changed()

@@ -19,7 +19,7 @@ POOL = SpotPoolSpec.model_validate({"spot": {"nodeSelector": {"karpenter.sh/capa
 
 def node(name="n1", taints=(), labels=None, annotations=None, provider="aws:///us-east-1a/i-1"):
     return {
-        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": labels or {}, "annotations": annotations or {}},
         "spec": {"taints": list(taints), "providerID": provider},
     }
 
@@ -35,8 +35,9 @@ def taint(key, value=None, effect="NoSchedule", added=None):
 
 def event(reason, node_name="n1", at=NOW):
     return {
+        "metadata": {"namespace": "default"},
         "reason": reason,
-        "involvedObject": {"kind": "Node", "name": node_name},
+        "involvedObject": {"kind": "Node", "name": node_name, "uid": f"uid-{node_name}"},
         "lastTimestamp": at.isoformat().replace("+00:00", "Z"),
     }
 
@@ -254,8 +255,9 @@ def test_an_event_about_a_nodes_predecessor_of_the_same_name_is_not_its_notice()
 
 def test_events_api_regarding_and_event_time():
     ev = {
+        "metadata": {"namespace": "default"},
         "reason": "SpotInterrupted",
-        "regarding": {"kind": "Node", "name": "n1"},
+        "regarding": {"kind": "Node", "name": "n1", "uid": "uid-n1"},
         "eventTime": "2026-11-21T23:59:30.000000Z",
     }
     (notice,) = detect_interruptions([node()], [], [ev], POOL, NOW)

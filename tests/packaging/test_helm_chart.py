@@ -33,24 +33,25 @@ VARIANTS = {
 # A change here is a change to what the operator may do in every cluster: review it as such.
 EXPECTED_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-    ("llmfleet.dev", "spotpools"): {"get", "list", "watch", "patch"},
+    ("llmfleet.dev", "spotpools"): {"get", "list", "watch"},  # get: read afresh before a status write
     ("llmfleet.dev", "spotpools/status"): {"patch"},
-    ("", "nodes"): {"get", "list", "watch"},
-    ("llmfleet.dev", "llmservices"): {"get", "list", "watch", "patch"},
-    ("llmfleet.dev", "autoscalepolicies"): {"get", "list", "watch", "patch"},
+    ("", "nodes"): {"list", "watch"},
+    ("llmfleet.dev", "llmservices"): {"list", "watch", "patch"},  # patch: kopf's finalizer
+    ("llmfleet.dev", "autoscalepolicies"): {"get", "list", "watch", "patch"},  # get: a service's reference
     ("llmfleet.dev", "llmservices/status"): {"patch"},
     ("llmfleet.dev", "autoscalepolicies/status"): {"patch"},
     ("llmfleet.dev", "llmservices/finalizers"): {"update"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch"},
-    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},  # get: a new name's owner
+    ("", "services"): {"get", "create", "patch"},  # get: who owns the name, before the apply
+    ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
     ("inference.networking.k8s.io", "inferencepools"): {"create", "patch", "delete"},  # spec.inferencePool
-    ("", "pods"): {"get", "list", "watch", "patch", "delete"},  # delete: a spot drain past its last safe moment
+    ("", "pods"): {"list", "watch", "patch", "delete"},  # delete: a spot drain past its last safe moment
     ("", "pods/eviction"): {"create"},
-    ("", "events"): {"create", "patch", "list", "watch"},  # list/watch: Karpenter's Events on Nodes
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "secrets"): {"get", "list", "watch", "create", "patch"},  # create/patch: the drain-token Secrets
+    ("", "events"): {"create", "list", "watch"},  # list/watch: in `default` only (the node-events Role)
+    ("", "secrets"): {"create", "patch"},  # the drain-token Secrets, applied and never read
 }
+# Cluster-wide (bound by a ClusterRoleBinding): never a read of Events or Secrets.
+CLUSTER_WIDE_FORBIDDEN = {("", "events"): {"list", "watch", "get"}, ("", "secrets"): {"get", "list", "watch"}}
 
 
 def rules_of(docs: list[dict]) -> dict[tuple[str, str], set[str]]:
@@ -105,19 +106,30 @@ def test_rbac_has_no_wildcards(helm, name):
 
 
 def test_rbac_grants_exactly_the_documented_verbs(helm):
-    assert rules_of(render(helm)) == EXPECTED_RULES
+    assert rules_of(operator_only(render(helm))) == EXPECTED_RULES
 
 
-def test_rbac_without_secrets_access(helm):
-    docs = render(helm, "rbac.readSecrets=false")
+def test_secrets_are_not_readable_by_default(helm):
+    docs = operator_only(render(helm))
     assert rules_of(docs)[("", "secrets")] == {"create", "patch"}  # the drain-token Secrets, never read
-    # ...and the operator is told not to watch them (a forbidden watch would retry forever).
+    # ...and the operator is told not to check them (a forbidden get would fail every sync).
     assert "--no-secret-check" in operator_container(docs)["args"]
-    assert "--no-secret-check" not in operator_container(render(helm))["args"]
+    with_secrets = operator_only(render(helm, "rbac.readSecrets=true"))
+    assert rules_of(with_secrets)[("", "secrets")] == {"get", "create", "patch"}  # get by name; never list/watch
+    assert "--no-secret-check" not in operator_container(with_secrets)["args"]
+
+
+def test_nothing_bound_cluster_wide_reads_events_or_secrets(helm):
+    """The operator's roles (the router's own get of an API-key Secret is test_router_chart's)."""
+    docs = operator_only(render(helm, "rbac.readSecrets=false"))
+    bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
+    table = rules_of([r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] in bound])
+    for key, verbs in CLUSTER_WIDE_FORBIDDEN.items():
+        assert not table.get(key, set()) & verbs, (key, table.get(key))
 
 
 def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
-    docs = operator_only(render(helm, "operator.watchNamespaces={team-a,team-b}"))
+    docs = operator_only(render(helm, "operator.watchNamespaces={team-a,team-b}", "rbac.readSecrets=true"))
     cluster_bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
     assert cluster_bound == {"llmfleet-cluster-scoped"}
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(docs, "RoleBinding")}
@@ -128,7 +140,7 @@ def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
         ("team-b", "llmfleet-secrets"),
         # kopf posts SpotPool events into the operator's own namespace.
         ("llmfleet-system", "llmfleet-events"),
-        # Events about Nodes (Karpenter's spot notices) are stored in default, which is not watched.
+        # Events about Nodes (Karpenter's spot notices) are stored in default: read there only.
         ("default", "llmfleet-node-events"),
     }
     args = operator_container(docs)["args"]
@@ -170,16 +182,19 @@ def test_node_events_are_readable_where_they_are_stored_and_nowhere_else(helm):
 
 
 @pytest.mark.parametrize("settings", [
-    [],  # all namespaces: the namespaced ClusterRole (events list/watch) is bound cluster-wide
-    ["operator.watchNamespaces={team-a,default}"],  # default is watched: its RoleBinding covers it
-    ["operator.watchNamespaces={team-a}", "operator.nodeEventsNamespace="],  # turned off
+    [],  # all namespaces: still a Role in default, never events list/watch cluster-wide
+    ["operator.watchNamespaces={team-a,default}"],
 ])
-def test_no_node_events_role_when_not_needed(helm, settings):
+def test_node_events_are_read_in_default_whatever_the_namespaces_served(helm, settings):
     docs = render(helm, *settings)
+    (role,) = _node_events_roles(docs)
+    assert role["metadata"]["namespace"] == "default"
+    assert "--node-events-namespace=default" in operator_container(docs)["args"]
+
+
+def test_no_node_events_role_when_turned_off(helm):
+    docs = render(helm, "operator.watchNamespaces={team-a}", "operator.nodeEventsNamespace=")
     assert _node_events_roles(docs) == []
-    args = operator_container(docs)["args"]
-    if not settings:
-        assert not any(a.startswith("--node-events-namespace") for a in args)
 
 
 def test_one_replica_runs_standalone_and_recreates(helm):
@@ -237,6 +252,31 @@ def test_operator_pod_is_hardened_and_probed(helm):
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_no_host_path_is_allowed_by_default_in_the_operator_nor_the_admission_policy(helm):
+    docs = render(helm)
+    assert not [a for a in operator_container(docs)["args"] if a.startswith("--allowed-")]
+    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    (host_paths,) = policy["spec"]["validations"]  # no image/priority/toleration list: those allow any
+    assert "[].exists(" in host_paths["expression"]
+
+
+def test_the_allow_lists_reach_the_operator_and_the_admission_policy(helm):
+    docs = render(helm, "admission.allowedHostPaths={/var/lib/llmfleet/models/}",
+                  "admission.allowedImagePrefixes={ghcr.io/llmfleet/}", "admission.allowedPriorityClasses={inference}",
+                  "admission.allowedTolerationKeys={nvidia.com/gpu}")
+    args = operator_container(docs)["args"]
+    assert {"--allowed-host-path=/var/lib/llmfleet/models/", "--allowed-image-prefix=ghcr.io/llmfleet/",
+            "--allowed-priority-class=inference", "--allowed-toleration-key=nvidia.com/gpu"} <= set(args)
+    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
+    rules = [v["expression"] for v in policy["spec"]["validations"]]
+    assert len(rules) == 4
+    assert "['/var/lib/llmfleet/models'].exists(" in rules[0]  # compared by whole components: no trailing /
+    assert "'ghcr.io/llmfleet/'" in rules[1] and "'inference'" in rules[2] and "'nvidia.com/gpu'" in rules[3]
+    assert not by_kind(render(helm, "admission.validatingAdmissionPolicy=false"), "ValidatingAdmissionPolicy")
+
+
 def test_monitoring_objects_are_off_by_default(helm):
     kinds = {d["kind"] for d in render(helm)}
     assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
@@ -274,6 +314,8 @@ def test_monitoring_objects_when_enabled(helm):
         ("prometheusRule.kvCacheUsageRatio=2", "maximum"),
         ("operator.logFlag=--loud", "operator/logFlag"),
         ("operator.nodeEventsNamespace=Default_NS", "operator/nodeEventsNamespace"),
+        ("admission.allowedHostPaths={models}", "admission/allowedHostPaths"),  # relative: not a host path
+        ("admission.allowedImagePrefixes={it's}", "admission/allowedImagePrefixes"),  # would break the CEL
     ],
 )
 def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, complaint):

@@ -66,7 +66,7 @@ def test_router_follows_the_operators_namespaces(helm):
 
 
 def test_router_without_secret_access_or_disabled(helm):
-    assert ("", "secrets") not in rules(render(helm, "rbac.readSecrets=false"))
+    assert ("", "secrets") not in rules(render(helm, "router.readSecrets=false"))
     assert router_objects(render(helm, "router.enabled=false")) == []
 
 

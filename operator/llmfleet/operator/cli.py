@@ -92,6 +92,7 @@ def peering_priority(now: float | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import kopf
     from llmfleet.operator.handlers import kopf_handlers
+    from llmfleet.operator.policy import AdmissionRules
 
     if args.standalone and args.peering:
         print("llmfleet-operator run: --standalone and --peering exclude each other", file=sys.stderr)
@@ -117,6 +118,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         namespaces=args.namespace,
         node_events_namespace=args.node_events_namespace,
         drain_key_file=drain_key_file,
+        admission=AdmissionRules(
+            host_path_prefixes=tuple(args.allowed_host_path),
+            image_prefixes=tuple(args.allowed_image_prefix),
+            priority_classes=tuple(args.allowed_priority_class),
+            toleration_keys=tuple(args.allowed_toleration_key),
+        ),
     )
     priority = args.priority if args.priority is not None else peering_priority()
     kopf.run(
@@ -189,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="serve only this namespace (repeatable; globs need namespace list rights)")
     run.add_argument("--node-events-namespace", default="default", metavar="NS",
-                     help="where Events about Nodes (Karpenter's SpotInterrupted) are stored; watched too when "
-                          "--namespace does not list it (default: default; '' = do not)")
+                     help="where Events about Nodes (Karpenter's SpotInterrupted) are stored: the only Events "
+                          "the operator watches (default: default; '' = none)")
     run.add_argument("--standalone", action="store_true", help="no peering: the only operator (default)")
     run.add_argument("--peering", default=None, metavar="NAME",
                      help="kopf peering object shared by the replicas; one replica is active")
@@ -208,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "$LLMFLEET_DRAIN_KEY_FILE; unset: a random key per process, see docs/security.md)")
     run.add_argument("--no-secret-check", action="store_true",
                      help="do not watch Secrets (without read rights): a missing API-key Secret shows on the pods only")
+    # The admin's allow-lists for LLMServices (policy/admission.py); each flag is repeatable.
+    run.add_argument("--allowed-host-path", action="append", default=[], metavar="PREFIX",
+                     help="a host directory file:// model URIs may name, with what lies below it (none by default)")
+    run.add_argument("--allowed-image-prefix", action="append", default=[], metavar="PREFIX",
+                     help="spec.engine.image must start with one of these (default: any image)")
+    run.add_argument("--allowed-priority-class", action="append", default=[], metavar="NAME",
+                     help="a PriorityClass engine pods may use (default: any)")
+    run.add_argument("--allowed-toleration-key", action="append", default=[], metavar="KEY",
+                     help="a taint key engine pods may tolerate; '' for a keyless toleration (default: any)")
     for flag in ("--verbose", "--debug", "--quiet"):
         run.add_argument(flag, action="store_true", help=f"kopf's {flag} logging")
     run.set_defaults(func=_cmd_run)

@@ -60,6 +60,7 @@ FAILURE_ORDER = (
     "SecretNotFound",
     "InvalidSpec",
     "ApplyFailed",
+    "NameConflict",
     "ImagePullFailed",
     "ContainerStartFailed",
     "ModelDownloadFailed",

@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 FIELD_MANAGER = "llmfleet-operator"
+LIST_PAGE_SIZE = 500  # items per list page (limit/continue)
+# Ask for an object's metadata only (the API server strips the rest, Secret data included).
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 # kind -> (plural, namespaced); enough for what the operator reads and writes.
 KINDS: dict[str, tuple[str, bool]] = {
@@ -89,9 +92,11 @@ class Kube(Protocol):
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict | None: ...
 
+    async def exists(self, kind: str, namespace: str | None, name: str) -> bool: ...
+
     async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]: ...
 
-    async def apply(self, obj: dict) -> dict: ...
+    async def apply(self, obj: dict, force: bool = True) -> dict: ...
 
     async def patch(
         self, kind: str, namespace: str | None, name: str, patch: dict, subresource: str | None = None
@@ -121,10 +126,10 @@ class KubeClient:
         return cls(client.ApiClient())
 
     def _call(self, method: str, path: str, *, body: Any = None, query: list | None = None,
-              content_type: str | None = None) -> dict:
+              content_type: str | None = None, accept: str = "application/json") -> dict:
         from kubernetes.client.exceptions import ApiException
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         try:
@@ -155,23 +160,47 @@ class KubeClient:
                 return None
             raise
 
+    async def exists(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Whether the object exists, reading its metadata only (PartialObjectMetadata): for a
+        Secret, its data never reaches the operator."""
+        try:
+            await self._run("get", "GET", object_path(kind, namespace, name), accept=METADATA_ONLY)
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[dict]:
-        query = [("labelSelector", label_selector)] if label_selector else []
-        out = await self._run("list", "GET", object_path(kind, namespace), query=query)
-        items = out.get("items") or []
+        """Every item, in pages of LIST_PAGE_SIZE (one response never holds a whole large cluster)."""
+        items: list[dict] = []
+        token = ""
+        while True:
+            query = [("limit", str(LIST_PAGE_SIZE))]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            out = await self._run("list", "GET", object_path(kind, namespace), query=query)
+            items += out.get("items") or []
+            token = (out.get("metadata") or {}).get("continue") or ""
+            if not token:
+                break
         for item in items:  # list items come without apiVersion/kind
             item.setdefault("apiVersion", API_VERSIONS[kind])
             item.setdefault("kind", kind)
         return items
 
-    async def apply(self, obj: dict) -> dict:
+    async def apply(self, obj: dict, force: bool = True) -> dict:
+        """Server-side apply; `force=False` makes a field another manager owns a 409 Conflict
+        (for an object whose owner the operator cannot read first: a Secret)."""
         meta = obj["metadata"]
         return await self._run(
             "apply",
             "PATCH",
             object_path(obj["kind"], meta.get("namespace"), meta["name"]),
             body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")],
             content_type="application/apply-patch+yaml",
         )
 
@@ -215,10 +244,22 @@ class KubeClient:
     # --- list + watch, blocking: for a watch loop in a thread of its own ------------------
 
     def list_blocking(self, kind: str, namespace: str | None, field_selector: str = "") -> tuple[builtins.list[dict], str]:
-        """The items and the list's resourceVersion (to watch from)."""
-        query = [("fieldSelector", field_selector)] if field_selector else []
-        out = self._call("GET", object_path(kind, namespace), query=query)
-        return out.get("items") or [], str((out.get("metadata") or {}).get("resourceVersion") or "")
+        """The items (in pages of LIST_PAGE_SIZE) and the list's resourceVersion (to watch from)."""
+        items: builtins.list[dict] = []
+        token, version = "", ""
+        while True:
+            query = [("limit", str(LIST_PAGE_SIZE))]
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if token:
+                query.append(("continue", token))
+            out = self._call("GET", object_path(kind, namespace), query=query)
+            items += out.get("items") or []
+            meta = out.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or version)
+            token = meta.get("continue") or ""
+            if not token:
+                return items, version
 
     def watch_blocking(self, kind: str, namespace: str | None, *, field_selector: str = "",
                        resource_version: str = "", timeout_seconds: int = 300) -> Iterator[dict]:

@@ -10,9 +10,10 @@
 
 The llmfleet names win when both are present (the engine exports both). Series of one
 name with different labels are summed. A line that does not parse is skipped, not fatal:
-one odd exporter line must not blind the autoscaler. A pod that does not answer within
-the timeout, answers non-200, or reports neither waiting gauge yields an error, which the
-autoscaler treats as a missing metric.
+one odd exporter line must not blind the autoscaler. A pod that does not answer in full within
+the timeout (one deadline per pod, body included), sends more than MAX_BODY_BYTES, answers
+non-200, or reports neither waiting gauge yields an error, which the autoscaler treats as a
+missing metric: a tenant's image cannot make the operator buffer or wait without bound.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
+from llmfleet.operator.adapters.http import BoundedReadError, bounded_request, shared_client
 from llmfleet.operator.scaling.metrics import EngineSample
 
-DEFAULT_TIMEOUT_SECONDS = 2.0
+DEFAULT_TIMEOUT_SECONDS = 2.0  # per pod, in all: connect, headers and the whole body
 DEFAULT_CONCURRENCY = 16
 MAX_BODY_BYTES = 4 * 1024 * 1024  # an engine's exposition is a few KB; refuse anything absurd
 
@@ -63,8 +65,8 @@ def parse_exposition(text: str) -> dict[str, float]:
             value = float(match["value"])
         except ValueError:
             continue
-        if math.isnan(value):
-            continue
+        if not math.isfinite(value):
+            continue  # NaN or ±Inf: no gauge the autoscaler reads can mean that
         name = match["name"]
         totals[name] = totals.get(name, 0.0) + value
     return totals
@@ -133,17 +135,15 @@ class ScrapeTarget:
 
 
 async def _scrape_one(
-    client: httpx.AsyncClient, target: ScrapeTarget, sem: asyncio.Semaphore, now: datetime
+    client: httpx.AsyncClient, target: ScrapeTarget, sem: asyncio.Semaphore, now: datetime, deadline: float
 ) -> EngineScrape:
     async with sem:
         try:
-            resp = await client.get(target.url)
-        except (httpx.HTTPError, OSError) as exc:
-            return EngineScrape(target.pod, now, error=f"{type(exc).__name__}: {exc}"[:300])
+            resp = await bounded_request(client, "GET", target.url, max_bytes=MAX_BODY_BYTES, deadline=deadline)
+        except BoundedReadError as exc:
+            return EngineScrape(target.pod, now, error=str(exc))
     if resp.status_code != 200:
         return EngineScrape(target.pod, now, error=f"HTTP {resp.status_code}")
-    if len(resp.content) > MAX_BODY_BYTES:
-        return EngineScrape(target.pod, now, error="exposition too large")
     return engine_scrape(target.pod, resp.text, now)
 
 
@@ -155,16 +155,12 @@ async def scrape_engines(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> dict[str, EngineScrape]:
-    """Scrape every target at once (at most `concurrency` in flight), each within `timeout`."""
+    """Scrape every target at once (at most `concurrency` in flight), each within `timeout` in
+    all and MAX_BODY_BYTES (adapters/http.py); without `client`, the loop's shared one."""
     targets = list(targets)
     if not targets:
         return {}
     sem = asyncio.Semaphore(concurrency)
-    own = client is None
-    client = client or httpx.AsyncClient(timeout=timeout)
-    try:
-        results = await asyncio.gather(*(_scrape_one(client, t, sem, now) for t in targets))
-    finally:
-        if own:
-            await client.aclose()
+    client = client or shared_client()
+    results = await asyncio.gather(*(_scrape_one(client, t, sem, now, timeout) for t in targets))
     return {r.pod: r for r in results}

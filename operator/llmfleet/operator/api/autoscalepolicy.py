@@ -57,7 +57,9 @@ class MetricTarget(ApiModel):
         ),
     )
     target_average_value: float = Field(
-        gt=0,
+        # 0.001 and 1e6 bound average/target: a tiny target made every sync overflow
+        ge=0.001,
+        le=1000000,
         description=(
             "Target value of the metric averaged over ready replicas, e.g. 4 waiting requests per "
             "replica for QueueDepth or 0.8 for KVCacheUsage. desired = ceil(ready x average / target)."
@@ -218,8 +220,8 @@ class ScheduleWindow(ApiModel):
     time_zone: str = Field(
         "UTC", max_length=64, description="IANA time zone of start and end, e.g. Europe/Berlin; default UTC."
     )
-    min_replicas: int | None = Field(None, ge=1, description="minReplicas while the window is in force.")
-    max_replicas: int | None = Field(None, ge=1, description="maxReplicas while the window is in force.")
+    min_replicas: int | None = Field(None, ge=1, le=1000, description="minReplicas while the window is in force.")
+    max_replicas: int | None = Field(None, ge=1, le=1000, description="maxReplicas while the window is in force.")
 
     @field_validator("time_zone")
     @classmethod
@@ -270,6 +272,7 @@ class AutoscalePolicySpec(ApiModel):
     min_replicas: int = Field(
         1,
         ge=0,
+        le=1000,
         description=(
             "Lowest replica count (default 1). 0 lets an idle service scale to zero: llmfleet-router "
             "holds the requests that arrive meanwhile, the operator scales 0 -> 1 on them, and the "
@@ -285,7 +288,7 @@ class AutoscalePolicySpec(ApiModel):
             "router before it may scale to zero (KEDA's cooldownPeriod). Ignored otherwise."
         ),
     )
-    max_replicas: int = Field(ge=1, description="Highest replica count.")
+    max_replicas: int = Field(ge=1, le=1000, description="Highest replica count (at most 1000, as spec.replicas).")
     metric: MetricTarget = Field(
         description="The engine metric to scale on and its target average per ready replica."
     )
@@ -318,7 +321,7 @@ class AutoscalePolicySpec(ApiModel):
         ),
     )
     fallback_replicas: int | None = Field(
-        None, ge=1, description="Replica count used while metrics are unavailable; required with Fallback."
+        None, ge=1, le=1000, description="Replica count used while metrics are unavailable; required with Fallback."
     )
 
     @model_validator(mode="after")
@@ -410,10 +413,12 @@ class ScalingStatus(ApiModel):
         default_factory=list, description=f"The last {DECISION_HISTORY_LIMIT} scales, oldest first."
     )
     recommendations: list[Recommendation] = Field(
-        default_factory=list, description="Recommendations within the longest stabilization window."
+        default_factory=list, max_length=2048,
+        description="The recommendations within the stabilization windows that can still decide (compacted: "
+        "one per distinct replica count at most).",
     )
     scale_events: list[ScaleEvent] = Field(
-        default_factory=list, description="Scales within the longest rate-limit period."
+        default_factory=list, max_length=2048, description="Scales within the longest rate-limit period."
     )
 
     @classmethod

@@ -38,6 +38,19 @@ def _quantity(value: object) -> str:
     return value
 
 
+# A resource request or limit: the same grammar without a sign (a negative one is refused by
+# the API server only when the pod is created, long after the LLMService was accepted).
+NON_NEGATIVE_QUANTITY_PATTERN = QUANTITY_PATTERN.replace(r"^(\+|-)?", "^", 1)
+_NON_NEGATIVE_RE = re.compile(NON_NEGATIVE_QUANTITY_PATTERN)
+
+
+def _non_negative_quantity(value: object) -> str:
+    text = _quantity(value)
+    if not _NON_NEGATIVE_RE.match(text):
+        raise ValueError(f"{value!r} is negative: a resource quantity must be 0 or more")
+    return text
+
+
 # A resource.Quantity: int-or-string on the wire, exactly as core types declare it.
 Quantity = Annotated[
     str,
@@ -77,6 +90,10 @@ class SecretKeySelector(ApiModel):
     )
 
 
+# A label value: at most 63 characters (the API server's own limit; it also bounds CEL's cost).
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
 class Toleration(ApiModel):
     """A core/v1 Toleration, copied into the pod spec unchanged."""
 
@@ -102,7 +119,7 @@ class Toleration(ApiModel):
 class NodePlacement(ApiModel):
     """Where pods may run: node labels they require and taints they tolerate."""
 
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[str, LabelValue] = Field(
         default_factory=dict,
         description="Node labels a pod requires (core/v1 PodSpec.nodeSelector).",
         max_length=32,
@@ -169,3 +186,19 @@ class ObjectMeta(ApiModel):
     generation: int | None = Field(None, description="Spec generation, for observedGeneration.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+
+
+ResourceQuantity = Annotated[
+    str,
+    BeforeValidator(_non_negative_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],  # exactly this shape: structural
+            "pattern": NON_NEGATIVE_QUANTITY_PATTERN,  # strings only; the rule below for integers
+            "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [
+                {"rule": "type(self) != int || int(self) >= 0", "message": "a resource quantity must be 0 or more"}
+            ],
+        }
+    ),
+]

@@ -23,7 +23,7 @@ from .common import (
     LocalObjectReference,
     NodePlacement,
     ObjectMeta,
-    Quantity,
+    ResourceQuantity,
     SecretKeySelector,
     conditions_field,
 )
@@ -35,6 +35,14 @@ MODEL_URI_PATTERN = (
     r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?"
     r"|hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*)$"
 )
+
+# A file:// model directory is mounted at its own path in the pod. It must not be one of the
+# pod's own mount paths (a duplicate mountPath: the API server refuses every pod template, so
+# every apply fails), nor / or the kernel's filesystems (the container cannot start). A path
+# below /tmp is fine: Kubernetes mounts it on top of the /tmp emptyDir.
+OWN_MOUNTS = ("/tmp", "/var/cache/llmfleet", "/var/run/secrets/llmfleet", "/var/run/secrets/llmfleet-drain", "/dev/shm")
+SYSTEM_DIRS = ("/dev", "/proc", "/sys")
+MAX_DRAINING_PODS = 64  # status.spot.drainingPods lists at most this many; drainingPodCount has them all
 
 Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"]
 EngineKind = Literal["embedded", "vllm"]
@@ -49,6 +57,17 @@ class ModelSource(ApiModel):
                 "!has(self.revision) || self.uri.startsWith('hf://')",
                 "spec.model.revision applies only to hf:// model URIs",
                 field_path=".revision",
+                reason="FieldValueForbidden",
+            ),
+            Rule(
+                "!self.uri.startsWith('file://') || (self.uri.substring(7) != '/' "
+                "&& !(self.uri.substring(7) in [" + ", ".join(f"'{m}'" for m in OWN_MOUNTS) + "]) && ["
+                + ", ".join(f"'{m}'" for m in SYSTEM_DIRS)
+                + "].all(m, self.uri.substring(7) != m && !self.uri.substring(7).startsWith(m + '/')))",
+                "spec.model.uri: a file:// directory is mounted at the same path in the pod, so it must not be /, "
+                "one of the pod's own mount paths (" + ", ".join(OWN_MOUNTS) + ") or under "
+                + ", ".join(SYSTEM_DIRS),
+                field_path=".uri",
                 reason="FieldValueForbidden",
             ),
             Rule(
@@ -86,6 +105,15 @@ class ModelSource(ApiModel):
     token_secret_ref: SecretKeySelector | None = Field(
         None, description="For hf:// only: a Secret key holding a Hugging Face token, for gated or private models."
     )
+
+    @model_validator(mode="after")
+    def _host_path_clear_of_the_pods_mounts(self) -> ModelSource:
+        if self.uri.startswith("file://"):
+            path = self.uri.removeprefix("file://")
+            if path == "/" or path in OWN_MOUNTS or any(path == m or path.startswith(m + "/") for m in SYSTEM_DIRS):
+                raise ValueError(f"spec.model.uri: {path} clashes with the pod's own mounts ({', '.join(OWN_MOUNTS)}) "
+                                 f"or a system directory ({', '.join(SYSTEM_DIRS)})")
+        return self
 
     @model_validator(mode="after")
     def _hf_only_fields(self) -> ModelSource:
@@ -160,13 +188,19 @@ class EngineSpec(ApiModel):
 
 
 class ResourceSpec(ApiModel):
-    """Per-pod compute. Memory is also the limit; CPU is requested, not capped (throttling hurts latency)."""
+    """Per-pod compute and scratch space. Memory is also the limit; CPU is requested, not capped (throttling
+    hurts latency); the writable volumes have size limits."""
 
     gpus: int = Field(
         0, description="GPUs per pod, requested as the `nvidia.com/gpu` extended resource; 0 runs on CPU.", ge=0, le=64
     )
-    cpu: Quantity | None = Field(None, description="CPU request, e.g. 2 or 500m.")
-    memory: Quantity | None = Field(None, description="Memory request and limit, e.g. 16Gi.")
+    cpu: ResourceQuantity | None = Field(None, description="CPU request, e.g. 2 or 500m.")
+    memory: ResourceQuantity | None = Field(
+        None, description="Memory request and limit, e.g. 16Gi. Unset: a 2Gi request and a 16Gi limit, so one "
+        "engine cannot push a shared node into OOM.")
+    cache_size: ResourceQuantity | None = Field(
+        None, description="Size limit of the pod's cache volume (hf:// downloads, Hugging Face and compile caches); "
+        "unset: 100Gi for hf:// models, 10Gi otherwise. /tmp is limited to 1Gi.")
 
 
 class Scheduling(NodePlacement):
@@ -294,9 +328,10 @@ class LLMServiceSpec(ApiModel):
         120,
         description=(
             "How long a pod being removed may take to finish its in-flight requests (streams included) "
-            "before it is killed. Sets the engine's --shutdown-timeout and the pod's termination grace period."
+            "before it is killed. Sets the engine's --shutdown-timeout and the pod's termination grace period. "
+            "At least 1: with 0 every request in flight is cut at each scale-down, rollout or drain."
         ),
-        ge=0,
+        ge=1,
         le=3600,
     )
     drain_grace_seconds: int = Field(
@@ -363,7 +398,13 @@ class SpotStatus(ApiModel):
         le=1000,
     )
     draining_pods: list[DrainingPod] = Field(
-        default_factory=list, description="Pods being drained because of an interruption notice.", max_length=64
+        default_factory=list,
+        description=f"Pods being drained because of an interruption notice (the first {MAX_DRAINING_PODS} by name).",
+        max_length=MAX_DRAINING_PODS,
+    )
+    draining_pod_count: int | None = Field(
+        None, description="How many pods are being drained, all of them (drainingPods lists at most 64).",
+        ge=0, le=100000,
     )
 
 
@@ -458,6 +499,11 @@ CRD = CrdInfo(
             "self.metadata.name.matches('^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')",
             "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
             "letter, at most 63 characters): it also names the Service and labels the pods",
+        ),
+        Rule(
+            "!self.metadata.name.endsWith('-spot') && !self.metadata.name.endsWith('-ondemand')",
+            "metadata.name must not end in -spot or -ondemand: with a spotPoolRef the LLMService <name> "
+            "renders Deployments <name>-spot and <name>-ondemand, so such a name could collide with another's",
         ),
     ),
     scale=ScaleSubresource(

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .base import ApiModel
 from .cel import Rule, cel_rules
-from .common import Condition, NodePlacement, ObjectMeta, conditions_field
+from .common import Condition, LabelValue, NodePlacement, ObjectMeta, conditions_field
 from .resource import CrdInfo, PrinterColumn
 
 SignalSource = Literal["NodeTaint", "NodeLabel", "NodeAnnotation", "NodeEvent", "PodCondition"]
@@ -25,7 +25,7 @@ SignalSource = Literal["NodeTaint", "NodeLabel", "NodeAnnotation", "NodeEvent", 
 class SpotNodes(NodePlacement):
     """The spot nodes. A node selector is required: without one, "spot" pods would land anywhere."""
 
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[str, LabelValue] = Field(
         description="Node labels that identify spot nodes, e.g. karpenter.sh/capacity-type: spot.",
         min_length=1,
         max_length=32,
@@ -164,6 +164,14 @@ class SpotPoolSpec(ApiModel):
                 "replicas land on the same nodes",
                 field_path=".onDemand",
             ),
+            Rule(
+                "!has(self.onDemand) || !has(self.onDemand.nodeSelector) || "
+                "!self.spot.nodeSelector.all(k, k in self.onDemand.nodeSelector "
+                "&& self.onDemand.nodeSelector[k] == self.spot.nodeSelector[k])",
+                "spec.onDemand.nodeSelector must not contain spec.spot.nodeSelector: every node it selects "
+                "would be a spot node, which on-demand replicas are kept off, so they could never schedule",
+                field_path=".onDemand.nodeSelector",
+            ),
         )
     )
 
@@ -201,9 +209,15 @@ class SpotPoolSpec(ApiModel):
     def _distinct_pools(self) -> SpotPoolSpec:
         if self.on_demand.node_selector and self.on_demand.node_selector == self.spot.node_selector:
             raise ValueError("spec.spot.nodeSelector and spec.onDemand.nodeSelector must differ")
+        if self.on_demand.node_selector and self.spot.node_selector.items() <= self.on_demand.node_selector.items():
+            raise ValueError("spec.onDemand.nodeSelector must not contain spec.spot.nodeSelector "
+                             "(on-demand replicas could never schedule)")
         if self.fallback.return_after_seconds < self.fallback.pending_seconds:
             raise ValueError("spec.fallback.returnAfterSeconds must be at least spec.fallback.pendingSeconds")
         return self
+
+
+MAX_INTERRUPTED_NODES = 256  # status.interruptedNodes lists at most this many; interruptedNodeCount has them all
 
 
 class InterruptedNode(ApiModel):
@@ -231,7 +245,12 @@ class SpotPoolStatus(ApiModel):
         "was stopped with, counted when the eviction or delete is issued (0 is the goal).", ge=0, le=2**63 - 1
     )
     interrupted_nodes: list[InterruptedNode] = Field(
-        default_factory=list, description="Nodes with a notice being handled now.", max_length=256
+        default_factory=list, max_length=MAX_INTERRUPTED_NODES,
+        description=f"Nodes with a notice being handled now: the {MAX_INTERRUPTED_NODES} with the earliest deadlines.",
+    )
+    interrupted_node_count: int | None = Field(
+        None, description="How many nodes have a notice now, all of them (interruptedNodes lists at most 256).",
+        ge=0, le=1000000,
     )
     conditions: list[Condition] = conditions_field(
         "Ready, and NoticeTooShort when a matched signal's notice is shorter than drain needs (e.g. GKE's ~15 s)."

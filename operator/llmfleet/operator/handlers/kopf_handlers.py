@@ -8,11 +8,10 @@
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
 | Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty (next tick)        |
 | AutoscalePolicy create / update / resume       | policy status; wake its services                          |
-| AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes) |
+| AutoscalePolicy / SpotPool events              | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes); Secrets are not watched (existence is checked by metadata at each re-read) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
-| Event events on a Node, with a reason a NodeEvent signal names (Karpenter's by default, or a SpotPool's) | cached for the signal scan; wakes pooled services |
 | login                                          | kopf's client login; with `--namespace`, Events on cluster-scoped objects go to `$POD_NAMESPACE` |
-| startup / cleanup: the Node Event watch        | when the served namespaces miss `default`, where Events on Nodes are stored: the same feed (handlers/node_events.py) |
+| startup / cleanup: the Node Event watch        | Events on Nodes in `default` (only there: no tenant can write them), with a reason a NodeEvent signal names: cached for the signal scan, wakes pooled services (handlers/node_events.py) |
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
 annotations, so GitOps tools see no drift. The one piece of metadata kopf writes is its
@@ -34,11 +33,12 @@ from llmfleet.operator import metrics
 from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import KubeClient
 from llmfleet.operator.api.resource import GROUP, VERSION
+from llmfleet.operator.policy import AdmissionRules
 from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
 from llmfleet.operator.router_demand import RouterDemand
 
-from .node_events import REASONS, NodeEventWatch, extra_events_namespace, is_node_spot_event
+from .node_events import REASONS, NodeEventWatch, watched_events_namespace
 from .reconciler import Reconciler
 from .scope import cluster_events_namespace, scanning_disabled
 
@@ -52,9 +52,10 @@ class Runtime:
     reconciler: Reconciler | None = None
     images: Images = Images()
     check_secrets: bool = True
+    admission: AdmissionRules = AdmissionRules()  # the admin's allow-lists (policy/admission.py)
     metrics_address: str = "0.0.0.0"
     metrics_port: int = metrics.METRICS_PORT
-    node_events_namespace: str | None = None  # watch Node Events there too (kopf's watches miss it)
+    node_events_namespace: str | None = None  # where Node Events are watched (handlers/node_events.py)
     node_event_watch: NodeEventWatch | None = None
     namespaces: tuple[str, ...] = ()  # served by name; empty: all
     scanning_disabled: bool = False  # kopf's settings.scanning.disabled (handlers/scope.py)
@@ -108,6 +109,7 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         check_secrets=Runtime.check_secrets,
         drain_key=DrainKey(Runtime.drain_key_file),
         router_demand=RouterDemand.from_environment(kube),  # requests held by llmfleet-router: scale from zero
+        admission=Runtime.admission,
     )
     if Runtime.node_events_namespace and Runtime.node_event_watch is None:
         Runtime.node_event_watch = NodeEventWatch(
@@ -211,41 +213,29 @@ def on_node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
 
 
 def feed_node_event(type: str, body: dict) -> None:
-    """One Spot Event about a Node, from kopf's Event watch or from NodeEventWatch (on the loop)."""
+    """One Spot Event about a Node, from NodeEventWatch (on the loop). No kopf watch of Events:
+    one cluster-wide would carry every tenant's Events (handlers/node_events.py)."""
     rec = Runtime.reconciler
     if rec is not None and rec.spot is not None and rec.spot.event_seen(body, deleted=type == "DELETED"):
         rec.spot_changed()
 
 
-def _node_spot_event(body: kopf.Body, **_: Any) -> bool:
-    return is_node_spot_event(body)
-
-
-@kopf.on.event("", "v1", "events", when=_node_spot_event)
-def on_node_spot_event(type: str, body: kopf.Body, **_: Any) -> None:
-    feed_node_event(type, dict(body))
-
-
-def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
-    """Registered only when the operator may read Secrets (chart value rbac.readSecrets)."""
-    if Runtime.reconciler is not None and type != "MODIFIED":  # only existence matters
-        Runtime.reconciler.reference_changed("Secret", namespace, name)
-
-
 def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_address: str | None,
                       metrics_port: int, namespaces: Sequence[str] = (),
-                      node_events_namespace: str | None = None, drain_key_file: str | None = None) -> None:
+                      node_events_namespace: str | None = None, drain_key_file: str | None = None,
+                      admission: AdmissionRules | None = None) -> None:
     """Options from `llmfleet-operator run`, read by the startup handler. `namespaces`: the
     served ones (empty: all); `node_events_namespace`: where Events about Nodes are stored."""
-    Runtime.node_events_namespace = extra_events_namespace(namespaces, node_events_namespace)
+    Runtime.node_events_namespace = watched_events_namespace(node_events_namespace)
     Runtime.namespaces = tuple(namespaces)
     Runtime.scanning_disabled = scanning_disabled(namespaces)
     Runtime.cluster_events_namespace = cluster_events_namespace(namespaces, os.environ.get("POD_NAMESPACE"))
     if engine_image:
         Runtime.images = Images(embedded=engine_image)
+    # No Secret watch: it would stream every Secret's data into the operator. A service waiting
+    # for its Secret re-checks its existence (metadata only) at each re-read, every RELIST_SECONDS.
     Runtime.check_secrets = check_secrets
     Runtime.drain_key_file = drain_key_file
-    if check_secrets:
-        kopf.on.event("", "v1", "secrets")(on_secret_event)
+    Runtime.admission = admission or AdmissionRules()
     Runtime.metrics_address = metrics_address or os.environ.get("POD_IP") or "0.0.0.0"
     Runtime.metrics_port = metrics_port

@@ -1,35 +1,33 @@
-"""Karpenter's Events about Nodes, whichever namespaces the operator serves.
+"""Karpenter's Events about Nodes: one narrow watch on the namespace they are stored in.
 
 An Event about a cluster-scoped object (a Node) is stored in the `default` namespace: that
-is where client-go's recorders put it (both core/v1 and events.k8s.io/v1). kopf watches
-Events only in the namespaces the operator serves, so an operator run with
-`--namespace team-a` would never see Karpenter's `SpotInterrupted`. This module adds one
-narrow watch for that case:
+is where client-go's recorders put it (both core/v1 and events.k8s.io/v1), and the only
+namespace where the API server accepts an Event whose involvedObject has no namespace. Any
+other Event is a tenant's to write (spot/signals.py, `trusted_node_event`), so the operator
+never watches Events cluster-wide: `NodeEventWatch` lists and watches the Events of that one
+namespace, with the server-side field selector `involvedObject.kind=Node` (field selectors
+have no OR, so the reasons are filtered here), whichever namespaces the operator serves:
 
-| operator serves                       | Node Events come from                                   |
-| ------------------------------------- | ------------------------------------------------------- |
-| all namespaces                        | kopf's own Event watch (`on_node_spot_event`)           |
-| listed names, `default` among them    | kopf's own Event watch                                  |
-| listed names without `default`        | kopf's watch (nothing there) + `NodeEventWatch` on `default` |
-| `--node-events-namespace ''`          | kopf's watch only                                       |
+| operator flag                          | Node Events come from                          |
+| -------------------------------------- | ---------------------------------------------- |
+| `--node-events-namespace default` (default) | `NodeEventWatch` on `default`             |
+| `--node-events-namespace ''`           | nowhere (Event signals off; taints still work) |
 
-`NodeEventWatch` lists and watches Events in that one namespace with the field selector
-`involvedObject.kind=Node` (field selectors have no OR, so the reasons are filtered here,
-as kopf's `when=` does), in a daemon thread of its own, and hands each Spot Event to the
-same feed as kopf's handler (`SpotRuntime.event_seen`, then `Reconciler.spot_changed`) on
-the event loop. A namespace listed by glob (`team-*`) is not taken as covering `default`:
-kopf expands globs only with the right to list namespaces, which the chart does not grant.
-Should both watches see an Event anyway, `event_seen` keys Events by uid, so it counts once.
+It runs in a daemon thread of its own, keeps a summary of each trusted Spot Event
+(`event_summary`), and hands it to the spot feed (`SpotRuntime.event_seen`, then
+`Reconciler.spot_changed`) on the event loop. The chart's RBAC grants list/watch on Events
+in that namespace only; Events elsewhere are only created and patched (the operator's own).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from llmfleet.operator.api.spotpool import DEFAULT_SIGNALS
+from llmfleet.operator.spot.signals import event_summary
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +81,9 @@ def is_node_spot_event(body: Mapping, reasons: EventReasons | frozenset[str] = R
     return about.get("kind") == "Node" and body.get("reason") in reasons
 
 
-def extra_events_namespace(served: Sequence[str], events_namespace: str | None) -> str | None:
-    """The namespace to watch for Node Events beside kopf's watches, or None when kopf's own
-    Event watch already sees it: all namespaces served (`served` empty), or that namespace
-    served by name. An empty `events_namespace` turns the extra watch off."""
-    if not events_namespace or not served or events_namespace in served:
-        return None
-    return events_namespace
+def watched_events_namespace(events_namespace: str | None) -> str | None:
+    """The namespace to watch for Node Events (the flag's value), None when turned off ('')."""
+    return events_namespace or None
 
 
 class EventSource(Protocol):
@@ -128,7 +122,7 @@ class NodeEventWatch:
         self.timeout_seconds = timeout_seconds
         self.retry = tuple(retry)
         self.stopping = threading.Event()
-        self.known: dict[str, dict] = {}  # uid -> the Spot Events of this namespace fed so far
+        self.known: dict[str, dict] = {}  # uid -> summary of each Spot Event of this namespace fed so far
         self.thread: threading.Thread | None = None
 
     # --- one pass each ------------------------------------------------------------------
@@ -136,7 +130,8 @@ class NodeEventWatch:
     def relist(self) -> str:
         """List, feed what is there (DELETED for what went meanwhile); the version to watch from."""
         items, version = self.source.list_blocking("Event", self.namespace, FIELD_SELECTOR)
-        listed = {_uid(e): e for e in items if is_node_spot_event(e)}
+        listed = {_uid(e): summary for e in items
+                  if is_node_spot_event(e) and (summary := event_summary(e)) is not None}
         for uid in [u for u in self.known if u not in listed]:
             self.feed("DELETED", self.known.pop(uid))
         for uid, body in listed.items():
@@ -162,11 +157,14 @@ class NodeEventWatch:
             version = (body.get("metadata") or {}).get("resourceVersion") or version
             if type_ not in ("ADDED", "MODIFIED", "DELETED") or not is_node_spot_event(body):
                 continue  # BOOKMARK, or a Node Event no signal names
+            summary = event_summary(body)  # only what the scan reads; None: not trusted
+            if summary is None:
+                continue
             if type_ == "DELETED":
                 self.known.pop(_uid(body), None)
             else:
-                self.known[_uid(body)] = body
-            self.feed(type_, body)
+                self.known[_uid(body)] = summary
+            self.feed(type_, summary)
         return version
 
     def follow(self) -> None:

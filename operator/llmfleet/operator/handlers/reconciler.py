@@ -35,6 +35,7 @@ from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.cost import TokenReading, fleet_cost, token_rate
 from llmfleet.operator.inference_pool import sync_inference_pool
+from llmfleet.operator.policy import AdmissionRules, check_service
 from llmfleet.operator.render import (
     Images,
     RenderContext,
@@ -48,6 +49,7 @@ from llmfleet.operator.render import (
     uses_drain_token,
 )
 from llmfleet.operator.render.labels import SERVICE_LABEL
+from llmfleet.operator.render.ownership import NameConflict, conflict_message, existing_by_name, foreign_names
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.router_demand import RouterDemand, total_in_flight
 from llmfleet.operator.router_endpoint import router_status, router_url_from_environment
@@ -149,6 +151,7 @@ class Reconciler:
     images: Images = field(default_factory=Images)
     scrape: Callable = scrape_engines
     check_secrets: bool = True
+    admission: AdmissionRules = field(default_factory=AdmissionRules)  # the admin's allow-lists
     clock: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = time.monotonic
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
@@ -282,6 +285,16 @@ class Reconciler:
                                                         "conditions": self._failed_conditions(body, invalid, now)}, now)
             return
         spec = service.spec
+        violations = check_service(spec, self.admission)
+        if violations:  # outside the admin's allow-lists: render nothing (policy/admission.py)
+            refused = Problem("NotAllowed", "; ".join(map(str, violations))[:1000])
+            mem.apply_wanted, mem.next_sync = False, mono + DEFAULT_SYNC_SECONDS
+            old_ready = next((c for c in old_status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            if old_ready.get("reason") != refused.reason or old_ready.get("message") != refused.message:
+                self.post_event(body, "Warning", refused.reason, refused.message)
+            await self._write_status(body, old_status, {"phase": "Failed", "observedGeneration": meta.get("generation"),
+                                                        "conditions": self._failed_conditions(body, refused, now)}, now)
+            return
 
         async def reference(kind: str, ns: str | None, ref: str) -> dict | None:
             if refresh or (kind, ref) not in mem.ref_cache:
@@ -318,7 +331,11 @@ class Reconciler:
         secrets = [r.name for r in (spec.api_key_secret_ref, spec.model.token_secret_ref) if r is not None]
         for secret in secrets:
             mem.refs.add(("Secret", secret))
-            if self.check_secrets and await reference("Secret", namespace, secret) is None:
+            # Existence only, by metadata: the operator never holds a Secret's data.
+            if refresh or ("Secret", secret) not in mem.ref_cache:
+                mem.ref_cache[("Secret", secret)] = {} if not self.check_secrets or await self.kube.exists(
+                    "Secret", namespace, secret) else None
+            if mem.ref_cache[("Secret", secret)] is None:
                 problem = problem or Problem("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
 
         if problem is not None:
@@ -400,6 +417,9 @@ class Reconciler:
             except KubeError as exc:
                 problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
                 mem.retry_at = mono + APPLY_RETRY_SECONDS
+            except NameConflict as exc:
+                problem = Problem("NameConflict", str(exc)[:1000])
+                mem.retry_at = mono + APPLY_RETRY_SECONDS
             else:
                 mem.apply_wanted = False
                 mem.last_apply = mono
@@ -439,8 +459,7 @@ class Reconciler:
                 update={"observed_generation": meta.get("generation")})
             merged = merge_conditions([Condition.model_validate(c) for c in new["conditions"]], [spot_cond])
             new["conditions"] = [c.to_wire() for c in merged]
-            new["spot"] = {**(spot_status or (old_status.get("spot") or {})),
-                           "drainingPods": spot.draining_pods(pods)}
+            new["spot"] = {**(spot_status or (old_status.get("spot") or {})), **spot.draining_status(pods)}
         elif not pooled:
             # No pool: the SpotInterrupted condition once a drain has touched the service (kept,
             # False, afterwards), status.spot only while a pod carries drain marks.
@@ -450,8 +469,8 @@ class Reconciler:
                     update={"observed_generation": meta.get("generation")})
                 merged = merge_conditions([Condition.model_validate(c) for c in new["conditions"]], [spot_cond])
                 new["conditions"] = [c.to_wire() for c in merged]
-            draining = spot.draining_pods(pods)
-            new["spot"] = {"drainingPods": draining} if draining else None
+            draining = spot.draining_status(pods)
+            new["spot"] = draining if draining["drainingPodCount"] else None
         if policy is None:
             new["scaling"] = None
         elif "scaling" not in new and mem.scaling is not None:
@@ -515,17 +534,36 @@ class Reconciler:
         """SSA every rendered object; delete Deployments of a capacity no longer wanted; report changes."""
         name = service.metadata.name
         before = {d["metadata"]["name"]: d for d in deployments}
+        rendered = [render_deployment(service, RenderContext(replicas=replicas, capacity=capacity, pool=pool,
+                                                             images=self.images))
+                    for capacity, replicas in counts.items()]
+        others = [render_service(service), render_pdb(service)]
+        # Look every name up first: apply nothing when another owner holds one (render/ownership.py).
+        found: dict[tuple[str, str], dict | None] = {}
+        for obj in rendered + others:
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            found[(kind, obj_name)] = before.get(obj_name) if kind == "Deployment" and obj_name in before else \
+                await self.kube.get(kind, service.metadata.namespace, obj_name)
+        foreign = foreign_names(existing_by_name(found), service.metadata.uid)
+        if foreign:
+            raise NameConflict(conflict_message(foreign))
         applied: list[dict] = []
         if uses_drain_token(service):  # before the pods that mount it
             token = self.drain_key.token(service.metadata.namespace or "", name)
-            await self.kube.apply(render_drain_secret(service, token))
-        for capacity, replicas in counts.items():
-            ctx = RenderContext(replicas=replicas, capacity=capacity, pool=pool, images=self.images)
-            obj = await self.kube.apply(render_deployment(service, ctx))
+            secret = render_drain_secret(service, token)
+            try:  # not forced: the operator cannot read Secrets, so a conflict is how it learns the name is taken
+                await self.kube.apply(secret, force=False)
+            except KubeError as exc:
+                if exc.status != 409:
+                    raise
+                raise NameConflict(conflict_message([f"Secret {secret['metadata']['name']} (fields owned by "
+                                                     "another manager)"])) from None
+        for desired in rendered:
+            obj = await self.kube.apply(desired)
             self._report_change(body, obj, before.get(obj["metadata"]["name"]))
             applied.append(obj)
-        for obj in (render_service(service), render_pdb(service)):
-            existing = await self.kube.get(obj["kind"], service.metadata.namespace, name)
+        for obj in others:
+            existing = found[(obj["kind"], name)]
             result = await self.kube.apply(obj)
             if existing is None:
                 self.post_event(body, "Normal", "Created", f"Created {obj['kind']} {name}")

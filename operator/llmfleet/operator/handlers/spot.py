@@ -35,13 +35,13 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import httpx
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.engine_drain import call_drain
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.api.common import Condition
+from llmfleet.operator.api.llmservice import MAX_DRAINING_PODS
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.spot import (
@@ -67,14 +67,25 @@ from llmfleet.operator.spot import (
     plan_drain,
     scan_signals,
 )
-from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
-from llmfleet.operator.spot.signals import format_rfc3339, parse_rfc3339
+from llmfleet.operator.spot.drain import (
+    DRAIN_DEADLINE,
+    DRAIN_STARTED,
+    DRAIN_SURGE,
+    EVICTION_ATTEMPTS,
+    drain_stop_by,
+    unconfirmed,
+)
+from llmfleet.operator.spot.signals import event_summary, format_rfc3339, parse_rfc3339
 from llmfleet.operator.spot.split import is_spot_node
 
 log = logging.getLogger("llmfleet.operator.spot")
 
+# Trusted Node Events kept (a summary each, see signals.event_summary): Events live an hour,
+# and a cluster of thousands of spot nodes sees far fewer notices than this in an hour.
+MAX_NODE_EVENTS = 4096
 NODE_RELIST_SECONDS = 300  # the pooled services' Node cache is listed afresh this often (one list for all)
-DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
+# A drain must never wait on a dying (or hostile) engine: one deadline per call, a small body.
+DRAIN_DEADLINE_SECONDS = 3.0
 # Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
 # Announcements of a drain or replacement that began: posted with their marks (see `begin`).
 ANNOUNCE_AT_ONCE = {"DrainStarted", "ReplacementStarted"}
@@ -88,7 +99,7 @@ EventPoster = Callable[[dict, str, str, str], None]
 async def engine_drain(ip: str, post: bool, token: str | None = None) -> dict | None:
     """POST (start, with the service's drain token) or GET (poll) the engine's /drain; None
     when it does not answer."""
-    return await call_drain(ip, HTTP_PORT, post, token, DRAIN_TIMEOUT)
+    return await call_drain(ip, HTTP_PORT, post, token, DRAIN_DEADLINE_SECONDS)
 
 
 # A service without a SpotPool watches what a SpotPool watches by default, with its default
@@ -135,7 +146,7 @@ def node_brief(node: Mapping) -> dict:
     meta, spec = node.get("metadata") or {}, node.get("spec") or {}
     ready = [dict(c) for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
     return copy.deepcopy({
-        "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+        "metadata": {"name": meta.get("name"), "uid": meta.get("uid"), "labels": dict(meta.get("labels") or {}),
                      "annotations": dict(meta.get("annotations") or {}),
                      "creationTimestamp": meta.get("creationTimestamp")},
         "spec": {"taints": [dict(t) for t in spec.get("taints") or []],
@@ -214,14 +225,21 @@ class SpotRuntime:
     # --- watch feeds (kopf) -------------------------------------------------------------
 
     def event_seen(self, body: Mapping, deleted: bool = False) -> bool:
-        """An Event about a Node (the kopf handler filters by reason). True when it is new."""
+        """An Event about a Node (the watch filters by reason). True when it is new. Only a
+        summary of a trusted Event is kept (signals.trusted_node_event), at most MAX_NODE_EVENTS."""
         uid = str((body.get("metadata") or {}).get("uid") or (body.get("metadata") or {}).get("name"))
         if deleted:
             self.node_events.pop(uid, None)
             return False
+        summary = event_summary(body)  # None: not an Event the API server vouches for (a tenant's)
+        if summary is None:
+            return False
         new = uid not in self.node_events
-        self.node_events[uid] = dict(body)
-        node = _event_node(body)
+        self.node_events.pop(uid, None)
+        self.node_events[uid] = summary
+        while len(self.node_events) > MAX_NODE_EVENTS:  # the oldest first (dicts keep insertion order)
+            self.node_events.pop(next(iter(self.node_events)))
+        node = _event_node(summary)
         if new and node:
             self.changed_nodes.add(node)
         return new
@@ -322,7 +340,8 @@ class SpotRuntime:
         candidates.discard("")
         if not candidates and not marked:
             return None
-        nodes = [self.signalled.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
+        # the Node's brief (its uid: an Event must name it) from the Node watch when it has one
+        nodes = [self.signalled.get(n) or self.nodes.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
         scan = scan_signals(nodes, pods, list(self.node_events.values()), UNPOOLED, now, self.first_seen)
         for line in scan.ignored:
             log.debug("node %s: %s ignored (%s): %s", line.node, line.source, line.reason, line.message)
@@ -380,8 +399,8 @@ class SpotRuntime:
                 except ValueError as exc:  # marks without a deadline (edited by hand): nothing to work to
                     log.warning("%s", exc)
                     continue
-                deadlines = [d for d in (p.marks.deadline, notice.deadline if notice else None) if d is not None]
-                stop_by = min(deadlines) - timedelta(seconds=margin)
+                # an unconfirmed notice backs off without a deadline: the PDB is never bypassed
+                stop_by = None if unconfirmed(notice) else drain_stop_by(p, notice, margin, now)
                 out.append(Drain(pod, p, [], plan.at_risk, engine, stop_by))
                 actions = plan.actions
             rest = []
@@ -489,6 +508,12 @@ class SpotRuntime:
     # --- status -------------------------------------------------------------------------
 
     @staticmethod
+    def draining_status(pods: list[dict]) -> dict:
+        """status.spot's drainingPods (the first MAX_DRAINING_PODS by name) and drainingPodCount."""
+        draining = SpotRuntime.draining_pods(pods)
+        return {"drainingPods": draining[:MAX_DRAINING_PODS], "drainingPodCount": len(draining)}
+
+    @staticmethod
     def draining_pods(pods: list[dict]) -> list[dict]:
         out = []
         for pod in pods:
@@ -504,8 +529,8 @@ class SpotRuntime:
         if draining:
             nodes = sorted({d["node"] or "?" for d in draining})
             return Condition(type="SpotInterrupted", status="True", reason="Draining",
-                             message=f"{len(draining)} pod(s) draining off reclaimed node(s) {', '.join(nodes)}: "
-                                     + ", ".join(d["name"] for d in draining))
+                             message=f"{len(draining)} pod(s) draining off reclaimed node(s) {_first(nodes)}: "
+                                     + _first([d["name"] for d in draining]))
         advised = [p["metadata"]["name"] for p in pods if DRAIN_SURGE in (p["metadata"].get("annotations") or {})]
         if advised:
             return Condition(type="SpotInterrupted", status="False", reason="ReplacementStarted",
@@ -545,6 +570,7 @@ class SpotRuntime:
                 "podsDrained": int(old.get("podsDrained") or 0) + outcome.drained,
                 "requestsCut": int(old.get("requestsCut") or 0) + outcome.cut,
                 "interruptedNodes": entries,
+                "interruptedNodeCount": len(view.scan.notices),
                 "conditions": [c.to_wire() for c in conds],
             }
             changed = {k: v for k, v in new_fields.items() if old.get(k) != v}
@@ -568,6 +594,13 @@ class SpotRuntime:
                         self.post_event(fresh, "Warning", "SpotInterrupted",
                                         f"node {entry['name']}: {entry['signal']}, deadline {entry['deadline']}")
             return await self.kube.patch("SpotPool", None, name, {"status": changed}, subresource="status")
+
+
+def _first(names: list[str], shown: int = 20) -> str:
+    """Names for a condition message, the first `shown` of them: a mass interruption must not
+    outgrow the message's bound (32 KiB) or the status write."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def fallback_event(before: Mapping, after: Mapping) -> tuple[str, str] | None:

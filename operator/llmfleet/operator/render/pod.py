@@ -38,6 +38,18 @@ GPU_RESOURCE = "nvidia.com/gpu"
 RUN_AS_USER = 1000  # any non-root uid; emptyDirs are world-writable, so no fsGroup (no recursive chown)
 SHM_SIZE = "1Gi"
 
+# Defaults that keep one service from pushing a shared node into OOM or DiskPressure.
+# Without spec.resources.memory the pod gets this limit (an engine that outgrows it is
+# OOM-killed alone, not the node's other pods) and this request (without one, Kubernetes
+# would request the whole limit and the pod might never schedule).
+DEFAULT_MEMORY_LIMIT = "16Gi"
+DEFAULT_MEMORY_REQUEST = "2Gi"
+TMP_SIZE = "1Gi"  # /tmp: scratch and HOME; the engine writes little there
+# The cache emptyDir: an hf:// model is downloaded into it, so it holds the weights; for other
+# sources only the Hugging Face and compile caches. spec.resources.cacheSize overrides both.
+CACHE_SIZE_HF = "100Gi"
+CACHE_SIZE = "10Gi"
+
 
 
 def container_security_context() -> dict[str, Any]:
@@ -60,7 +72,8 @@ def pod_security_context() -> dict[str, Any]:
 
 
 def resources(service: LLMService) -> dict[str, Any]:
-    """Requests from spec.resources; memory and GPUs are also limits, CPU is not (throttling hurts latency)."""
+    """Requests from spec.resources; memory and GPUs are also limits, CPU is not (throttling hurts latency).
+    Without spec.resources.memory: DEFAULT_MEMORY_REQUEST and DEFAULT_MEMORY_LIMIT."""
     spec = service.spec.resources
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
@@ -68,6 +81,8 @@ def resources(service: LLMService) -> dict[str, Any]:
         requests["cpu"] = spec.cpu
     if spec.memory is not None:
         requests["memory"] = limits["memory"] = spec.memory
+    else:
+        requests["memory"], limits["memory"] = DEFAULT_MEMORY_REQUEST, DEFAULT_MEMORY_LIMIT
     if spec.gpus:
         requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(spec.gpus)
     out = {}
@@ -114,10 +129,18 @@ def placement(service: LLMService, ctx: RenderContext) -> dict[str, Any]:
     return out
 
 
-def _volumes(service: LLMService, model_volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def cache_size(service: LLMService) -> str:
+    """The cache emptyDir's sizeLimit: spec.resources.cacheSize, else by model source."""
+    if service.spec.resources.cache_size is not None:
+        return service.spec.resources.cache_size
+    return CACHE_SIZE_HF if service.spec.model.uri.startswith("hf://") else CACHE_SIZE
+
+
+def _volumes(service: LLMService, model_volumes: list[dict]) -> list[dict]:
+    # sizeLimit: the kubelet evicts the pod that outgrows it, before the node's disk fills
     volumes = [
-        {"name": TMP_VOLUME, "emptyDir": {}},
-        {"name": CACHE_VOLUME, "emptyDir": {}},
+        {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": TMP_SIZE}},
+        {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": cache_size(service)}},
         *model_volumes,
     ]
     ref = service.spec.api_key_secret_ref

@@ -61,6 +61,28 @@ def _after(timestamp: datetime, cutoff: datetime) -> bool:
     return timestamp > cutoff
 
 
+def compact_recommendations(
+    recommendations: Sequence[Recommendation], up_cutoff: datetime, down_cutoff: datetime
+) -> list[Recommendation]:
+    """The recommendations a window can still decide with (oldest first), the same min and max
+    over every later window as the whole list: a recommendation matters to the scale-down window
+    (a max) only while no later one is as high, to the scale-up window (a min) only while no
+    later one is as low, and only while it is inside that window. A steady load keeps one entry
+    instead of one per sync for the whole window (3,600 with syncPeriodSeconds 1), so a status
+    write per sync stays small; an entry per distinct replica count at most (maxReplicas <= 1000)."""
+    kept: list[Recommendation] = []
+    later_min: int | None = None
+    later_max: int | None = None
+    for rec in sorted(recommendations, key=lambda r: r.timestamp, reverse=True):
+        for_up = _after(rec.timestamp, up_cutoff) and (later_min is None or rec.replicas < later_min)
+        for_down = _after(rec.timestamp, down_cutoff) and (later_max is None or rec.replicas > later_max)
+        if later_min is None or for_up or for_down:  # the newest is always kept (the last recommendation)
+            kept.append(rec)
+        later_min = rec.replicas if later_min is None else min(later_min, rec.replicas)
+        later_max = rec.replicas if later_max is None else max(later_max, rec.replicas)
+    return kept[::-1]
+
+
 def stabilize_recommendation(
     behavior: HPABehavior,
     current_replicas: int,
@@ -89,9 +111,9 @@ def stabilize_recommendation(
 
     # Keep only what a window can still use; the HPA reuses one outdated slot per sync,
     # which keeps the same information in an unbounded list.
-    oldest_used = min(up_cutoff, down_cutoff)
-    kept = [rec for rec in recommendations if _after(rec.timestamp, oldest_used)]
+    kept = [rec for rec in recommendations if _after(rec.timestamp, min(up_cutoff, down_cutoff))]
     kept.append(Recommendation(timestamp=now, replicas=desired_replicas))
+    kept = compact_recommendations(kept, up_cutoff, down_cutoff)
 
     if replicas == desired_replicas:
         return Stabilized(replicas, "ReadyForNewScale", "recommended size matches current size", kept)

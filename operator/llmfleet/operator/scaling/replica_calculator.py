@@ -54,6 +54,16 @@ class ReplicaCalculation:
     unready: int  # starting pods
 
 
+# A ratio x pods above this is "as many as allowed": maxReplicas (at most 1000) clamps it later.
+# math.ceil of an infinite ratio (a huge reading over a tiny target) raises OverflowError.
+REPLICAS_CEILING = 1_000_000
+READING_CEILING = 1e12  # no queue depth, in-flight count or cache ratio comes near this
+
+
+def _ceil_replicas(value: float) -> int:
+    return REPLICAS_CEILING if not value < REPLICAS_CEILING else math.ceil(value)
+
+
 def calculate_replicas(
     current_replicas: int, pods: Sequence[PodMetric], target: float, tolerance: float
 ) -> ReplicaCalculation | None:
@@ -74,7 +84,9 @@ def calculate_replicas(
         if pod.value is None:
             missing += 1
             continue
-        values.append(pod.value)
+        # A reading is a tenant's engine's word: cap it, so sums and averages stay finite (an
+        # infinite average would also be written to status, which JSON cannot carry).
+        values.append(min(pod.value, READING_CEILING) if pod.value == pod.value else 0.0)
     if not values:
         return None
 
@@ -89,7 +101,7 @@ def calculate_replicas(
     if not scale_up_with_unready and missing == 0:
         if within_tolerance(usage_ratio, tolerance):
             return result(current_replicas)  # the change would be too small
-        return result(math.ceil(usage_ratio * ready_count))
+        return result(_ceil_replicas(usage_ratio * ready_count))
 
     # Fill in the pods the metric cannot speak for, then compute again.
     total = sum(values)
@@ -111,7 +123,7 @@ def calculate_replicas(
         # Too small a change, or the assumptions flipped the direction: keep the count.
         return result(current_replicas)
 
-    new_replicas = math.ceil(new_ratio * counted)
+    new_replicas = _ceil_replicas(new_ratio * counted)
     if (new_ratio < 1.0 and new_replicas > current_replicas) or (
         new_ratio > 1.0 and new_replicas < current_replicas
     ):

@@ -202,8 +202,18 @@ def backoff_seconds(attempts: int) -> int:
     return BACKOFF_SECONDS[min(max(attempts, 1), len(BACKOFF_SECONDS)) - 1]
 
 
-def _stop_by(pod: PodDrain, notice: Notice | None, margin: int) -> datetime:
+def unconfirmed(notice: Notice | None) -> bool:
+    """An interruption notice whose deadline only an Event gives, already passed (signals.py)."""
+    return notice is not None and notice.kind == "Interruption" and not notice.confirmed
+
+
+def drain_stop_by(pod: PodDrain, notice: Notice | None, margin: int, now: datetime) -> datetime:
+    """D - M: when the pod must be gone. An unconfirmed notice's deadline is not believed: the
+    drain gets the pod's own grace from its start (recorded on the pod by the first plan)."""
     noticed = notice.deadline if notice is not None else None
+    if unconfirmed(notice):
+        noticed = None if pod.marks.deadline is not None else \
+            now + timedelta(seconds=margin + pod.termination_grace_seconds)
     deadlines = [d for d in (pod.marks.deadline, noticed) if d is not None]
     if not deadlines:
         raise ValueError(
@@ -213,10 +223,11 @@ def _stop_by(pod: PodDrain, notice: Notice | None, margin: int) -> datetime:
 
 
 def _kill(
-    pod: PodDrain, engine: EngineDrain | None, stop_by: datetime, now: datetime, delete: bool
+    pod: PodDrain, engine: EngineDrain | None, stop_by: datetime, now: datetime, delete: bool,
+    full_grace: bool = False,
 ) -> DrainPlan:
     left = int((stop_by - now).total_seconds())
-    grace = max(1, min(pod.termination_grace_seconds, left))
+    grace = pod.termination_grace_seconds if full_grace else max(1, min(pod.termination_grace_seconds, left))
     at_risk = engine.cut_by(grace, pod.termination_grace_seconds) if engine is not None else 0
     first = delete or pod.marks.eviction_attempts == 0  # announce once, not on every retry
     actions: list[Action] = []
@@ -270,7 +281,9 @@ def plan_drain(
     """
     if notice is not None and notice.kind != "Interruption":
         notice = None  # an advisory drains nothing (plan_advisory); a drain already begun goes on
-    stop_by = _stop_by(pod, notice, margin)
+    stop_by = drain_stop_by(pod, notice, margin, now)
+    # An unconfirmed notice never shortens the grace nor bypasses the PodDisruptionBudget.
+    doubtful = unconfirmed(notice)
     if pod.terminating:
         return DrainPlan(
             [], "Terminating", reason="evicted or deleted; the kubelet runs preStop and the grace period"
@@ -304,13 +317,14 @@ def plan_drain(
     elif supports_drain and engine is not None and not engine.draining:
         actions.append(PostDrain(pod.name))  # the engine restarted, or the first POST was lost
 
-    if now >= delete_at:
+    if now >= delete_at and not doubtful:
         plan = _kill(pod, engine, stop_by, now, delete=True)
         return DrainPlan(actions + plan.actions, plan.phase, plan.at_risk, plan.reason)
     retry_at = pod.marks.eviction_retry_at
     if retry_at is not None and now < retry_at:
         return DrainPlan(
-            actions + [Wait(min(retry_at, delete_at), "eviction refused; backing off")], "Draining"
+            actions + [Wait(retry_at if doubtful else min(retry_at, delete_at), "eviction refused; backing off")],
+            "Draining",
         )
     idle = (
         engine is not None
@@ -325,7 +339,7 @@ def plan_drain(
                 "Draining",
                 reason="the PodDisruptionBudget allows no disruption now",
             )
-        plan = _kill(pod, engine, stop_by, now, delete=False)
+        plan = _kill(pod, engine, stop_by, now, delete=False, full_grace=doubtful)
         why = "nothing in flight" if idle else "latest eviction that keeps the full grace"
         return DrainPlan(actions + plan.actions, plan.phase, plan.at_risk, f"{why}; {plan.reason}")
     wake = min(evict_by, now + timedelta(seconds=POLL_SECONDS))

@@ -18,6 +18,18 @@ Advisory, and among Interruptions the earliest deadline wins (the conservative r
 A malformed timestamp that *is* the signal (the llmfleet annotation) drops the signal; a
 malformed timestamp beside another signal (aws-node-termination-handler's label) falls back
 to noticeSeconds and is reported too.
+
+Events are evidence only when no tenant could have written them (`trusted_node_event`):
+
+| Event                                                        | taken as a notice? |
+| ------------------------------------------------------------ | ------------------ |
+| in `default`, involvedObject a Node, no involvedObject.namespace, its uid = the Node's uid | yes |
+| in any other namespace (the API server requires involvedObject.namespace = the Event's there) | no |
+| about a Node by name but with another uid, or none (a namesake, or hand-made) | no (EventNodeMismatch) |
+
+An Event's deadline that has already passed when it is first read is not confirmed by the
+Event alone (`Notice.confirmed` False): the drain evicts with the pods' own grace, honouring
+the PodDisruptionBudget, unless a second signal on the node (a taint) confirms the notice.
 """
 
 from __future__ import annotations
@@ -27,13 +39,24 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from llmfleet.operator.api.spotpool import InterruptionSignal, SpotPoolSpec, TimestampSource
+from llmfleet.operator.api.spotpool import (
+    MAX_INTERRUPTED_NODES,
+    InterruptionSignal,
+    SpotPoolSpec,
+    TimestampSource,
+)
 
 NoticeKind = Literal["Interruption", "Advisory"]
 
 # Events are kept by the API server for an hour; one whose deadline passed this long ago
 # speaks of a node that has since gone (a new node may carry the same name).
 STALE_EVENT_SECONDS = 600
+# Where the API server stores Events about cluster-scoped objects, and the only namespace a
+# Node notice is read from: core/v1 validation refuses an Event with an empty
+# involvedObject.namespace anywhere else (events.k8s.io also allows kube-system; Karpenter
+# and client-go's recorders write to default).
+TRUSTED_EVENT_NAMESPACE = "default"
+SUMMARY_TEXT_MAX = 253  # names, uids and times in a kept Event summary are cut to this
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,9 @@ class Notice:
     noticed_at: datetime  # t0: when the notice was given (or first seen)
     deadline_known: bool  # False: deadline = t0 + the signal's default noticeSeconds
     also: tuple[str, ...] = ()  # other signals seen on the same node
+    # False: an Event alone says the deadline has already passed. The node is still there, so
+    # the claim is doubtful: drain with the pods' own grace, not a 1 s kill past the PDB.
+    confirmed: bool = True
 
     @property
     def notice_seconds(self) -> float:
@@ -124,6 +150,45 @@ def _event_node(event: Mapping[str, Any]) -> str | None:
     return obj.get("name") if obj.get("kind") == "Node" else None
 
 
+def trusted_node_event(event: Mapping[str, Any]) -> bool:
+    """An Event about a Node that no tenant can have written: stored in `default` with a
+    cluster-scoped involvedObject (no namespace) that names the Node's uid. A tenant may
+    create Events in its own namespace, but the API server then requires
+    involvedObject.namespace to be that namespace (see the module table)."""
+    about = event.get("involvedObject") or event.get("regarding") or {}
+    return (
+        about.get("kind") == "Node"
+        and not about.get("namespace")
+        and bool(about.get("name"))
+        and bool(about.get("uid"))
+        and _meta(event).get("namespace") == TRUSTED_EVENT_NAMESPACE
+    )
+
+
+def _text(value: object) -> str | None:
+    return value[:SUMMARY_TEXT_MAX] if isinstance(value, str) and value else None
+
+
+def event_summary(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the signal scan reads of a trusted Node Event (reason, node name and uid, times),
+    each string cut to SUMMARY_TEXT_MAX; None for an Event that is not trusted. The message,
+    annotations and managed fields are dropped: a kept Event costs a few hundred bytes."""
+    if not trusted_node_event(event):
+        return None
+    meta = _meta(event)
+    about = event.get("involvedObject") or event.get("regarding") or {}
+    summary = {
+        "metadata": {k: _text(meta.get(k)) for k in ("name", "namespace", "uid", "creationTimestamp")},
+        "reason": _text(event.get("reason")),
+        "involvedObject": {"kind": "Node", "name": _text(about.get("name")), "uid": _text(about.get("uid"))},
+        **{k: _text(event.get(k)) for k in ("eventTime", "lastTimestamp", "firstTimestamp")},
+    }
+    last_observed = _text((event.get("series") or {}).get("lastObservedTime"))
+    if last_observed:
+        summary["series"] = {"lastObservedTime": last_observed}
+    return summary
+
+
 def _event_time(event: Mapping[str, Any]) -> datetime | None:
     for key in ("eventTime", "lastTimestamp", "firstTimestamp"):
         value = parse_rfc3339(event.get(key))
@@ -149,6 +214,7 @@ def _hits(
     signals: Iterable[InterruptionSignal],
 ) -> Iterable[_Hit]:
     names = {_meta(n).get("name") for n in nodes}
+    uids = {_meta(n).get("name"): _meta(n).get("uid") for n in nodes}
     # A node name can come back (a new instance given a reclaimed one's name): an Event about a
     # node from before that node was created is about its predecessor (Events live an hour).
     born = {_meta(n).get("name"): parse_rfc3339(_meta(n).get("creationTimestamp")) for n in nodes}
@@ -164,6 +230,9 @@ def _hits(
             for event in events:
                 about = _event_node(event)
                 if event.get("reason") == signal.key and about is not None and about in names:
+                    if not trusted_node_event(event) or not uids.get(about) or \
+                            (event.get("involvedObject") or event.get("regarding") or {}).get("uid") != uids[about]:
+                        continue  # a namesake's, or not the API server's word (see trusted_node_event)
                     at, created = _event_time(event), born.get(about)
                     if at is not None and created is not None and at < created:
                         continue
@@ -246,7 +315,9 @@ def scan_signals(
             )
             continue
         kind: NoticeKind = "Advisory" if hit.signal.advisory else "Interruption"
-        per_node.setdefault(hit.node, []).append(Notice(hit.node, kind, name, deadline, t0, known))
+        confirmed = not (hit.signal.source == "NodeEvent" and deadline <= now)
+        per_node.setdefault(hit.node, []).append(Notice(hit.node, kind, name, deadline, t0, known,
+                                                        confirmed=confirmed))
     return SignalScan([_merge(found) for _, found in sorted(per_node.items())], ignored)
 
 
@@ -254,7 +325,9 @@ def _merge(found: list[Notice]) -> Notice:
     """Interruption before Advisory, then the earliest deadline; keep the other sources for the record."""
     best = min(found, key=lambda n: (n.kind != "Interruption", n.deadline, n.source))
     others = tuple(sorted({n.source for n in found} - {best.source}))
-    return replace(best, also=others)
+    # An overdue Event is confirmed by any other interruption signal on the same node.
+    confirmed = best.confirmed or any(n is not best and n.kind == "Interruption" for n in found)
+    return replace(best, also=others, confirmed=confirmed)
 
 
 def detect_interruptions(
@@ -341,14 +414,19 @@ def first_seen_from_status(interrupted_nodes: Sequence[Mapping[str, Any]] | None
 
 
 def interrupted_nodes_status(
-    notices: Sequence[Notice], previous: Sequence[Mapping[str, Any]] | None, now: datetime
-) -> tuple[list[dict[str, Any]], int]:
+    notices: Sequence[Notice], previous: Sequence[Mapping[str, Any]] | None, now: datetime,
+    limit: int = MAX_INTERRUPTED_NODES,
+) -> tuple[list[dict], int]:
     """SpotPool status.interruptedNodes for these notices, and how many of them are new
-    (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays."""
+    (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays.
+
+    A mass interruption may notice more nodes than status may list: the `limit` with the
+    earliest deadlines are listed (the rest are counted in interruptedNodeCount, and counted
+    as seen when they are listed); the drains themselves do not depend on this list."""
     before = first_seen_from_status(previous)
     known_nodes = {entry.get("name") for entry in previous or []}
     entries, new = [], 0
-    for notice in notices:
+    for notice in sorted(notices, key=lambda n: (n.deadline, n.node))[:limit]:
         seen = before.get((notice.node, notice.source), min(notice.noticed_at, now))
         if notice.node not in known_nodes and notice.kind == "Interruption":
             new += 1
