@@ -26,7 +26,9 @@ class EngineProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "llmfleet.engine.cli", "serve", "--model", str(model_dir),
                "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1", "--device", "cpu",
-               "--served-model-name", "tiny", "--max-model-len", "512", *extra]
+               "--served-model-name", "tiny", "--max-model-len", "512",
+               # compiling costs a minute of a shared CPU per server; the compiled path has tests of its own
+               *([] if any(a.startswith("--compile") for a in extra) else ["--no-compile"]), *extra]
         self.log_path = f"{model_dir}/../engine-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)

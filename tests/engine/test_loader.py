@@ -6,11 +6,11 @@ import json
 import shutil
 
 import pytest
-import torch
+from llmfleet.engine.cpu_features import preferred_cpu_dtype, read_cpu_info
 from llmfleet.engine.errors import ModelLoadError
 from llmfleet.engine.gpu import GpuMonitor
 from llmfleet.engine.loader import load_model_config, resolve_model_path
-from llmfleet.engine.model_runner import ModelRunner
+from llmfleet.engine.model_runner import DTYPES, ModelRunner
 
 
 def copy_with_config(src, dst, **changes):
@@ -74,7 +74,8 @@ def test_kv_pool_smaller_than_one_sequence_is_refused(tiny_llama):
 def test_kv_pool_is_sized_from_the_memory_budget(tiny_llama):
     r = ModelRunner(tiny_llama, device="cpu", max_model_len=128, kv_cache_memory_mb=1)
     assert r.num_blocks == 2**20 // r.bytes_per_block()
-    assert r.kv_caches[0].dtype == torch.float32  # auto dtype on CPU
+    # auto dtype on CPU: what the CPU does natively (cpu_features.py), for the cache as for the weights
+    assert r.kv_caches[0][0].dtype == DTYPES[preferred_cpu_dtype(read_cpu_info())] == r.dtype
 
 
 def test_gpu_monitor_is_inert_on_cpu():

@@ -2,6 +2,8 @@
 
 The oracle is an independent implementation; every scheduling path must leave
 the tokens unchanged: batching, chunked prefill, prefix-cache hits, preemption.
+Every test runs twice: eager, and with the decode step compiled (decode_graph.py).
+Both sides run in float32, whatever dtype the CPU would get by default.
 """
 
 from __future__ import annotations
@@ -30,9 +32,31 @@ def reference(model_dir, prompts: list[list[int]], new_tokens: int = NEW) -> lis
     return out
 
 
-def engine(model_dir, **kw) -> LLMEngine:
-    kw.setdefault("max_model_len", 128)
-    return LLMEngine(EngineConfig(model=str(model_dir), device="cpu", **kw))
+@pytest.fixture(params=["eager", "compiled"])
+def mode(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """One compile cache for the session: engines of the same shapes reuse each other's artefacts."""
+    return tmp_path_factory.mktemp("compile-cache")
+
+
+@pytest.fixture
+def engine(mode, compile_cache):
+    made: list[LLMEngine] = []
+
+    def make(model_dir, **kw) -> LLMEngine:
+        kw.setdefault("max_model_len", 128)
+        eng = LLMEngine(EngineConfig(model=str(model_dir), device="cpu", dtype="float32", compile=mode == "compiled",
+                                     compile_cache_dir=str(compile_cache), **kw))
+        made.append(eng)
+        return eng
+
+    yield make
+    for eng in made:  # the compiled path was really taken, for most steps
+        assert (eng.runner.compiled_steps > 0) == (mode == "compiled")
 
 
 def greedy(n: int = NEW) -> SamplingParams:
@@ -44,19 +68,19 @@ def random_prompts(n: int, lo: int, hi: int, vocab: int = 512, seed: int = 0) ->
     return [[rng.randrange(3, vocab) for _ in range(rng.randint(lo, hi))] for _ in range(n)]
 
 
-def test_single_request(tiny_llama):
+def test_single_request(tiny_llama, engine):
     prompts = random_prompts(1, 10, 10)
     assert engine(tiny_llama).generate(prompts, greedy()) == reference(tiny_llama, prompts)
 
 
-def test_many_concurrent_requests_of_mixed_lengths(tiny_llama):
+def test_many_concurrent_requests_of_mixed_lengths(tiny_llama, engine):
     prompts = random_prompts(10, 1, 60, seed=1)
     eng = engine(tiny_llama, max_num_seqs=8)
     assert eng.generate(prompts, greedy()) == reference(tiny_llama, prompts)
     assert eng.blocks.usage == 0.0  # every block returned
 
 
-def test_prefix_cache_hits_do_not_change_outputs(tiny_llama):
+def test_prefix_cache_hits_do_not_change_outputs(tiny_llama, engine):
     shared = random_prompts(1, 40, 40, seed=2)[0]
     prompts = [shared + tail for tail in random_prompts(4, 1, 9, seed=3)] + [shared]
     eng = engine(tiny_llama, block_size=8)
@@ -66,13 +90,13 @@ def test_prefix_cache_hits_do_not_change_outputs(tiny_llama):
     assert first + rest == reference(tiny_llama, prompts)
 
 
-def test_chunked_prefill(tiny_llama):
+def test_chunked_prefill(tiny_llama, engine):
     prompts = random_prompts(3, 50, 90, seed=4)
     eng = engine(tiny_llama, max_num_batched_tokens=16, block_size=4)
     assert eng.generate(prompts, greedy()) == reference(tiny_llama, prompts)
 
 
-def test_preemption_with_a_tiny_kv_pool(tiny_llama):
+def test_preemption_with_a_tiny_kv_pool(tiny_llama, engine):
     prompts = random_prompts(6, 20, 40, seed=5)
     # 64 tokens of cache: one max-length sequence fits, six do not
     eng = engine(tiny_llama, max_model_len=64, num_kv_blocks=16, block_size=4, max_num_batched_tokens=32)
@@ -90,7 +114,7 @@ def test_preemption_with_a_tiny_kv_pool(tiny_llama):
                                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
     TinySpec(arch="llama", seed=5, shards=3, num_heads=4, num_kv_heads=4),
 ], ids=["qwen2-bias", "tied-embeddings", "mistral", "llama3-rope", "sharded-mha"])
-def test_architectures(tmp_path, spec):
+def test_architectures(tmp_path, spec, engine):
     model_dir = make_tiny_model(tmp_path / "m", spec)
     if spec.shards > 1:
         assert (model_dir / "model.safetensors.index.json").exists()

@@ -11,6 +11,12 @@ at their slots (slot = block id * block_size + offset), then
   uses a causal mask shifted by the context already computed.
 
 The cache tensor is [num_blocks, block_size, num_kv_heads, head_dim] per layer.
+
+A step of decodes only can also take the decode path (`decode_attention`): the same
+maths written as reductions over the cache indexed through the block table, with no
+gathered copy in between once compiled (inductor fuses the indexing into the reductions,
+so each step reads the blocks where they are). On CUDA the same contract is served by a
+Triton kernel (triton_attention.py), tested against this function.
 """
 
 from __future__ import annotations
@@ -47,11 +53,22 @@ class AttentionMetadata:
         return self.decode_mask
 
 
+@dataclass
+class DecodeBatch:
+    """A step of decodes only, as fixed-shape tensors (the inputs of a compiled or captured decode)."""
+
+    slot_mapping: torch.Tensor  # [B] int64: where each sequence's new key and value go
+    block_tables: torch.Tensor  # [B, W] int64, padded with any valid block id
+    context_lens: torch.Tensor  # [B] int64, including the new token
+
+
 def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
              slot_mapping: torch.Tensor) -> None:
     num_kv_heads, head_dim = k.shape[1], k.shape[2]
-    k_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, k)
-    v_cache.view(-1, num_kv_heads, head_dim).index_copy_(0, slot_mapping, v)
+    # index_put_ rather than index_copy_: inductor turns it into a scatter into the cache itself,
+    # where a functionalised index_copy_ copied the whole pool every step.
+    k_cache.view(-1, num_kv_heads, head_dim).index_put_((slot_mapping,), k)
+    v_cache.view(-1, num_kv_heads, head_dim).index_put_((slot_mapping,), v)
 
 
 def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
@@ -94,3 +111,31 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
             o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale, enable_gqa=True)
         out[s:s + n] = o[0].transpose(0, 1)
     return out
+
+
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
+                     v_cache: torch.Tensor, batch: DecodeBatch, scale: float) -> torch.Tensor:
+    """One new token per sequence. q: [B, Hq, D]; k, v: [B, Hkv, D]. Returns [B, Hq, D].
+
+    Eager, the indexing below materialises each context (as the gather path does); compiled,
+    it becomes indirect loads inside the two reductions, so the cache is read in place."""
+    write_kv(k_cache, v_cache, k, v, batch.slot_mapping)
+    return paged_decode_reference(q, k_cache, v_cache, batch.block_tables, batch.context_lens, scale)
+
+
+def paged_decode_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                           block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float) -> torch.Tensor:
+    """Attention of one query per sequence over its paged context, in plain torch (fp32 accumulation)."""
+    b, hq, d = q.shape
+    block_size, hkv = k_cache.shape[1], k_cache.shape[2]
+    length = block_tables.shape[1] * block_size
+    group = hq // hkv
+    qg = q.float().view(b, 1, hkv, group, d)
+    keys = k_cache[block_tables].view(b, length, hkv, 1, d)
+    scores = (qg * keys.float()).sum(-1) * scale  # [B, L, Hkv, G]
+    positions = torch.arange(length, device=q.device)
+    past_end = (positions[None, :] >= context_lens[:, None])[:, :, None, None]
+    probs = torch.softmax(scores.masked_fill(past_end, float("-inf")), dim=1)
+    values = v_cache[block_tables].view(b, length, hkv, 1, d)
+    out = (probs.unsqueeze(-1) * values.float()).sum(1)  # [B, Hkv, G, D]
+    return out.view(b, hq, d).to(q.dtype)

@@ -156,8 +156,14 @@ def serve(cfg: EngineConfig) -> int:
         from .async_engine import AsyncEngine
         from .llm_engine import LLMEngine
 
+        # CUDA graphs are captured before serving (capture must not overlap other GPU work); on CPU
+        # the engine serves eagerly at once and compiles in this thread (unless --compile-wait).
+        compile_first = cfg.compile and (cfg.compile_wait or device.type == "cuda")
         try:
-            engine = LLMEngine(dataclasses.replace(cfg, served_model_name=name))
+            engine = LLMEngine(dataclasses.replace(cfg, served_model_name=name), compile_now=False)
+            if compile_first and engine.compile():
+                metrics.compile_seconds.set(engine.compile_seconds)
+                metrics.decode_compiled.set(1)
         except Exception as e:
             state.load_error = str(e)
             log.error("model load failed", extra={"error": str(e)})
@@ -172,6 +178,9 @@ def serve(cfg: EngineConfig) -> int:
         metrics.model_load_seconds.set(time.monotonic() - started)
         log.info("ready", extra={"model": name, "load_seconds": round(time.monotonic() - started, 2),
                                  "host": cfg.host, "port": cfg.port})
+        if cfg.compile and not compile_first and engine.compile():
+            metrics.compile_seconds.set(engine.compile_seconds)
+            metrics.decode_compiled.set(1)
 
     threading.Thread(target=load, name="model-load", daemon=True).start()
     server.run()

@@ -22,8 +22,19 @@ class EngineConfig:
     port: int = _opt(8000, "HTTP port.")
     device: str = _opt("auto", "auto (cuda when available, else cpu), cpu or cuda.", choices=["auto", "cpu", "cuda"])
     dtype: str = _opt(
-        "auto", "auto: float32 on CPU (bf16 single-row matmuls are slower there), bfloat16 on CUDA.",
+        "auto", "auto: bfloat16 on CUDA; on CPU bfloat16 where the CPU has native bf16 matrix instructions "
+                "(AMX or AVX-512 BF16), else float32 (emulated bf16 is slower). The choice is logged at start-up.",
         choices=["auto", "float32", "bfloat16", "float16"])
+    compile: bool = _opt(
+        True, "Compile the decode step before serving (CPU: torch.compile/inductor; CUDA: CUDA graphs per "
+              "batch-size bucket). --no-compile runs every step eagerly: faster start, slower decode.")
+    compile_wait: bool = _opt(
+        False, "Finish compiling before /ready. Default: on CPU, serve eagerly at once and switch to the "
+               "compiled step when it is ready (compiling on a small CPU takes a minute or more); CUDA graphs "
+               "are always captured before /ready.")
+    compile_cache_dir: str | None = _opt(
+        None, "Where compiled artefacts are kept and reused by restarts and replicas; default "
+              "$XDG_CACHE_HOME/llmfleet/compile (the pod's cache volume), else ~/.cache/llmfleet/compile.")
     threads: int = _opt(
         0, "CPU threads for torch; 0 keeps torch's default. Oversubscribed threads collapse throughput "
            "on small machines, so set it to the cores the pod really has.")

@@ -8,6 +8,7 @@ async_engine.py drives it from a background thread.
 from __future__ import annotations
 
 import logging
+import pathlib
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 
 from .block_manager import BlockManager
 from .config import EngineConfig
+from .decode_graph import default_cache_dir
 from .errors import InvalidRequest
 from .loader import resolve_model_path
 from .model_runner import ModelRunner
@@ -50,7 +52,9 @@ class _Track:
 
 
 class LLMEngine:
-    def __init__(self, config: EngineConfig):
+    def __init__(self, config: EngineConfig, compile_now: bool = True):
+        """compile_now=False leaves the decode step eager until `compile()` is called (the server
+        calls it after turning ready, in the background, on CPU)."""
         self.config = config
         if config.threads > 0:
             torch.set_num_threads(config.threads)
@@ -60,6 +64,9 @@ class LLMEngine:
         self.runner = ModelRunner(model_dir, config.device, config.dtype, config.block_size, config.max_model_len,
                                   config.kv_cache_memory_mb, config.num_kv_blocks, config.max_num_seqs)
         self.max_model_len = self.runner.max_model_len
+        self.compile_seconds = 0.0
+        if config.compile and compile_now:
+            self.compile(fallback=False)
         self.eos_token_ids = list(self.runner.cfg.eos_token_ids)
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.eos_token_ids:
             self.eos_token_ids.append(self.tokenizer.eos_token_id)
@@ -67,6 +74,25 @@ class LLMEngine:
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
         self._tracks: dict[str, _Track] = {}
         self.served_model_name = config.served_model_name or model_dir.name
+
+    @property
+    def compiled(self) -> bool:
+        return self.runner.decoder is not None
+
+    def compile(self, fallback: bool = True) -> bool:
+        """Compile (CPU) or capture (CUDA) the decode step. Safe to call from another thread while
+        steps run: warm-up writes only the scratch block, and steps switch over when it is done.
+        With fallback, a failure (no C++ compiler in the image, say) is logged and decoding stays eager."""
+        cfg = self.config
+        cache = pathlib.Path(cfg.compile_cache_dir) if cfg.compile_cache_dir else default_cache_dir()
+        try:
+            self.compile_seconds = self.runner.enable_compiled_decode(cache)
+        except Exception as e:
+            if not fallback:
+                raise
+            log.warning("decode step not compiled; decoding stays eager", extra={"error": f"{type(e).__name__}: {e}"})
+            return False
+        return True
 
     # -- requests ------------------------------------------------------------------------------
     def check_lengths(self, num_prompt_tokens: int, params: SamplingParams) -> None:

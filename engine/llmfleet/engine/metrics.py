@@ -28,6 +28,11 @@ class EngineMetrics:
         self.ready = Gauge(P + "ready", "1 when the model is loaded and the engine admits requests.", registry=r)
         self.model_load_seconds = Gauge(P + "model_load_seconds", "Seconds from process start to model loaded.",
                                         registry=r)
+        self.compile_seconds = Gauge(P + "compile_seconds", "Seconds spent compiling the decode step (CPU: "
+                                     "torch.compile; CUDA: graph capture); 0 until it is compiled or with "
+                                     "--no-compile.", registry=r)
+        self.decode_compiled = Gauge(P + "decode_compiled", "1 once decode steps run compiled (or captured).",
+                                     registry=r)
         self.ttft = Histogram(P + "time_to_first_token_seconds", "Arrival to first output token.",
                               buckets=LATENCY_BUCKETS, registry=r)
         self.tpot = Histogram(P + "time_per_output_token_seconds", "Mean time between output tokens, per request.",

@@ -2,7 +2,11 @@
 
 `prepare` turns the scheduler's plan into flat tensors (input ids, positions,
 slot mapping, block tables); `run` returns the logits of the sequences that
-sample this step (those whose scheduled tokens reach their end).
+sample this step (those whose scheduled tokens reach their end). A step of
+decodes only goes to the compiled decoder when one is enabled (decode_graph.py).
+
+The KV pool has one block more than the block manager hands out: the scratch
+block, where padding rows of a compiled or captured decode write and nobody reads.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import pathlib
 
 import torch
 
-from .attention import AttentionMetadata, PrefillChunk
+from .attention import AttentionMetadata, DecodeBatch, PrefillChunk
+from .cpu_features import preferred_cpu_dtype, read_cpu_info
 from .errors import ModelLoadError
 from .loader import ModelConfig, iter_weights, load_model_config
 from .models.llama import LlamaForCausalLM
@@ -34,8 +39,8 @@ def pick_device(name: str) -> torch.device:
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
-        # bf16 single-row matmuls are slower than fp32 on most CPUs; GPUs want half precision.
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        # GPUs want half precision; on CPU bf16 pays only where the CPU does it natively (cpu_features.py).
+        return torch.bfloat16 if device.type == "cuda" else DTYPES[preferred_cpu_dtype(read_cpu_info())]
     return DTYPES[name]
 
 
@@ -64,12 +69,23 @@ class ModelRunner:
             raise ModelLoadError(
                 f"KV cache of {self.num_blocks} blocks × {block_size} tokens cannot hold one "
                 f"{self.max_model_len}-token sequence: raise --kv-cache-memory-mb or lower --max-model-len")
-        shape = (2, self.num_blocks, block_size, self.cfg.num_kv_heads, self.cfg.head_dim)
-        self.kv_caches = [torch.zeros(shape, dtype=self.dtype, device=self.device)
-                          for _ in range(self.cfg.num_layers)]
+        self.scratch_block = self.num_blocks
+        shape = (self.num_blocks + 1, block_size, self.cfg.num_kv_heads, self.cfg.head_dim)
+
+        def pool() -> torch.Tensor:
+            return torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+        # Keys and values in tensors of their own, not views of one: a compiled step writes into
+        # inputs that alias each other only by copying them whole.
+        self.kv_caches: list[tuple[torch.Tensor, torch.Tensor]] = [(pool(), pool())
+                                                                    for _ in range(self.cfg.num_layers)]
+        self.max_num_seqs = max_num_seqs
+        self.decoder = None  # CompiledDecoder | CudaGraphDecoder, once enable_compiled_decode() ran
+        self.compiled_steps = 0  # steps that went through it
         log.info("model loaded", extra={"architecture": self.cfg.architecture, "device": str(self.device),
                                         "dtype": str(self.dtype), "kv_blocks": self.num_blocks,
-                                        "max_model_len": self.max_model_len})
+                                        "max_model_len": self.max_model_len,
+                                        "cpu": read_cpu_info().describe() if self.device.type == "cpu" else None})
 
     def bytes_per_block(self) -> int:
         c = self.cfg
@@ -129,8 +145,64 @@ class ModelRunner:
                 torch.tensor(positions, dtype=torch.long, device=dev), meta,
                 torch.tensor(logits_idx, dtype=torch.long, device=dev), sampled)
 
+    def enable_compiled_decode(self, cache_dir: pathlib.Path) -> float:
+        """Compile (CPU) or capture (CUDA) the decode step; returns the seconds it took."""
+        from . import decode_graph
+
+        decode_graph.configure_cache(cache_dir)
+        if self.device.type == "cuda":
+            from .triton_attention import triton_decode_attention
+
+            self.model.set_decode_kernel(triton_decode_attention)
+            width = -(-self.max_model_len // self.block_size)
+            decoder = decode_graph.CudaGraphDecoder(self.model, self.kv_caches,
+                                                    decode_graph.batch_buckets(self.max_num_seqs), width,
+                                                    self.scratch_block)
+        else:
+            decoder = decode_graph.CompiledDecoder(self.model, self.kv_caches)
+        with torch.inference_mode():
+            seconds = decoder.warm_up(self.scratch_block)
+        self.decoder = decoder
+        log.info("decode step compiled", extra={"seconds": round(seconds, 2), "cache_dir": str(cache_dir),
+                                                "method": type(decoder).__name__})
+        return seconds
+
+    def prepare_decode(self, plan: SchedulerOutput):
+        """A step of decodes only as the decoder's inputs, or None if the step is not one."""
+        items = plan.scheduled
+        if not items or len(items) > self.decoder.max_batch:
+            return None
+        if not all(i.num_new_tokens == 1 and i.completes_prompt for i in items):
+            return None
+        bs = self.block_size
+        width = max(self.decoder_min_width, max(len(i.seq.block_table) for i in items))
+        ids, positions, slots, tables, lens = [], [], [], [], []
+        for item in items:
+            seq = item.seq
+            pos = len(seq) - 1
+            ids.append(seq.token_ids[pos])
+            positions.append(pos)
+            slots.append(seq.block_table[pos // bs] * bs + pos % bs)
+            tables.append(seq.block_table + [self.scratch_block] * (width - len(seq.block_table)))
+            lens.append(len(seq))
+        dev = self.device
+
+        def t(x):
+            return torch.tensor(x, dtype=torch.long, device=dev)
+
+        return t(ids), t(positions), DecodeBatch(t(slots), t(tables), t(lens)), [i.seq for i in items]
+
+    @property
+    def decoder_min_width(self) -> int:
+        return getattr(self.decoder, "min_width", 1)
+
     def run(self, plan: SchedulerOutput):
         """Run the model on the plan; return (sequences that sample, their logits [S, vocab] float32)."""
+        decode = self.prepare_decode(plan) if self.decoder is not None else None
+        if decode is not None:
+            input_ids, positions, batch, sampled = decode
+            self.compiled_steps += 1
+            return sampled, self.decoder(input_ids, positions, batch)
         input_ids, positions, meta, logits_idx, sampled = self.prepare(plan)
         logits = self.model(input_ids, positions, self.kv_caches, meta, logits_idx)
         return sampled, logits

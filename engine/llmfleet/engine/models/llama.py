@@ -3,18 +3,24 @@
 Weights are fused for the step's matmuls: q/k/v as one [(Hq + 2·Hkv)·D, hidden]
 matrix and gate/up as one [2·I, hidden] matrix, so decoding reads each layer's
 weights in a few wide passes; on CPU they are prepacked for oneDNN (linear.py).
+
+`forward` runs any step (prefill chunks and decodes, eager); `decode` runs a step of
+decodes only on a few tensors: its layers are what torch.compile compiles on CPU (one
+graph serves every layer) and the whole of it is what CUDA graphs capture
+(decode_graph.py). Both share the layers' code; only the attention differs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..attention import AttentionMetadata, paged_attention
+from ..attention import AttentionMetadata, DecodeBatch, decode_attention, paged_attention
 from ..errors import ModelLoadError
-from ..linear import Linear
+from ..linear import Linear, pack_linears
 from ..loader import ModelConfig
 
 
@@ -73,6 +79,10 @@ class RMSNorm(nn.Module):
         return self.weight * xf.to(x.dtype)
 
 
+# (q, k, v, k_cache, v_cache, scale) -> attention output [T, Hq, D]; writes k and v into the cache
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -87,7 +97,7 @@ class DecoderLayer(nn.Module):
         self.down = Linear(cfg.intermediate_size, h)
         self.scale = d ** -0.5
 
-    def forward(self, x, rope: tuple[torch.Tensor, torch.Tensor], kv_cache, meta: AttentionMetadata):
+    def forward(self, x, rope: tuple[torch.Tensor, torch.Tensor], kv_cache, attend: Attend):
         t = x.shape[0]
         residual = x
         hs = self.input_layernorm(x)
@@ -96,11 +106,24 @@ class DecoderLayer(nn.Module):
         q = apply_rotary(q.view(t, self.num_heads, self.head_dim), *rope)
         k = apply_rotary(k.view(t, self.num_kv_heads, self.head_dim), *rope)
         v = v.view(t, self.num_kv_heads, self.head_dim)
-        attn = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, self.scale)
+        attn = attend(q, k, v, kv_cache[0], kv_cache[1], self.scale)
         x = residual + self.o(attn.view(t, self.q_size))
         residual = x
         gate, up = self.gate_up(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         return residual + self.down(nn.functional.silu(gate) * up)
+
+    # The decode path's attention: decode_attention (plain torch) or a kernel with its contract.
+    decode_kernel: Callable[..., torch.Tensor] = staticmethod(decode_attention)
+
+    def decode_step(self, x, cos, sin, k_cache, v_cache, slot_mapping, block_tables, context_lens):
+        """One layer of a decode step, on plain tensors: the region torch.compile compiles once for all layers."""
+        batch = DecodeBatch(slot_mapping, block_tables, context_lens)
+        kernel = self.decode_kernel
+
+        def attend(q, k, v, kc, vc, scale):
+            return kernel(q, k, v, kc, vc, batch, scale)
+
+        return self(x, (cos, sin), (k_cache, v_cache), attend)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -112,15 +135,35 @@ class LlamaForCausalLM(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size)
         self.rotary = Rotary(cfg, max_positions)
+        # How decode runs a layer: DecoderLayer.decode_step, or its compiled form (decode_graph.py).
+        self.layer_step: Callable[..., torch.Tensor] = DecoderLayer.decode_step
+
+    def set_decode_kernel(self, kernel: Callable[..., torch.Tensor]) -> None:
+        for layer in self.layers:
+            layer.decode_kernel = kernel
 
     @torch.inference_mode()
     def forward(self, input_ids, positions, kv_caches, meta: AttentionMetadata, logits_idx):
+        def attend(q, k, v, k_cache, v_cache, scale):
+            return paged_attention(q, k, v, k_cache, v_cache, meta, scale)
+
         x = self.embed_tokens[input_ids]
         rope = self.rotary.tables(positions, x.dtype)
         for layer, cache in zip(self.layers, kv_caches, strict=True):
-            x = layer(x, rope, cache, meta)
+            x = layer(x, rope, cache, attend)
         x = self.norm(x[logits_idx])
         return self.lm_head(x).float()
+
+    def decode(self, input_ids, positions, kv_caches, batch: DecodeBatch) -> torch.Tensor:
+        """One token per sequence: logits [B, vocab] float32. Captured whole by CUDA graphs; on CPU
+        each layer is a call of the compiled layer step and the few ops around them stay eager."""
+        x = self.embed_tokens[input_ids]
+        cos, sin = self.rotary.tables(positions, x.dtype)
+        step = self.layer_step
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
+            x = step(layer, x, cos, sin, k_cache, v_cache, batch.slot_mapping, batch.block_tables,
+                     batch.context_lens)
+        return self.lm_head(self.norm(x)).float()
 
     # -- weights ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -172,6 +215,5 @@ class LlamaForCausalLM(nn.Module):
         leftover = [k for k in pending if "rotary_emb" not in k]
         if leftover:
             raise ModelLoadError(f"unexpected weights in checkpoint: {sorted(leftover)[:5]}")
-        for module in self.modules():
-            if isinstance(module, Linear):
-                module.pack()
+        for module in [*self.layers, self.lm_head]:
+            pack_linears(module)  # one store per layer, so every layer's compiled graph is the same
