@@ -35,8 +35,10 @@ demo: install e2e-binaries
 demo-engine: install
 	$(PY) -m tools.demo_engine
 
+## bench: the engine against transformers (and llama.cpp where it builds); BENCH_ARGS="--before origin/main"
+## adds the engine of another revision in the same run (python -m benchmarks.bench --help)
 bench: install bench-deps
-	$(PY) -m benchmarks.bench
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 ## bench-router: llmfleet-router against a random pick per request (prefix-cache hit rate, TTFT), and the
 ## router's own latency and requests/s, on loopback engines (benchmarks/bench_router.py; ~5 min)

@@ -99,36 +99,95 @@ def workload_shared_prefix(n: int, seed: int = 1) -> list[Req]:
 
 # -- the llmfleet server -------------------------------------------------------------------------
 class Server:
-    def __init__(self, model: pathlib.Path, threads: int, *extra: str):
+    """`llmfleet-engine serve` on a loopback port; `code` is a PYTHONPATH entry holding another
+    revision's llmfleet package (the "before" engine), or None for this checkout's.
+
+    Records `ready_s` (process start to /ready 200) and, with compilation on, `compiled_s`
+    (process start to llmfleet_engine_decode_compiled 1); with `wait_compiled` the workload
+    starts only once decode steps run compiled."""
+
+    def __init__(self, model: pathlib.Path, threads: int, *extra: str, code: pathlib.Path | None = None,
+                 wait_compiled: bool = True):
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        if code is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
+        started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llmfleet.engine.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--threads", str(threads), "--max-model-len", "1024", "--max-num-seqs", "32",
              "--max-waiting", "1024", "--log-level", "warning", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         import httpx
 
-        deadline = time.monotonic() + 300
+        self.ready_s = self.compiled_s = None
+        deadline = started + 1800
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(err[-2000:])
             try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
+                if self.ready_s is None and httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    self.ready_s = time.monotonic() - started
+                if self.ready_s is not None:
+                    if not wait_compiled or "--no-compile" in extra or code is not None:
+                        return
+                    if self.metric("llmfleet_engine_decode_compiled") == 1:
+                        self.compiled_s = time.monotonic() - started
+                        return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise TimeoutError("server did not become ready")
 
+    def metric(self, name: str) -> float:
+        import httpx
+
+        for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+def git_tree(rev: str, dest: pathlib.Path) -> tuple[str, pathlib.Path]:
+    """`git archive` of rev's llmfleet package laid out for PYTHONPATH (it goes before the editable
+    install's finder, so the server runs that revision's engine). Returns (commit, directory)."""
+    import io
+    import shutil
+    import tarfile
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", rev], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    pkg = dest / sha[:12]
+    if not (pkg / "llmfleet" / "engine").is_dir():
+        tar = subprocess.run(["git", "-C", str(root), "archive", sha, "llmfleet", "engine"], capture_output=True,
+                             check=True).stdout
+        src = dest / f"src-{sha[:12]}"
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            t.extractall(src, filter="data")
+        shutil.copytree(src / "llmfleet", pkg / "llmfleet")
+        shutil.copytree(src / "engine" / "llmfleet" / "engine", pkg / "llmfleet" / "engine")
+    return sha, pkg
+
+
+def machine_line() -> str:
+    """The CPU (model, logical CPUs, the flags that decide kernels and dtype) and the load on it."""
+    from llmfleet.engine.cpu_features import preferred_cpu_dtype, read_cpu_info
+
+    info = read_cpu_info()
+    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"CPU: {info.describe()}; engine dtype on this CPU (auto): {preferred_cpu_dtype(info)}; "
+            f"load average (1/5/15 min): {load}")
 
 
 async def _one(client, url: str, req: Req, t0: float, res: Result) -> None:
@@ -174,8 +233,8 @@ async def _drive(url: str, reqs: list[Req]) -> Result:
     return res
 
 
-def run_llmfleet(model, threads, reqs, *extra) -> Result:
-    srv = Server(model, threads, *extra)
+def run_llmfleet(model, threads, reqs, *extra, code: pathlib.Path | None = None) -> Result:
+    srv = Server(model, threads, *extra, code=code)
     try:
         # one short warm-up request so first-call costs are not charged to the run
         asyncio.run(_drive(srv.url, [Req([700, 800, 900], 4)]))
@@ -241,6 +300,29 @@ def ratio(a: dict, b: dict, key: str, invert: bool = False) -> str:
     return f"{r:.2f}x"
 
 
+def startup(model: pathlib.Path, threads: int, before: pathlib.Path | None) -> dict:
+    """Seconds from process start to /ready and to decode compiled: eager; compiled with an empty
+    cache (a new node); compiled again with that cache (a restart or a second replica on the volume)."""
+    import tempfile
+
+    out: dict[str, float | None] = {}
+    print("\n== start-up: process start -> /ready (-> decode compiled)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-compile-") as fresh:
+        runs = [("eager", ("--no-compile",), None), ("compiled_first", ("--compile-cache-dir", fresh), None),
+                ("compiled_cached", ("--compile-cache-dir", fresh), None)]
+        if before:
+            runs.append(("before", (), before))
+        for name, extra, code in runs:
+            srv = Server(model, threads, *extra, code=code)
+            srv.stop()
+            out[f"{name}_ready_s"] = round(srv.ready_s or 0, 2)
+            if srv.compiled_s is not None:
+                out[f"{name}_compiled_s"] = round(srv.compiled_s, 2)
+            print(f"{name:<16} ready {srv.ready_s:.1f} s" +
+                  (f", decode compiled {srv.compiled_s:.1f} s" if srv.compiled_s is not None else ""), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="llmfleet engine benchmark")
     ap.add_argument("--threads", type=int, default=2)
@@ -249,6 +331,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=16, help="static batch size of the transformers baseline")
     ap.add_argument("--quick", action="store_true", help="a smaller run (a few minutes)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--before", metavar="REV",
+                    help="also run the engine of this git revision (e.g. origin/main) in the same run: the "
+                         "'before' rows of the mixed, single and start-up figures")
+    ap.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True,
+                    help="measure start-up: load -> ready (and -> decode compiled), first start with an empty "
+                         "compile cache and a second start reusing it")
     ap.add_argument("--llama-cpp", action=argparse.BooleanOptionalAction, default=None,
                     help="also run the llama.cpp baseline (default: when llama_cpp imports; benchmarks/bench_llamacpp.py)")
     args = ap.parse_args(argv)
@@ -256,6 +344,15 @@ def main(argv: list[str] | None = None) -> None:
         args.requests = 24
     model = bench_model(args.threads)
     figures: dict[str, dict] = {}
+    print(machine_line(), flush=True)
+    compile_dir = CACHE / "compile"  # the after-engine's compile cache for the workloads (warm after its first start)
+    after = ("--compile-cache-dir", str(compile_dir))
+    before: pathlib.Path | None = None
+    if args.before:
+        sha, before = git_tree(args.before, CACHE / "bench-trees")
+        print(f"before: {args.before} = {sha[:12]} (git archive into {before})", flush=True)
+    if args.startup:
+        figures["startup"] = startup(model, args.threads, before)
     from benchmarks import bench_llamacpp
 
     lcpp, skipped = bench_llamacpp.setup(model, args.threads, args.llama_cpp)
@@ -265,8 +362,11 @@ def main(argv: list[str] | None = None) -> None:
     mixed = workload_mixed(args.requests, args.rate)
     print(f"\n== mixed: {len(mixed)} requests, Poisson {args.rate}/s, prompts 32-256, outputs 32-128, "
           f"{args.threads} threads", flush=True)
-    figures["mixed_llmfleet"] = run_llmfleet(model, args.threads, mixed).summary()
+    figures["mixed_llmfleet"] = run_llmfleet(model, args.threads, mixed, *after).summary()
     print("llmfleet     ", figures["mixed_llmfleet"], flush=True)
+    if before:
+        figures["mixed_before"] = run_llmfleet(model, args.threads, mixed, code=before).summary()
+        print("llmfleet before", figures["mixed_before"], flush=True)
     figures["mixed_transformers"] = run_transformers(model, args.threads, mixed, args.batch).summary()
     print(f"transformers (static batches of {args.batch})", figures["mixed_transformers"], flush=True)
     if lcpp:
@@ -283,13 +383,24 @@ def main(argv: list[str] | None = None) -> None:
         res.tpot = [x for p in parts for x in p.tpot]
         return res
 
-    srv = Server(model, args.threads)
-    try:
-        asyncio.run(_drive(srv.url, [Req([700, 800], 4)]))
-        figures["single_llmfleet"] = sequential(lambda rs: asyncio.run(_drive(srv.url, rs))).summary()
-    finally:
-        srv.stop()
-    print("llmfleet     ", figures["single_llmfleet"], flush=True)
+    def single_llmfleet(*extra: str, code: pathlib.Path | None = None) -> dict:
+        srv = Server(model, args.threads, *extra, code=code)
+        try:
+            asyncio.run(_drive(srv.url, [Req([700, 800], 4)]))
+            return sequential(lambda rs: asyncio.run(_drive(srv.url, rs))).summary()
+        finally:
+            srv.stop()
+
+    # this checkout: defaults (dtype by CPU, compiled), then compiled in fp32 (transformers' dtype),
+    # then eager in the default dtype: the two changes' shares of the gain
+    for key, label, extra in (("single_llmfleet", "llmfleet (defaults)", after),
+                              ("single_llmfleet_fp32", "llmfleet --dtype float32", (*after, "--dtype", "float32")),
+                              ("single_llmfleet_eager", "llmfleet --no-compile", ("--no-compile",))):
+        figures[key] = single_llmfleet(*extra)
+        print(f"{label:<28}", figures[key], flush=True)
+    if before:
+        figures["single_before"] = single_llmfleet(code=before)
+        print(f"{'llmfleet before':<28}", figures["single_before"], flush=True)
     figures["single_transformers"] = sequential(lambda rs: run_transformers(model, args.threads, rs, 1)).summary()
     print("transformers ", figures["single_transformers"], flush=True)
     if lcpp:
@@ -300,9 +411,9 @@ def main(argv: list[str] | None = None) -> None:
     shared = workload_shared_prefix(max(16, args.requests // 2))
     print(f"\n== shared prefix: {len(shared)} requests, 512-token shared system prompt, 8-24 token questions, "
           "16 new tokens, Poisson 2/s", flush=True)
-    figures["prefix_on"] = run_llmfleet(model, args.threads, shared).summary()
+    figures["prefix_on"] = run_llmfleet(model, args.threads, shared, *after).summary()
     print("prefix caching on ", figures["prefix_on"], flush=True)
-    figures["prefix_off"] = run_llmfleet(model, args.threads, shared, "--no-enable-prefix-caching").summary()
+    figures["prefix_off"] = run_llmfleet(model, args.threads, shared, *after, "--no-enable-prefix-caching").summary()
     print("prefix caching off", figures["prefix_off"], flush=True)
 
     m, t = figures["mixed_llmfleet"], figures["mixed_transformers"]
@@ -314,10 +425,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"single decode tok/s      llmfleet / transformers: {ratio(s, st, 'out_tok_per_s')}   (goal >= 1.5x)")
     print(f"shared-prefix TTFT p50   off / on:                {ratio(on, off, 'ttft_ms_p50', invert=True)}"
           "   (goal >= 3x)")
+    for key, label in (("single_llmfleet_fp32", "llmfleet fp32 compiled"), ("single_llmfleet_eager", "llmfleet eager")):
+        print(f"single decode tok/s      {label} / transformers: {ratio(figures[key], st, 'out_tok_per_s')}")
+    print(f"single decode tok/s      compiled / eager (same dtype): "
+          f"{ratio(s, figures['single_llmfleet_eager'], 'out_tok_per_s')}")
+    if before:
+        print(f"mixed output tok/s       after / before: {ratio(m, figures['mixed_before'], 'out_tok_per_s')}")
+        print(f"single decode tok/s      after / before: {ratio(s, figures['single_before'], 'out_tok_per_s')}")
     if lcpp:
         print("\n".join(bench_llamacpp.ratio_lines(figures, ratio)))
     else:
         print(f"llama.cpp baseline SKIPPED: {skipped}")
+    print(machine_line())
     failed = sum(v.get("failed", 0) for v in figures.values())
     print(f"failed requests: {failed}")
     if args.json:
