@@ -25,9 +25,15 @@ def test_default_cache_dir_is_on_the_pods_cache_volume(monkeypatch):
     assert str(decode_graph.default_cache_dir()) == "/var/cache/llmfleet/llmfleet/compile"
 
 
+def _unset(monkeypatch, *names: str) -> None:
+    """Unset for this test and restored after, whether or not they were set before."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_unwritable_cache_dir_falls_back_to_a_private_one(tmp_path, monkeypatch):
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    _unset(monkeypatch, "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
     blocker = tmp_path / "file"
     blocker.write_text("")
     used = decode_graph.configure_cache(blocker / "compile")  # a path under a regular file
@@ -37,7 +43,7 @@ def test_unwritable_cache_dir_falls_back_to_a_private_one(tmp_path, monkeypatch)
 
 def test_configure_cache_keeps_an_inductor_dir_the_operator_of_the_pod_chose(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/chosen")
-    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    _unset(monkeypatch, "TRITON_CACHE_DIR")
     decode_graph.configure_cache(tmp_path)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/chosen"
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "triton")
@@ -50,12 +56,13 @@ def test_compile_flags(argv, compile, wait):
     assert (cfg.compile, cfg.compile_wait) == (compile, wait)
 
 
-def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(tiny_llama, tmp_path):
+def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(tiny_llama, tmp_path, monkeypatch):
     import time
 
     import httpx
     from conftest import EngineProcess
 
+    _unset(monkeypatch, "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")  # in-process compiles set them for the session
     body = {"prompt": [5, 9, 77, 300, 41], "max_tokens": 24, "temperature": 0, "ignore_eos": True}
     # float32 on both sides: the default dtype follows the CPU, and bf16 rounding may flip a near-tie
     srv = EngineProcess(tiny_llama, "--dtype", "float32")
