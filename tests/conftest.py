@@ -18,6 +18,12 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """One compile cache for the session: engines of the same shapes reuse each other's artefacts."""
+    return tmp_path_factory.mktemp("compile-cache")
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
     from tools.tinymodel import TinySpec, make_tiny_model
 

@@ -56,7 +56,8 @@ def test_compile_flags(argv, compile, wait):
     assert (cfg.compile, cfg.compile_wait) == (compile, wait)
 
 
-def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(tiny_llama, tmp_path, monkeypatch):
+def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(tiny_llama, compile_cache,
+                                                                               monkeypatch):
     import time
 
     import httpx
@@ -70,10 +71,10 @@ def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(t
         eager = httpx.post(srv.url + "/v1/completions", json=body, timeout=60).json()
     finally:
         srv.stop()
-    srv = EngineProcess(tiny_llama, "--dtype", "float32", "--compile", "--compile-cache-dir", str(tmp_path))
+    srv = EngineProcess(tiny_llama, "--dtype", "float32", "--compile", "--compile-cache-dir", str(compile_cache))
     try:
         # ready before compiling is done: the compile runs in the background on CPU
-        deadline = time.monotonic() + 600  # a shared 2-core machine compiles slowly; not a speed assert
+        deadline = time.monotonic() + 1200  # a cold compile on a loaded 2-core machine took 5 min; not a speed assert
         while srv.metric("llmfleet_engine_decode_compiled") != 1:
             assert srv.proc.poll() is None, srv.output()
             assert time.monotonic() < deadline, srv.output()
@@ -83,4 +84,4 @@ def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(t
     finally:
         srv.stop()
     assert compiled["choices"][0]["text"] == eager["choices"][0]["text"]
-    assert any(p.name == "inductor" for p in tmp_path.iterdir())  # artefacts went to the chosen directory
+    assert any((compile_cache / "inductor").iterdir())  # artefacts went to the chosen directory

@@ -37,12 +37,6 @@ def mode(request):
     return request.param
 
 
-@pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
-    """One compile cache for the session: engines of the same shapes reuse each other's artefacts."""
-    return tmp_path_factory.mktemp("compile-cache")
-
-
 @pytest.fixture
 def engine(mode, compile_cache):
     made: list[LLMEngine] = []

@@ -1,0 +1,74 @@
+"""Decode speed without HTTP: the engine's `generate` in-process, per configuration, in rounds.
+
+Each configuration (dtype x compiled or eager, and optionally another revision's engine via
+--before) runs in a child process of its own, one after another, for --rounds rounds, so
+configurations measured in the same round saw about the same machine. Prompts are prefilled
+first (not timed), so the figure is decode: batch-1 and batch-16 output tokens per second.
+
+    python -m benchmarks.decode_loop [--threads 1] [--rounds 2] [--before REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, random, sys, time, torch
+from llmfleet.engine.config import EngineConfig
+from llmfleet.engine.llm_engine import LLMEngine
+from llmfleet.engine.sequence import SamplingParams
+model, dtype, compiled, threads, new = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+kw = {"compile": compiled} if "compile" in EngineConfig.__dataclass_fields__ else {}  # older revisions: eager only
+cfg = EngineConfig(model=model, device="cpu", dtype=dtype, max_model_len=1024, max_num_seqs=32, **kw)
+t = time.monotonic(); eng = LLMEngine(cfg); load = time.monotonic() - t
+rng = random.Random(0)
+out = {"load_s": round(load, 1)}
+for b in (1, 16):
+    prompts = [[rng.randrange(300, 8000) for _ in range(128)] for _ in range(b)]
+    eng.generate(prompts, SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True))  # prefill, cached
+    t = time.monotonic()
+    eng.generate(prompts, SamplingParams(max_tokens=new, temperature=0.0, ignore_eos=True))
+    out[f"b{b}_tok_s"] = round(b * new / (time.monotonic() - t), 1)
+print(json.dumps(out))
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    from benchmarks.bench import CACHE, bench_model, git_tree, machine_line
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--before", metavar="REV", help="also run this revision's engine (fp32, eager: its defaults)")
+    args = ap.parse_args(argv)
+    model = str(bench_model(args.threads))
+    print(machine_line(), flush=True)
+    configs = [("after fp32 eager", "float32", "0", None), ("after fp32 compiled", "float32", "1", None),
+               ("after bf16 eager", "bfloat16", "0", None), ("after bf16 compiled", "bfloat16", "1", None)]
+    if args.before:
+        sha, tree = git_tree(args.before, CACHE / "bench-trees")
+        configs.insert(0, (f"before {args.before} ({sha[:12]})", "float32", "0", tree))
+    results: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        for name, dtype, compiled, tree in random.Random(r).sample(configs, len(configs)):
+            env = dict(os.environ)
+            if tree is not None:
+                env["PYTHONPATH"] = str(tree)
+            out = subprocess.run([sys.executable, "-c", CHILD, model, dtype, compiled, str(args.threads),
+                                  str(args.new_tokens)], capture_output=True, text=True, env=env, check=True)
+            fig = json.loads(out.stdout.strip().splitlines()[-1])
+            results.setdefault(name, []).append(fig)
+            print(f"round {r + 1} {name:<32} {fig} ({time.strftime('%H:%M:%S')})", flush=True)
+    print(machine_line())
+
+
+if __name__ == "__main__":
+    main()
