@@ -12,7 +12,7 @@ from llmfleet.engine.sequence import SamplingParams, Sequence
 
 @pytest.fixture(scope="module")
 def eng(tiny_llama):
-    return LLMEngine(EngineConfig(model=str(tiny_llama), device="cpu", max_model_len=256))
+    return LLMEngine(EngineConfig(model=str(tiny_llama), device="cpu", dtype="float32", max_model_len=256))
 
 
 PROMPT = [10, 20, 30, 40, 50]
