@@ -49,8 +49,8 @@ def test_configure_cache_keeps_an_inductor_dir_the_operator_of_the_pod_chose(tmp
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "triton")
 
 
-@pytest.mark.parametrize("argv,compile,wait", [([], True, False), (["--no-compile"], False, False),
-                                              (["--compile-wait"], True, True)])
+@pytest.mark.parametrize("argv,compile,wait", [([], None, False), (["--no-compile"], False, False),
+                                              (["--compile", "--compile-wait"], True, True)])
 def test_compile_flags(argv, compile, wait):
     cfg = config_from_args(build_parser().parse_args(["serve", "--model", "m", *argv]))
     assert (cfg.compile, cfg.compile_wait) == (compile, wait)
@@ -61,7 +61,7 @@ def test_server_turns_ready_eagerly_then_decodes_compiled_with_the_same_tokens(t
     import time
 
     import httpx
-    from conftest import EngineProcess
+    from engine_process import EngineProcess
 
     _unset(monkeypatch, "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")  # in-process compiles set them for the session
     body = {"prompt": [5, 9, 77, 300, 41], "max_tokens": 24, "temperature": 0, "ignore_eos": True}

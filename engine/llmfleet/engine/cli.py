@@ -35,8 +35,9 @@ CONNECTION_HEADROOM = 256  # connections beyond --max-concurrent-requests before
 def _add_config_flags(ap: argparse.ArgumentParser) -> None:
     for f in EngineConfig.option_fields():
         flag = "--" + f.name.replace("_", "-")
-        kw: dict = {"dest": f.name, "help": f.metadata.get("help"), "default": f.default}
-        if f.type in ("bool", bool):
+        # argparse %-formats help text: a literal % (e.g. "90% of") must be doubled.
+        kw: dict = {"dest": f.name, "help": (f.metadata.get("help") or "").replace("%", "%%"), "default": f.default}
+        if f.type in ("bool", bool, "bool | None"):
             kw["action"] = argparse.BooleanOptionalAction
         else:
             if "choices" in f.metadata:
@@ -158,9 +159,10 @@ def serve(cfg: EngineConfig) -> int:
 
         # CUDA graphs are captured before serving (capture must not overlap other GPU work); on CPU
         # the engine serves eagerly at once and compiles in this thread (unless --compile-wait).
-        compile_first = cfg.compile and (cfg.compile_wait or device.type == "cuda")
+        run_cfg = dataclasses.replace(cfg, served_model_name=name, compile=cfg.compile_enabled(device.type))
+        compile_first = run_cfg.compile and (cfg.compile_wait or device.type == "cuda")
         try:
-            engine = LLMEngine(dataclasses.replace(cfg, served_model_name=name), compile_now=False)
+            engine = LLMEngine(run_cfg, compile_now=False)
             if compile_first and engine.compile():
                 metrics.compile_seconds.set(engine.compile_seconds)
                 metrics.decode_compiled.set(1)
@@ -178,7 +180,7 @@ def serve(cfg: EngineConfig) -> int:
         metrics.model_load_seconds.set(time.monotonic() - started)
         log.info("ready", extra={"model": name, "load_seconds": round(time.monotonic() - started, 2),
                                  "host": cfg.host, "port": cfg.port})
-        if cfg.compile and not compile_first and engine.compile():
+        if run_cfg.compile and not compile_first and engine.compile():
             metrics.compile_seconds.set(engine.compile_seconds)
             metrics.decode_compiled.set(1)
 

@@ -25,9 +25,10 @@ class EngineConfig:
         "auto", "auto: bfloat16 on CUDA; on CPU bfloat16 where the CPU has native bf16 matrix instructions "
                 "(AMX or AVX-512 BF16), else float32 (emulated bf16 is slower). The choice is logged at start-up.",
         choices=["auto", "float32", "bfloat16", "float16"])
-    compile: bool = _opt(
-        True, "Compile the decode step before serving (CPU: torch.compile/inductor; CUDA: CUDA graphs per "
-              "batch-size bucket). --no-compile runs every step eagerly: faster start, slower decode.")
+    compile: bool | None = _opt(
+        None, "Compile the decode step (CPU: torch.compile/inductor; CUDA: CUDA graphs per batch-size bucket). "
+              "Default: on for CUDA, off for CPU, where compiling costs 30-90 s of CPU at every cold start and "
+              "measured only 1.05-1.1x on decode (docs/benchmarks.md). --compile / --no-compile force it.")
     compile_wait: bool = _opt(
         False, "Finish compiling before /ready. Default: on CPU, serve eagerly at once and switch to the "
                "compiled step when it is ready (compiling on a small CPU takes a minute or more); CUDA graphs "
@@ -86,6 +87,10 @@ class EngineConfig:
         for name in ("max_body_bytes", "body_read_timeout", "max_concurrent_requests"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
+
+    def compile_enabled(self, device_type: str) -> bool:
+        """--compile as given, else the default for the device (see the `compile` field)."""
+        return self.compile if self.compile is not None else device_type == "cuda"
 
     @classmethod
     def option_fields(cls):

@@ -65,7 +65,7 @@ class LLMEngine:
                                   config.kv_cache_memory_mb, config.num_kv_blocks, config.max_num_seqs)
         self.max_model_len = self.runner.max_model_len
         self.compile_seconds = 0.0
-        if config.compile and compile_now:
+        if config.compile_enabled(self.runner.device.type) and compile_now:
             self.compile(fallback=False)
         self.eos_token_ids = list(self.runner.cfg.eos_token_ids)
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.eos_token_ids:
