@@ -35,6 +35,7 @@ KWOK_BIN="$CACHE/bin/kwok-$KWOK_VERSION"
 HELM_BIN="$CACHE/bin/helm-$HELM_VERSION"
 NODE_BIN="$CACHE/bin/kubernetes-node-$KUBERNETES_VERSION"
 COREDNS_BIN="$CACHE/bin/coredns-$COREDNS_VERSION"
+PAUSE_BIN="$CACHE/bin/pause-$(cat "$here/pause/main.go" | sha256sum | cut -c1-12)"
 
 log() { printf '[build %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 2; }
@@ -48,7 +49,7 @@ present() {  # present DIR BIN... -> all binaries there and executable
 all_present() {
     present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler &&
         present "$ETCD_BIN" etcd && present "$KWOK_BIN" kwok && present "$HELM_BIN" helm &&
-        present "$NODE_BIN" kubelet kube-proxy && present "$COREDNS_BIN" coredns
+        present "$NODE_BIN" kubelet kube-proxy && present "$COREDNS_BIN" coredns && present "$PAUSE_BIN" pause
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -176,6 +177,14 @@ build_node() {
     finish "$NODE_BIN" "$tmp" $((SECONDS - start)) "kubernetes-node-$KUBERNETES_VERSION"
 }
 
+build_pause() {  # the real nodes' sandbox program (pause/main.go), keyed by its source
+    present "$PAUSE_BIN" pause && return 0
+    local start=$SECONDS tmp
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-pause.XXXXXX")
+    (cd "$here/pause" && go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .)
+    finish "$PAUSE_BIN" "$tmp" $((SECONDS - start)) "pause"
+}
+
 build_etcd() {
     present "$ETCD_BIN" etcd && return 0
     local start=$SECONDS src="$CACHE/src/etcd-$ETCD_VERSION" tmp
@@ -206,6 +215,7 @@ build_kubernetes
 build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 build_go_install "$HELM_BIN" helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build_node
+build_pause
 build_go_install "$COREDNS_BIN" coredns github.com/coredns/coredns "$COREDNS_VERSION"
 log "done in $((SECONDS - total_start))s; binaries under $CACHE/bin (times in $CACHE/bin/build-times.tsv)"
 exit 0
