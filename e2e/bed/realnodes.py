@@ -605,19 +605,21 @@ def import_images(state_dir: Path, refs: list[str], log=print) -> dict[str, floa
                     old.unlink()
                     old.with_suffix(".ref").unlink(missing_ok=True)
             times[f"save {ref}"] = time.monotonic() - t
-        (archives / f"{iid[:16]}.ref").write_text(ref)
+        archive.with_suffix(".ref").write_text(ref)
         for node in REAL_NODES:
             listed = ctr(state_dir, node, "images", "ls", f"name=={ref}").stdout
             if f"llmfleet.dev/image-id={iid}" in listed:
                 continue
             t = time.monotonic()
-            done = ctr(state_dir, node, "images", "import", "--no-unpack=false", str(archive))
-            if done.returncode != 0:
-                done = ctr(state_dir, node, "images", "import", str(archive))
+            done = ctr(state_dir, node, "images", "import", str(archive))  # unpacked for overlayfs
             if done.returncode != 0:
                 raise RuntimeError(f"ctr import of {ref} into {node.name} failed: {done.stderr}")
             ctr(state_dir, node, "images", "label", ref, f"llmfleet.dev/image-id={iid}")
             times[f"import {ref} -> {node.name}"] = time.monotonic() - t
+        # Every node has it now (and keeps it in its containerd root): the archive is only a
+        # transit copy, 6 GB for the engine; a later import saves it again.
+        archive.unlink(missing_ok=True)
+        archive.with_suffix(".ref").unlink(missing_ok=True)
     return times
 
 
