@@ -71,7 +71,11 @@ def node_model(cluster: E2ECluster) -> Path:
     out = cluster.dir / "models" / "tiny"
     if not (out / "config.json").exists():
         subprocess.run(
-            [sys.executable, "-m", "llmfleet.engine.tinymodel", str(out)], check=True, timeout=300, capture_output=True
+            [sys.executable, "-m", "tools.tinymodel", str(out)],
+            check=True,
+            timeout=300,
+            capture_output=True,
+            cwd=BED.parents[1],  # tools/ is a folder of the repository, not of the installed package
         )
     for path in [cluster.dir, cluster.dir / "models", *out.parent.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o555 if path.is_dir() else path.stat().st_mode | 0o444)
