@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hostnet
+import nodehost
+import nodeimages
 import realnodes
 from controlplane import (
     BED,
@@ -345,7 +347,7 @@ def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
         claim_real_nodes()
         # Before any component: routes that keep the pod and Service ranges on this machine.
         state["components"] = CONTROL_PLANE + list(realnodes.argvs(STATE_DIR))
-        state["real_nodes"] = realnodes.host_snapshot()
+        state["real_nodes"] = nodehost.host_snapshot()
         save_state(state)
     save_state(state)
     write_pki(STATE_DIR / "pki")
@@ -360,7 +362,7 @@ def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
     try:
         if real_nodes:
             hostnet.apply([n.bridge for n in realnodes.REAL_NODES])
-            realnodes.make_cgroups()
+            nodehost.make_cgroups()
         start("etcd", argv["etcd"], state)
         wait_for(
             "etcd",
@@ -457,8 +459,8 @@ def start_real_nodes(server: str, state: dict, api) -> None:
         wait_for(f"{name}'s socket", lambda n=node: realnodes.ctr(STATE_DIR, n, "version", timeout=10).returncode == 0,
                  state, timeout=60, watch=(name,))
     t = time.monotonic()
-    refs = [realnodes.ensure_pause_image()] + realnodes.app_image_refs()
-    times = realnodes.import_images(STATE_DIR, refs, log=lambda m: print(m, file=sys.stderr))
+    refs = [nodeimages.ensure_pause_image()] + realnodes.app_image_refs()
+    times = nodeimages.import_images(STATE_DIR, refs, log=lambda m: print(m, file=sys.stderr))
     for step, secs in times.items():
         print(f"cluster: {step}: {secs:.1f}s", file=sys.stderr)
     state["image_import_seconds"] = round(time.monotonic() - t, 1)
@@ -507,27 +509,27 @@ def stop_real_nodes(state: dict) -> list[str]:
     for n in node_names:
         stop(f"kubelet-{n}")
     # 2. Every container, through containerd while it runs; then containerd and CoreDNS.
-    realnodes.kill_node_containers(STATE_DIR)
+    nodehost.kill_node_containers(STATE_DIR)
     for n in node_names:
         stop(f"containerd-{n}")
     stop("coredns")
     # 3. What outlives containerd: shims, pod network namespaces, mounts.
-    for pid in realnodes.shim_pids(STATE_DIR):
+    for pid in nodehost.shim_pids(STATE_DIR):
         stop_process("containerd shim", pid, proc_start_time(pid), grace=5.0)
-    for ns in realnodes.bed_netns():
+    for ns in nodehost.bed_netns():
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-    problems += realnodes.unmount_under(STATE_DIR / "nodes")
+    problems += nodehost.unmount_under(STATE_DIR / "nodes")
     # 4. kube-proxy's rules, the kubelet's chains: the nft ruleset as it was; cgroups; network; sysctls.
     kube_proxy = realnodes.node_binaries()["kube-proxy"]
     if kube_proxy.exists() and (STATE_DIR / "nodes" / "kube-proxy-config.yaml").exists():
         subprocess.run([str(kube_proxy), "--cleanup", f"--config={STATE_DIR / 'nodes' / 'kube-proxy-config.yaml'}"],
                        capture_output=True, timeout=60)
     snapshot = state.get("real_nodes", {})
-    problems += realnodes.remove_cgroups()
+    problems += nodehost.remove_cgroups()
     problems += hostnet.revert([n.bridge for n in realnodes.REAL_NODES], snapshot.get("sysctls", {}))
     if "nft_ruleset" in snapshot:
-        problems += realnodes.restore_nft(snapshot["nft_ruleset"])
-    realnodes.clean_host_paths(STATE_DIR, snapshot.get("existing_paths", list(realnodes.HOST_PATHS)))
+        problems += nodehost.restore_nft(snapshot["nft_ruleset"])
+    nodehost.clean_host_paths(STATE_DIR, snapshot.get("existing_paths", list(realnodes.HOST_PATHS)))
     if realnodes.LOCK.exists() and realnodes.LOCK.read_text().strip() == str(STATE_DIR):
         realnodes.LOCK.unlink()
     return problems

@@ -16,8 +16,9 @@ plane, the nodes in REAL_NODES instead of the kwok nodes and the pod runner:
 |             | imported with `ctr`; containerd is given a dead proxy, so a pull of an     |
 |             | image that is not there fails instead of reaching a registry               |
 
-Host-global state is described in hostnet.py (network) and below (cgroups, paths); `down`
-undoes all of it. Only one bed with real nodes can run on a machine at a time: the
+This module is what the nodes run with (pure configuration, identities, files); images
+go in with nodeimages.py; host-global state is hostnet.py's (network) and nodehost.py's
+(cgroups, host paths, mounts, what `down` undoes). Only one bed with real nodes can run on a machine at a time: the
 bridges, routes and iptables are the machine's (a lock in /run says who has them).
 """
 
@@ -29,9 +30,6 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -488,79 +486,6 @@ def argvs(state_dir: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     return out
 
 
-def host_snapshot() -> dict:
-    """What `down` must restore: sysctls, which host paths existed, the nft ruleset."""
-    ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
-    return {
-        "sysctls": hostnet.read_sysctls(),
-        "existing_paths": [p for p in HOST_PATHS if os.path.lexists(p)],
-        "nft_ruleset": ruleset,
-    }
-
-
-def make_cgroups() -> None:
-    for node in REAL_NODES:
-        for c in CGROUP_CONTROLLERS:
-            base = Path("/sys/fs/cgroup") / c
-            if not base.is_dir():
-                continue
-            path = base / node.cgroup_root.lstrip("/")
-            path.mkdir(exist_ok=True)
-            if c == "cpuset":
-                for f in ("cpuset.cpus", "cpuset.mems"):
-                    (path / f).write_text((base / f).read_text())
-
-
-def remove_cgroups() -> list[str]:
-    problems = []
-    for node in REAL_NODES:
-        for c in (*CGROUP_CONTROLLERS, "unified"):
-            path = Path("/sys/fs/cgroup") / c / node.cgroup_root.lstrip("/")
-            if not path.is_dir():
-                continue
-            for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                try:
-                    sub.rmdir()
-                except OSError:
-                    pass
-            try:
-                path.rmdir()
-            except OSError as e:
-                problems.append(f"cgroup {path}: {e}")
-    return problems
-
-
-# --- images ----------------------------------------------------------------------------
-
-
-def podman(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "CONTAINERS_CONF": str(Path(__file__).resolve().parents[2] / "images" / "containers.conf"),
-    }
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def ensure_pause_image() -> str:
-    """The sandbox image in podman's store (made from the pause binary: a one-file image)."""
-    ref = pause_image()
-    if podman("image", "exists", ref).returncode == 0:
-        return ref
-    with tempfile.TemporaryDirectory() as tmp:
-        tar_path = Path(tmp) / "pause.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            tar.add(node_binaries()["pause"], arcname="pause")
-        done = podman("import", "--change", 'ENTRYPOINT ["/pause"]', str(tar_path), ref)
-        if done.returncode != 0:
-            raise RuntimeError(f"podman import of the pause image failed: {done.stderr}")
-    return ref
-
-
-def image_id(ref: str) -> str | None:
-    done = podman("image", "inspect", "--format", "{{.Id}}", ref)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def app_image_refs() -> list[str]:
     version = yaml.safe_load(
         (Path(__file__).resolve().parents[2] / "charts/llmfleet/Chart.yaml").read_text()
@@ -576,147 +501,3 @@ def ctr(state_dir: Path, node: RealNode, *args: str, timeout: float = 900) -> su
         text=True,
         timeout=timeout,
     )
-
-
-def import_images(state_dir: Path, refs: list[str], log=print) -> dict[str, float]:
-    """Each image into each node's containerd, unless that node has this very image already.
-
-    podman saves an image once per image ID into $LLMFLEET_CACHE/image-archives; a node's
-    containerd keeps a label with the ID it imported. Returns seconds spent per step.
-    """
-    times: dict[str, float] = {}
-    archives = CACHE / "image-archives"
-    archives.mkdir(parents=True, exist_ok=True)
-    for ref in refs:
-        iid = image_id(ref)
-        if iid is None:
-            log(f"real nodes: image {ref} is not in the local store (run `make images`); not imported")
-            continue
-        archive = archives / f"{iid[:16]}.tar"
-        if not archive.exists():
-            t = time.monotonic()
-            part = archive.with_suffix(".part")
-            done = podman("save", "--format", "docker-archive", "-o", str(part), ref)
-            if done.returncode != 0:
-                raise RuntimeError(f"podman save {ref} failed: {done.stderr}")
-            part.rename(archive)
-            for old in archives.glob("*.tar"):  # one archive per image name is enough
-                if old != archive and _archive_ref(old) == ref:
-                    old.unlink()
-                    old.with_suffix(".ref").unlink(missing_ok=True)
-            times[f"save {ref}"] = time.monotonic() - t
-        archive.with_suffix(".ref").write_text(ref)
-        for node in REAL_NODES:
-            listed = ctr(state_dir, node, "images", "ls", f"name=={ref}").stdout
-            if f"llmfleet.dev/image-id={iid}" in listed:
-                continue
-            t = time.monotonic()
-            done = ctr(state_dir, node, "images", "import", str(archive))  # unpacked for overlayfs
-            if done.returncode != 0:
-                raise RuntimeError(f"ctr import of {ref} into {node.name} failed: {done.stderr}")
-            ctr(state_dir, node, "images", "label", ref, f"llmfleet.dev/image-id={iid}")
-            times[f"import {ref} -> {node.name}"] = time.monotonic() - t
-        # Every node has it now (and keeps it in its containerd root): the archive is only a
-        # transit copy, 6 GB for the engine; a later import saves it again.
-        archive.unlink(missing_ok=True)
-        archive.with_suffix(".ref").unlink(missing_ok=True)
-    return times
-
-
-def _archive_ref(archive: Path) -> str | None:
-    ref_file = archive.with_suffix(".ref")
-    return ref_file.read_text() if ref_file.exists() else None
-
-
-# --- stopping ----------------------------------------------------------------------------
-
-
-def kill_node_containers(state_dir: Path) -> None:
-    """Every task containerd still runs for the bed (pods the kubelets did not stop)."""
-    for node in REAL_NODES:
-        if not containerd_socket(state_dir, node).exists():
-            continue
-        tasks = ctr(state_dir, node, "tasks", "ls", "-q", timeout=30).stdout.split()
-        for task in tasks:
-            ctr(state_dir, node, "tasks", "kill", "-a", "-s", "SIGKILL", task, timeout=30)
-        deadline = time.monotonic() + 10
-        for task in tasks:
-            while time.monotonic() < deadline:
-                if ctr(state_dir, node, "tasks", "rm", "-f", task, timeout=30).returncode == 0:
-                    break
-                time.sleep(0.2)
-        for container in ctr(state_dir, node, "containers", "ls", "-q", timeout=30).stdout.split():
-            ctr(state_dir, node, "containers", "rm", container, timeout=30)
-
-
-def shim_pids(state_dir: Path) -> list[int]:
-    """containerd shims serving the bed's containerds (they outlive containerd by design)."""
-    socks = {str(containerd_socket(state_dir, n)) for n in REAL_NODES}
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and any(s.encode() in argv for s in socks):
-            pids.append(int(proc.name))
-    return pids
-
-
-def bed_netns() -> list[str]:
-    """Network namespaces CNI made for the bed's pods (an address in the pod range)."""
-    names = []
-    for ns in Path("/run/netns").glob("cni-*") if Path("/run/netns").is_dir() else []:
-        out = subprocess.run(["ip", "-n", ns.name, "-4", "addr"], capture_output=True, text=True).stdout
-        if " 10.244." in out:
-            names.append(ns.name)
-    return names
-
-
-def unmount_under(root: Path) -> list[str]:
-    """Unmount everything mounted below root, deepest first (kubelet volumes, rootfs, shm)."""
-    problems = []
-    mounts = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == str(root) or point.startswith(str(root) + "/"):
-            mounts.append(point)
-    for point in sorted(set(mounts), key=lambda p: -p.count("/")):
-        done = subprocess.run(["umount", point], capture_output=True, text=True)
-        if done.returncode != 0:
-            done = subprocess.run(["umount", "-l", point], capture_output=True, text=True)
-            if done.returncode != 0:
-                problems.append(f"umount {point}: {done.stderr.strip()}")
-    return problems
-
-
-def clean_host_paths(state_dir: Path, existing: list[str]) -> None:
-    """Remove the host paths the nodes created; in those that existed, only the bed's entries."""
-    for path in HOST_PATHS:
-        p = Path(path)
-        if path not in existing:
-            if p.is_dir() and not p.is_symlink():
-                unmount_under(p)
-                shutil.rmtree(p, ignore_errors=True)
-            continue
-        if path == "/var/log/containers":
-            for link in p.glob("*.log"):
-                if str(os.readlink(link)).startswith(str(state_dir)):
-                    link.unlink(missing_ok=True)
-        elif path == "/var/lib/cni":
-            for f in (p / "results").glob("llmfleet-bed-*"):
-                f.unlink(missing_ok=True)
-
-
-def restore_nft(ruleset: str) -> list[str]:
-    """Put the machine's nftables ruleset back as it was before `up` (iptables-nft included)."""
-    now = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
-    if now == ruleset:
-        return []
-    with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
-        f.write("flush ruleset\n" + ruleset)
-        f.flush()
-        done = subprocess.run(["nft", "-f", f.name], capture_output=True, text=True)
-    return [f"nft restore: {done.stderr.strip()}"] if done.returncode != 0 else []

@@ -20,6 +20,7 @@ BED = Path(__file__).resolve().parents[1] / "bed"
 sys.path.insert(0, str(BED))
 
 import cluster as bed  # noqa: E402
+import nodeimages  # noqa: E402
 import realnodes  # noqa: E402
 from bedkit import E2ECluster  # noqa: E402
 
@@ -39,7 +40,7 @@ def cluster() -> Iterator[E2ECluster]:
     problems = realnodes.preflight()
     if subprocess.run([str(BED / "build.sh"), "--check"]).returncode != 0:
         problems.append("the bed's binaries are not built: run `make e2e-binaries`")
-    missing = [r for r in realnodes.app_image_refs() if realnodes.image_id(r) is None]
+    missing = [r for r in realnodes.app_image_refs() if nodeimages.image_id(r) is None]
     if missing:
         problems.append(f"images {', '.join(missing)} are not built: run `make images`")
     if problems:

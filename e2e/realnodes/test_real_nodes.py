@@ -204,6 +204,20 @@ def test_engine_serves_through_its_service_ip_and_dns_name(cluster, namespace, n
     assert result["gateway"] == 101
 
 
+def test_a_missing_image_is_never_pulled_from_a_registry(cluster, namespace):
+    spec = pod("pull", "docker.io/library/busybox:1.36", ["true"], restartPolicy="Never")
+    spec["spec"]["containers"][0]["imagePullPolicy"] = "Always"
+    cluster.core.create_namespaced_pod(namespace, spec)
+
+    def pull_failed() -> str:
+        events = cluster.core.list_namespaced_event(namespace, field_selector="involvedObject.name=pull").items
+        return next((e.message for e in events if e.reason == "Failed" and "pull" in (e.message or "")), "")
+
+    message = wait_until("the pull to fail", pull_failed, timeout=120)
+    # containerd went to the dead proxy on loopback: no DNS query, no connection off the machine.
+    assert realnodes.DEAD_PROXY.removeprefix("http://") in message, message
+
+
 @pytest.fixture
 def namespace(cluster: E2ECluster):
     import uuid
