@@ -281,6 +281,8 @@ def _up(owner: str, real_nodes: bool = False) -> Cluster:
         print(
             f"cluster: already up at {found.server} (started by {found.owner}); kubeconfig {found.kubeconfig}"
         )
+        if real_nodes and (load_state() or {}).get("real_nodes"):
+            load_images()  # what `make images` rebuilt since (nothing when unchanged)
         return found
     missing = [n for n, p in binaries().items() if n != "helm" and not p.exists()]
     if missing:
@@ -446,6 +448,15 @@ def real_node_control_plane(argv: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
+def load_images() -> float:
+    """The pause image and the images `make images` built, into every node that lacks them."""
+    t = time.monotonic()
+    refs = [nodeimages.ensure_pause_image()] + realnodes.app_image_refs()
+    for step, secs in nodeimages.import_images(STATE_DIR, refs, log=lambda m: print(m, file=sys.stderr)).items():
+        print(f"cluster: {step}: {secs:.1f}s", file=sys.stderr)
+    return round(time.monotonic() - t, 1)
+
+
 def start_real_nodes(server: str, state: dict, api) -> None:
     from kubernetes import client, utils
 
@@ -458,12 +469,7 @@ def start_real_nodes(server: str, state: dict, api) -> None:
         start(name, procs[name][0], state, procs[name][1])
         wait_for(f"{name}'s socket", lambda n=node: realnodes.ctr(STATE_DIR, n, "version", timeout=10).returncode == 0,
                  state, timeout=60, watch=(name,))
-    t = time.monotonic()
-    refs = [nodeimages.ensure_pause_image()] + realnodes.app_image_refs()
-    times = nodeimages.import_images(STATE_DIR, refs, log=lambda m: print(m, file=sys.stderr))
-    for step, secs in times.items():
-        print(f"cluster: {step}: {secs:.1f}s", file=sys.stderr)
-    state["image_import_seconds"] = round(time.monotonic() - t, 1)
+    state["image_import_seconds"] = load_images()
     for name in ("coredns", "kube-proxy", *(f"kubelet-{n.name}" for n in realnodes.REAL_NODES)):
         start(name, procs[name][0], state, procs[name][1])
     names = [n.name for n in realnodes.REAL_NODES]
