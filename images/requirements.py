@@ -11,9 +11,11 @@ from __future__ import annotations
 import sys
 import tomllib
 
-#: Used while pyproject.toml has no such extra yet: what each component imports.
+#: Used while pyproject.toml has no such extra yet: what each component imports (the
+#: operator image also runs llmfleet-router).
 FALLBACK = {
     "operator": [
+        "uvicorn>=0.29",
         "pydantic>=2.7",
         "httpx>=0.27",
         "prometheus-client>=0.20",

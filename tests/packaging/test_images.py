@@ -43,6 +43,7 @@ def test_operator_image_installs_no_torch(pyproject):
     reqs = load_requirements_module().requirements(pyproject, "operator")
     assert "torch" not in names(reqs)
     assert {"kopf", "kubernetes", "pydantic"} <= names(reqs)
+    assert {"uvicorn", "httpx", "prometheus-client"} <= names(reqs)  # llmfleet-router runs from it too
 
 
 def test_engine_image_installs_torch_and_the_server(pyproject):
@@ -63,6 +64,11 @@ def test_containerfile_starts_from_the_base_the_bed_makes_and_runs_non_root(comp
     # A numeric user: the kubelet can only check runAsNonRoot against a uid.
     assert re.findall(r"^USER (\S+)$", text, re.M) == ["10001:10001"]
     assert re.search(rf'^ENTRYPOINT \["llmfleet-{component}"\]$', text, re.M)
+    # Every package folder pyproject maps must be in the build (else the wheel fails).
+    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    top_folders = {d.split("/")[0] for d in package_dirs.values()}
+    copied = set(re.findall(r"^COPY (\w+) /src/\1$", text, re.M))
+    assert top_folders <= copied, top_folders - copied
 
 
 def test_both_images_share_the_python_layer():
