@@ -45,7 +45,9 @@ for c in "${components[@]}"; do
     start=$SECONDS
     mount=()
     if [ -n "$WHEELHOUSE" ]; then
-        "$PY" "$here/wheelhouse.py" "$WHEELHOUSE" "$c"
+        extras=$c; [ "$c" = operator ] && extras="operator router"
+        # shellcheck disable=SC2086  # two words on purpose
+        "$PY" "$here/wheelhouse.py" "$WHEELHOUSE" $extras
         mount=(--volume "$WHEELHOUSE:/wheels:ro")
     fi
     tag="ghcr.io/llmfleet/llmfleet-$c:$version"

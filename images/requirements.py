@@ -1,6 +1,7 @@
-"""Prints the requirement lines one image installs: pyproject's dependencies plus an extra.
+"""Prints the requirement lines one image installs: pyproject's dependencies plus extras.
 
-    python3 images/requirements.py pyproject.toml operator|engine
+    python3 images/requirements.py pyproject.toml EXTRA [EXTRA...]
+    (the engine image: engine; the operator image: operator router)
 
 Runs inside the image build (only the standard library), so the dependency layer's cache
 key is pyproject.toml alone: a code change never reinstalls torch.
@@ -39,11 +40,19 @@ def requirements(pyproject: dict, extra: str) -> list[str]:
     raise SystemExit(f"requirements.py: no extra {extra!r} in pyproject.toml (have: {sorted(extras)})")
 
 
+def requirements_for(pyproject: dict, extras: list[str]) -> list[str]:
+    """Several extras, each requirement once (first spelling kept)."""
+    out: list[str] = []
+    for extra in extras:
+        out += [r for r in requirements(pyproject, extra) if r not in out]
+    return out
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    if len(argv) < 3:
         raise SystemExit(__doc__)
     with open(argv[1], "rb") as f:
-        print("\n".join(requirements(tomllib.load(f), argv[2])))
+        print("\n".join(requirements_for(tomllib.load(f), argv[2:])))
     return 0
 
 

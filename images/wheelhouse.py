@@ -1,6 +1,6 @@
 """Repacks the distributions an image needs, as installed on this machine, into wheels.
 
-    python3 images/wheelhouse.py DIR operator|engine
+    python3 images/wheelhouse.py DIR EXTRA [EXTRA...]
 
 The engine image installs torch's CUDA build (about 5 GB with its nvidia-* and triton
 wheels). Where the machine already has them installed (the bed's machines, CI after
@@ -28,7 +28,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from requirements import requirements  # noqa: E402
+from requirements import requirements_for  # noqa: E402
 
 SKIP = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}
 
@@ -104,13 +104,13 @@ def repack(dist: metadata.Distribution, out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    if len(argv) < 3:
         raise SystemExit(__doc__)
-    out, extra = Path(argv[1]), argv[2]
+    out, extras = Path(argv[1]), argv[2:]
     out.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parent.parent
     with open(root / "pyproject.toml", "rb") as f:
-        reqs = requirements(tomllib.load(f), extra)
+        reqs = requirements_for(tomllib.load(f), extras)
     made = kept = 0
     for dist in sorted(closure(reqs), key=lambda d: canonical(d.metadata["Name"])):
         target = out / wheel_name(dist)
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
             continue
         repack(dist, target)
         made += 1
-    print(f"wheelhouse: {out}: {made} wheels written, {kept} kept ({extra})")
+    print(f"wheelhouse: {out}: {made} wheels written, {kept} kept ({' '.join(extras)})")
     return 0
 
 

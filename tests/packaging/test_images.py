@@ -40,7 +40,7 @@ def pyproject() -> dict:
 
 
 def test_operator_image_installs_no_torch(pyproject):
-    reqs = load_requirements_module().requirements(pyproject, "operator")
+    reqs = load_requirements_module().requirements_for(pyproject, ["operator", "router"])
     assert "torch" not in names(reqs)
     assert {"kopf", "kubernetes", "pydantic"} <= names(reqs)
     assert {"uvicorn", "httpx", "prometheus-client"} <= names(reqs)  # llmfleet-router runs from it too
