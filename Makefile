@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 PY_SCRIPTS := $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 export PATH := $(if $(PY_SCRIPTS),$(PY_SCRIPTS):)$(PATH)
 
-.PHONY: install test unit e2e demo bench bench-deps bench-router bench-operator crds lint cluster-up cluster-down
+.PHONY: install test unit e2e demo bench bench-deps bench-router bench-operator crds lint cluster-up cluster-down images
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ bench-deps: install
 	  && { [ -f "$$dir/llama_cpp_python-$$ver.tar.gz" ] \
 	       || $(PY) -m pip download -q --no-deps --no-binary :all: -d "$$dir" "llama-cpp-python==$$ver"; } \
 	  || true
+
+## images: ghcr.io/llmfleet/llmfleet-operator and -engine:<chart appVersion> into the local image
+## store with buildah (images/README.md: base image, wheelhouse, layer and pip caches)
+images:
+	images/build.sh
 
 lint: install
 	$(PY) -m ruff check engine operator router tests e2e tools benchmarks

@@ -25,6 +25,11 @@ sys.path.insert(0, str(BED))
 import cluster as bed  # noqa: E402  (e2e/bed is not a package: it is run as scripts too)
 from bedkit import E2ECluster, wait_until  # noqa: E402
 
+# The real-node scenarios change host-global state (bridges, routes, iptables, cgroups) and
+# need root and the images: only when asked for (`make e2e-real` sets this).
+if os.environ.get("LLMFLEET_REAL_NODES") != "1":
+    collect_ignore = ["realnodes"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).resolve().parent
@@ -38,6 +43,12 @@ def cluster() -> Iterator[E2ECluster]:
     from kubernetes import client, config
 
     me = f"pytest-{os.getpid()}"
+    if bed.current() is not None and (bed.load_state() or {}).get("real_nodes"):
+        pytest.fail(
+            f"the bed in {bed.STATE_DIR} runs real nodes (e2e/realnodes/, `make e2e-real`); these "
+            "scenarios still run on kwok nodes and the pod runner: stop it or set LLMFLEET_CLUSTER_DIR",
+            pytrace=False,
+        )
     if bed.current() is None:
         if subprocess.run([str(BED / "build.sh"), "--check"]).returncode != 0:
             pytest.fail(

@@ -12,6 +12,9 @@
 #   etcd        go.etcd.io/etcd/server/v3/etcdmain behind a three-line main package
 #   kwok        sigs.k8s.io/kwok/cmd/kwok
 #   helm        helm.sh/helm/v3/cmd/helm
+#   node        k8s.io/kubernetes/cmd/{kubelet,kube-proxy} from the same pinned module, unpatched
+#               (the loopback relaxation is for the API server only: a real node never needs it)
+#   coredns     github.com/coredns/coredns (module root), for the real nodes' cluster DNS
 #
 # Usage: build.sh            build what is missing, print where everything is
 #        build.sh --check    exit 0 if everything is built, 1 otherwise (builds nothing)
@@ -30,6 +33,9 @@ K8S_BIN="$CACHE/bin/kubernetes-$KUBERNETES_VERSION"
 ETCD_BIN="$CACHE/bin/etcd-$ETCD_VERSION"
 KWOK_BIN="$CACHE/bin/kwok-$KWOK_VERSION"
 HELM_BIN="$CACHE/bin/helm-$HELM_VERSION"
+NODE_BIN="$CACHE/bin/kubernetes-node-$KUBERNETES_VERSION"
+COREDNS_BIN="$CACHE/bin/coredns-$COREDNS_VERSION"
+PAUSE_BIN="$CACHE/bin/pause-$(cat "$here/pause/main.go" | sha256sum | cut -c1-12)"
 
 log() { printf '[build %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 2; }
@@ -42,7 +48,8 @@ present() {  # present DIR BIN... -> all binaries there and executable
 
 all_present() {
     present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler &&
-        present "$ETCD_BIN" etcd && present "$KWOK_BIN" kwok && present "$HELM_BIN" helm
+        present "$ETCD_BIN" etcd && present "$KWOK_BIN" kwok && present "$HELM_BIN" helm &&
+        present "$NODE_BIN" kubelet kube-proxy && present "$COREDNS_BIN" coredns && present "$PAUSE_BIN" pause
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -142,6 +149,42 @@ build_kubernetes() {
     finish "$K8S_BIN" "$tmp" $((SECONDS - start)) "kubernetes-$KUBERNETES_VERSION"
 }
 
+k8s_ldflags() {
+    local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+    local ld="-s -w" p
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld="$ld -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+        ld="$ld -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%FT%TZ)"
+    done
+    echo "$ld"
+}
+
+build_node() {
+    # kubelet and kube-proxy: the control plane's go.mod (staging modules pinned), but
+    # k8s.io/kubernetes itself straight from the module cache: upstream, unpatched.
+    present "$NODE_BIN" kubelet kube-proxy && return 0
+    build_kubernetes  # resolves the module set this build reuses
+    local start=$SECONDS cp="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
+    local src="$CACHE/src/kubernetes-node-$KUBERNETES_VERSION" tmp
+    mkdir -p "$src"
+    grep -v '^replace k8s.io/kubernetes ' "$cp/go.mod" | sed 's#^module .*#module llmfleet.local/e2e-bed/kubernetes-node#' >"$src/go.mod"
+    cp "$cp/go.sum" "$src/go.sum"
+    local pkgs=(k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+    (cd "$src" && timeout 1800 go get "${pkgs[@]/%/@$KUBERNETES_VERSION}" >/dev/null)
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-kubernetes-node.XXXXXX")
+    log "kubernetes $KUBERNETES_VERSION: compiling kubelet, kube-proxy (unpatched)"
+    (cd "$src" && timeout 3600 go build -p "$JOBS" -trimpath -ldflags "$(k8s_ldflags)" -o "$tmp/" "${pkgs[@]}")
+    finish "$NODE_BIN" "$tmp" $((SECONDS - start)) "kubernetes-node-$KUBERNETES_VERSION"
+}
+
+build_pause() {  # the real nodes' sandbox program (pause/main.go), keyed by its source
+    present "$PAUSE_BIN" pause && return 0
+    local start=$SECONDS tmp
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-pause.XXXXXX")
+    (cd "$here/pause" && go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .)
+    finish "$PAUSE_BIN" "$tmp" $((SECONDS - start)) "pause"
+}
+
 build_etcd() {
     present "$ETCD_BIN" etcd && return 0
     local start=$SECONDS src="$CACHE/src/etcd-$ETCD_VERSION" tmp
@@ -171,6 +214,9 @@ build_etcd
 build_kubernetes
 build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 build_go_install "$HELM_BIN" helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+build_node
+build_pause
+build_go_install "$COREDNS_BIN" coredns github.com/coredns/coredns "$COREDNS_VERSION"
 log "done in $((SECONDS - total_start))s; binaries under $CACHE/bin (times in $CACHE/bin/build-times.tsv)"
 exit 0
 }

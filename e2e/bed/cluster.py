@@ -1,6 +1,9 @@
 """Bring the e2e control plane up and down on loopback: the bed's only entry point.
 
-    python3 e2e/bed/cluster.py up [--owner NAME]   start (or reuse a healthy) cluster
+    python3 e2e/bed/cluster.py up [--owner NAME] [--real-nodes]
+                                                   start (or reuse a healthy) cluster; with
+                                                   --real-nodes: kubelet/containerd nodes
+                                                   (realnodes.py) instead of kwok + pod runner
     python3 e2e/bed/cluster.py down [--owner NAME] stop everything it started, by pid
     python3 e2e/bed/cluster.py status              exit 0 if a healthy cluster is up
     python3 e2e/bed/cluster.py restart [COMPONENT] [--hard] [--down-for S]
@@ -49,6 +52,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hostnet
+import nodehost
+import nodeimages
+import realnodes
 from controlplane import (
     BED,
     CACHE,
@@ -68,6 +75,12 @@ STATE_DIR = Path(os.environ.get("LLMFLEET_CLUSTER_DIR", REPO / ".cluster"))
 
 #: Stop order: the runner first (it stops the pods' processes), etcd last.
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "podrunner"]
+CONTROL_PLANE = COMPONENTS[:4]
+
+
+def components(state: dict) -> list[str]:
+    """The processes this cluster runs, in start order (real nodes replace kwok and the runner)."""
+    return state.get("components", COMPONENTS)
 
 START_TIMEOUT = float(os.environ.get("LLMFLEET_CLUSTER_TIMEOUT", "120"))
 
@@ -160,16 +173,19 @@ def api_healthy(state: dict, timeout: float = 3.0) -> bool:
 
 def all_alive(state: dict) -> bool:
     procs = state.get("processes", {})
-    return all(c in procs and is_same_process(procs[c]["pid"], procs[c]["start_time"]) for c in COMPONENTS)
+    return all(
+        c in procs and is_same_process(procs[c]["pid"], procs[c]["start_time"]) for c in components(state)
+    )
 
 
 # --- up ----------------------------------------------------------------------------
 
 
-def start(name: str, argv: list[str], state: dict) -> None:
+def start(name: str, argv: list[str], state: dict, env: dict[str, str] | None = None) -> None:
     log = open(STATE_DIR / "logs" / f"{name}.log", "ab")
     proc = subprocess.Popen(
         argv,
+        env={**os.environ, **env} if env else None,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -178,6 +194,8 @@ def start(name: str, argv: list[str], state: dict) -> None:
     )
     log.close()
     state["processes"][name] = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "argv": argv}
+    if env:
+        state["processes"][name]["env"] = env
     (STATE_DIR / "pids").mkdir(exist_ok=True)
     (STATE_DIR / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n")  # for people; state.json is the record
     save_state(state)
@@ -248,12 +266,12 @@ def state_lock(timeout: float = 300.0) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def up(owner: str = "cluster-up") -> Cluster:
+def up(owner: str = "cluster-up", real_nodes: bool = False) -> Cluster:
     with state_lock():
-        return _up(owner)
+        return _up(owner, real_nodes)
 
 
-def _up(owner: str) -> Cluster:
+def _up(owner: str, real_nodes: bool = False) -> Cluster:
     found = current()
     if found:
         if owner != found.owner:  # a user too: the owner's `down` hands it over instead of pulling it away
@@ -263,6 +281,8 @@ def _up(owner: str) -> Cluster:
         print(
             f"cluster: already up at {found.server} (started by {found.owner}); kubeconfig {found.kubeconfig}"
         )
+        if real_nodes and (load_state() or {}).get("real_nodes"):
+            load_images()  # what `make images` rebuilt since (nothing when unchanged)
         return found
     missing = [n for n, p in binaries().items() if n != "helm" and not p.exists()]
     if missing:
@@ -276,14 +296,18 @@ def _up(owner: str) -> Cluster:
             file=sys.stderr,
         )
         _down(quiet=True)
+    if real_nodes:
+        problems = realnodes.preflight()
+        if problems:
+            raise BedError("cannot start real nodes:\n  " + "\n  ".join(problems))
     try:
-        return start_cluster(owner)
+        return start_cluster(owner, real_nodes)
     except BedError as e:
         if "address already in use" not in str(e) or any(os.environ.get(v) for v in PORT_ENV.values()):
             raise
         # Someone took a free port between our check and the server's bind: pick again, once.
         print("cluster: a port was taken during start-up; starting again on other ports", file=sys.stderr)
-        return start_cluster(owner)
+        return start_cluster(owner, real_nodes)
 
 
 #: Which environment variable pins which port (unset: a free one is picked).
@@ -297,11 +321,11 @@ PORT_ENV = {
 }
 
 
-def start_cluster(owner: str) -> Cluster:
+def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
     """Start every component from scratch in STATE_DIR; on failure stop what was started."""
     # Logs of the previous cluster go (those of this one stay after `down` for a post-mortem),
     # and so does anything a start killed half-way left.
-    for sub in ("logs", "pods", "etcd", "pki", "runner", "pids"):
+    for sub in ("logs", "pods", "etcd", "pki", "runner", "pids", "nodes"):
         shutil.rmtree(STATE_DIR / sub, ignore_errors=True)
 
     started = time.monotonic()
@@ -321,12 +345,26 @@ def start_cluster(owner: str) -> Cluster:
         "processes": {},
         "started_at": dt.datetime.now(dt.UTC).isoformat(),
     }
+    if real_nodes:
+        claim_real_nodes()
+        # Before any component: routes that keep the pod and Service ranges on this machine.
+        state["components"] = CONTROL_PLANE + list(realnodes.argvs(STATE_DIR))
+        state["real_nodes"] = nodehost.host_snapshot()
+        save_state(state)
     save_state(state)
     write_pki(STATE_DIR / "pki")
     write_kubeconfigs(server, STATE_DIR)
     argv = command_lines(ports, STATE_DIR)
+    if real_nodes:
+        argv = real_node_control_plane(argv)
+        realnodes.issue_client_cert(
+            STATE_DIR / "pki", "kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+        )
 
     try:
+        if real_nodes:
+            hostnet.apply([n.bridge for n in realnodes.REAL_NODES])
+            nodehost.make_cgroups()
         start("etcd", argv["etcd"], state)
         wait_for(
             "etcd",
@@ -340,22 +378,28 @@ def start_cluster(owner: str) -> Cluster:
         wait_for(
             "the API server to be ready", lambda: api_healthy(state), state, watch=("kube-apiserver", "etcd")
         )
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok", "podrunner"):
-            start(name, argv[name], state)
         from kubernetes import client, config
 
         api = config.new_client_from_config(str(STATE_DIR / "kubeconfig"))
         api.configuration.retries = 1
-        wait_for("node registration", lambda: register_nodes(api) or True, state, timeout=30)
-        n = len(node_objects())
-        wait_for(f"{n} kwok nodes to be Ready", lambda: nodes_ready(api, n), state, watch=("kwok",))
+        if real_nodes:
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                start(name, argv[name], state)
+            start_real_nodes(server, state, api)
+        else:
+            for name in ("kube-controller-manager", "kube-scheduler", "kwok", "podrunner"):
+                start(name, argv[name], state)
+            wait_for("node registration", lambda: register_nodes(api) or True, state, timeout=30)
+            n = len(node_objects())
+            wait_for(f"{n} kwok nodes to be Ready", lambda: nodes_ready(api, n), state, watch=("kwok",))
         wait_for(
             "the default ServiceAccount (controller manager)",
             lambda: default_service_account(api),
             state,
             watch=("kube-controller-manager",),
         )
-        wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
+        if not real_nodes:
+            wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
         # The scheduler has no health we can reach without credentials: check it is alive.
         wait_for("the scheduler", lambda: all_alive(state), state, timeout=5, watch=("kube-scheduler",))
         del client
@@ -367,6 +411,134 @@ def start_cluster(owner: str) -> Cluster:
         f"cluster: up at {server} in {time.monotonic() - started:.1f}s; KUBECONFIG={STATE_DIR / 'kubeconfig'}"
     )
     return Cluster(STATE_DIR, STATE_DIR / "kubeconfig", server, owner)
+
+
+# --- real nodes ----------------------------------------------------------------------
+
+
+def claim_real_nodes() -> None:
+    """One bed with real nodes per machine: the bridges, routes and iptables are global."""
+    lock = realnodes.LOCK
+    if lock.exists():
+        holder = Path(lock.read_text().strip())
+        if holder != STATE_DIR:
+            try:
+                other = json.loads((holder / "state.json").read_text())
+            except (OSError, ValueError):
+                other = None
+            if other and other.get("real_nodes") and any(
+                is_same_process(p["pid"], p["start_time"]) for p in other.get("processes", {}).values()
+            ):
+                raise BedError(
+                    f"the bed in {holder} runs real nodes on this machine; only one can "
+                    f"(`LLMFLEET_CLUSTER_DIR={holder} python3 e2e/bed/cluster.py down` stops it)"
+                )
+    lock.write_text(f"{STATE_DIR}\n")
+
+
+def real_node_control_plane(argv: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The control plane's argv with routable Services and the kubelet client flags."""
+    out = {}
+    for name, args in argv.items():
+        args = [
+            f"--service-cluster-ip-range={hostnet.SERVICE_CIDR}" if a.startswith("--service-cluster-ip-range=") else a
+            for a in args
+        ]
+        out[name] = args + realnodes.control_plane_flags(STATE_DIR / "pki").get(name, [])
+    return out
+
+
+def load_images() -> float:
+    """The pause image and the images `make images` built, into every node that lacks them."""
+    t = time.monotonic()
+    refs = [nodeimages.ensure_pause_image()] + realnodes.app_image_refs()
+    for step, secs in nodeimages.import_images(STATE_DIR, refs, log=lambda m: print(m, file=sys.stderr)).items():
+        print(f"cluster: {step}: {secs:.1f}s", file=sys.stderr)
+    return round(time.monotonic() - t, 1)
+
+
+def start_real_nodes(server: str, state: dict, api) -> None:
+    from kubernetes import client, utils
+
+    realnodes.write_node_files(STATE_DIR, server)
+    wait_for("CoreDNS's RBAC", lambda: utils.create_from_yaml(api, yaml_objects=realnodes.COREDNS_RBAC) or True,
+             state, timeout=30)
+    procs = realnodes.argvs(STATE_DIR)
+    for node in realnodes.REAL_NODES:
+        name = f"containerd-{node.name}"
+        start(name, procs[name][0], state, procs[name][1])
+        wait_for(f"{name}'s socket", lambda n=node: realnodes.ctr(STATE_DIR, n, "version", timeout=10).returncode == 0,
+                 state, timeout=60, watch=(name,))
+    state["image_import_seconds"] = load_images()
+    for name in ("coredns", "kube-proxy", *(f"kubelet-{n.name}" for n in realnodes.REAL_NODES)):
+        start(name, procs[name][0], state, procs[name][1])
+    names = [n.name for n in realnodes.REAL_NODES]
+    core = client.CoreV1Api(api)
+
+    def ready() -> bool:
+        nodes = {n.metadata.name: n for n in core.list_node().items}
+        return all(
+            n in nodes and any(c.type == "Ready" and c.status == "True" for c in nodes[n].status.conditions or [])
+            for n in names
+        )
+
+    wait_for(f"real nodes {', '.join(names)} to be Ready", ready, state,
+             watch=tuple(f"kubelet-{n}" for n in names) + tuple(f"containerd-{n}" for n in names))
+    # No GPUs here: the capacity a GPU node's device plugin would report, set in the node's
+    # status as an extended resource (the kubelet keeps extended resources it does not own).
+    for node in realnodes.REAL_NODES:
+        core.patch_node_status(node.name, {"status": {"capacity": {"nvidia.com/gpu": str(node.gpus)}}})
+
+    def gpus_allocatable() -> bool:
+        return all(
+            (core.read_node(n.name).status.allocatable or {}).get("nvidia.com/gpu") == str(n.gpus)
+            for n in realnodes.REAL_NODES
+        )
+
+    wait_for("nvidia.com/gpu to be allocatable", gpus_allocatable, state, timeout=60)
+    save_state(state)
+
+
+def stop_real_nodes(state: dict) -> list[str]:
+    """Stop the nodes and undo every host change (the order matters; see the steps)."""
+    procs = state.get("processes", {})
+    problems: list[str] = []
+
+    def stop(name: str, grace: float = 10.0) -> None:
+        p = procs.get(name)
+        if p:
+            stop_process(name, p["pid"], p["start_time"], grace=grace)
+
+    node_names = [n.name for n in realnodes.REAL_NODES]
+    # 1. kube-proxy, then the kubelets (pods keep running in containerd).
+    stop("kube-proxy")
+    for n in node_names:
+        stop(f"kubelet-{n}")
+    # 2. Every container, through containerd while it runs; then containerd and CoreDNS.
+    nodehost.kill_node_containers(STATE_DIR)
+    for n in node_names:
+        stop(f"containerd-{n}")
+    stop("coredns")
+    # 3. What outlives containerd: shims, pod network namespaces, mounts.
+    for pid in nodehost.shim_pids(STATE_DIR):
+        stop_process("containerd shim", pid, proc_start_time(pid), grace=5.0)
+    for ns in nodehost.bed_netns():
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    problems += nodehost.unmount_under(STATE_DIR / "nodes")
+    # 4. kube-proxy's rules, the kubelet's chains: the nft ruleset as it was; cgroups; network; sysctls.
+    kube_proxy = realnodes.node_binaries()["kube-proxy"]
+    if kube_proxy.exists() and (STATE_DIR / "nodes" / "kube-proxy-config.yaml").exists():
+        subprocess.run([str(kube_proxy), "--cleanup", f"--config={STATE_DIR / 'nodes' / 'kube-proxy-config.yaml'}"],
+                       capture_output=True, timeout=60)
+    snapshot = state.get("real_nodes", {})
+    problems += nodehost.remove_cgroups()
+    problems += hostnet.revert([n.bridge for n in realnodes.REAL_NODES], snapshot.get("sysctls", {}))
+    if "nft_ruleset" in snapshot:
+        problems += nodehost.restore_nft(snapshot["nft_ruleset"])
+    nodehost.clean_host_paths(STATE_DIR, snapshot.get("existing_paths", list(realnodes.HOST_PATHS)))
+    if realnodes.LOCK.exists() and realnodes.LOCK.read_text().strip() == str(STATE_DIR):
+        realnodes.LOCK.unlink()
+    return problems
 
 
 # --- down --------------------------------------------------------------------------
@@ -416,9 +588,12 @@ def down(owner: str | None = None, quiet: bool = False, keep_logs: bool = True) 
 
 def _down(quiet: bool = False, keep_logs: bool = True, state: dict | None = None) -> bool:
     state = state if state is not None else load_state()
+    if state and state.get("real_nodes"):
+        for problem in stop_real_nodes(state):
+            print(f"cluster: could not undo: {problem}", file=sys.stderr)
     if state:
         procs = state.get("processes", {})
-        for name in reversed(COMPONENTS):
+        for name in reversed(components(state)):
             p = procs.get(name)
             if p:
                 stop_process(name, p["pid"], p["start_time"], grace=15.0 if name == "podrunner" else 10.0)
@@ -461,7 +636,7 @@ def restart(component: str, hard: bool = False, down_for: float = 0.0) -> None:
     time.sleep(down_for)
     if component == "podrunner":
         (STATE_DIR / "runner" / "heartbeat").unlink(missing_ok=True)
-    start(component, p["argv"], state)
+    start(component, p["argv"], state, p.get("env"))
     if component == "podrunner":
         wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
     elif component == "kube-apiserver":
@@ -476,9 +651,11 @@ def main(argv: list[str] | None = None) -> int:
         "component",
         nargs="?",
         default="podrunner",
-        choices=COMPONENTS,
+        choices=COMPONENTS + list(realnodes.argvs(STATE_DIR)),
         help="restart: which (default podrunner)",
     )
+    parser.add_argument("--real-nodes", action="store_true",
+                        help="up: real kubelet/containerd nodes instead of kwok nodes and the pod runner")
     parser.add_argument("--hard", action="store_true", help="restart: SIGKILL it first, as a crash would")
     parser.add_argument("--down-for", type=float, default=0.0, help="restart: seconds to keep it stopped")
     parser.add_argument(
@@ -490,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            up(args.owner or "cluster-up")
+            up(args.owner or "cluster-up", args.real_nodes or os.environ.get("LLMFLEET_REAL_NODES") == "1")
         elif args.action == "down":
             down(args.owner)
         elif args.action == "status":

@@ -27,7 +27,8 @@ BED = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("LLMFLEET_CACHE", Path.home() / ".cache" / "llmfleet"))
 
 #: Service ClusterIPs come from loopback too: nothing routes them (there is no
-#: kube-proxy), and a stray connection to one then stays on this machine.
+#: kube-proxy), and a stray connection to one then stays on this machine. With real
+#: nodes (realnodes.py) they come from hostnet.SERVICE_CIDR, which pods can reach.
 SERVICE_CIDR = "127.96.0.0/16"
 #: The annotation that marks a node as kwok's (and its pods as the runner's).
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
@@ -113,7 +114,7 @@ def write_pki(pki: Path) -> None:
             "kubernetes.default.svc.cluster.local",
         )
     ]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "127.96.0.1")]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "127.96.0.1", "10.96.0.1")]
     srv = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))

@@ -235,7 +235,8 @@ def test_operator_pod_is_hardened_and_probed(helm):
     (deployment,) = by_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = operator_container(docs)
-    assert container["image"] == "ghcr.io/llmfleet/llmfleet:0.1.0"
+    assert container["image"] == "ghcr.io/llmfleet/llmfleet-operator:0.1.0"
+    assert {"name": "LLMFLEET_ENGINE_IMAGE", "value": "ghcr.io/llmfleet/llmfleet-engine:0.1.0"} in container["env"]
     assert container["command"] == ["llmfleet-operator"]
     assert "--liveness=http://$(POD_IP):8081/healthz" in container["args"]
     assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]

@@ -24,7 +24,7 @@ def test_router_is_installed_by_default(helm):
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["llmfleet-router"]
-    assert container["image"] == "ghcr.io/llmfleet/llmfleet:0.1.0"  # the operator image: no torch
+    assert container["image"] == "ghcr.io/llmfleet/llmfleet-operator:0.1.0"  # the operator image: no torch
     assert not any(a.startswith("--namespace") for a in container["args"])  # every namespace
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -48,6 +48,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The default image of embedded-engine pods. */}}
+{{- define "llmfleet.engineImage" -}}
+{{- printf "%s:%s" .Values.engineImage.repository (default .Chart.AppVersion .Values.engineImage.tag) }}
+{{- end }}
+
 {{/* True (non-empty) when the replicas run with kopf peering rather than --standalone. */}}
 {{- define "llmfleet.peered" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}

@@ -18,9 +18,9 @@ Capacity = Literal["any", "ondemand", "spot"]
 
 # Pinned upstream vLLM OpenAI server image, used for engine kind `vllm` without spec.engine.image.
 VLLM_IMAGE_DEFAULT = "vllm/vllm-openai:v0.10.2"
-# The llmfleet image (engine and operator in one distribution); the handlers pass the
-# image the operator itself was deployed with, so both always match.
-ENGINE_IMAGE_DEFAULT = "llmfleet/llmfleet:0.1.0"
+# The engine image (images/engine.Containerfile), tagged with the chart's appVersion; the
+# chart passes the same name as LLMFLEET_ENGINE_IMAGE (value engineImage).
+ENGINE_IMAGE_DEFAULT = "ghcr.io/llmfleet/llmfleet-engine:0.1.0"
 
 
 @dataclass(frozen=True)

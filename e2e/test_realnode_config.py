@@ -1,0 +1,98 @@
+"""The real nodes' configuration, checked without starting anything (no root, no cluster).
+
+What must hold for traffic to stay on this machine and for two nodes to share it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "bed"))
+
+import hostnet  # noqa: E402
+import realnodes  # noqa: E402
+
+STATE = Path("/tmp/bed-under-test")
+NODES = realnodes.REAL_NODES
+BRIDGES = [n.bridge for n in NODES]
+
+
+def test_two_nodes_one_spot_one_on_demand_on_disjoint_subnets():
+    assert len(NODES) >= 2
+    assert {n.labels()["karpenter.sh/capacity-type"] for n in NODES} == {"spot", "on-demand"}
+    subnets = [ipaddress.ip_network(b.subnet) for b in BRIDGES]
+    pods = ipaddress.ip_network(hostnet.POD_CIDR)
+    assert all(s.subnet_of(pods) for s in subnets)
+    assert len({str(s) for s in subnets}) == len(subnets)
+    assert not ipaddress.ip_network(hostnet.SERVICE_CIDR).overlaps(pods)
+    assert not ipaddress.ip_network(hostnet.SERVICE_CIDR).is_loopback
+
+
+def test_routes_keep_both_ranges_local_with_unreachable_fallbacks():
+    routes = [c for c in hostnet.plan_up(BRIDGES) if c[:3] == ["ip", "route", "replace"]]
+    assert ["ip", "route", "replace", hostnet.SERVICE_CIDR, "dev", BRIDGES[0].name, "src", BRIDGES[0].gateway] in routes
+    fallbacks = {c[4] for c in routes if c[3] == "unreachable"}
+    assert fallbacks == {hostnet.SERVICE_CIDR, hostnet.POD_CIDR}
+    assert not any("via" in c or "default" in c for c in routes)
+
+
+def test_down_removes_everything_up_adds():
+    up, down = hostnet.plan_up(BRIDGES), hostnet.plan_down(BRIDGES)
+    added_links = {c[3] for c in up if c[:3] == ["ip", "link", "add"]}
+    removed_links = {c[3] for c in down if c[:3] == ["ip", "link", "del"]}
+    assert added_links == removed_links == {b.name for b in BRIDGES}
+    added_routes = {tuple(c[3:]) for c in up if c[:3] == ["ip", "route", "replace"]}
+    removed_routes = {tuple(c[3:]) for c in down if c[:3] == ["ip", "route", "del"]}
+    assert {r[:4] if r[0] == "unreachable" else r[:1] for r in added_routes} == {
+        r[:4] if r[0] == "unreachable" else r[:1] for r in removed_routes
+    }
+    assert ["iptables", "-w", "-X", hostnet.GUARD_CHAIN] in down
+    assert ["iptables", "-w", "-D", "FORWARD", "-j", hostnet.GUARD_CHAIN] in down
+
+
+def test_forward_guard_passes_bridge_to_bridge_and_drops_the_rest():
+    rules = [c[4:] for c in hostnet.plan_up(BRIDGES) if c[:4] == ["iptables", "-w", "-A", hostnet.GUARD_CHAIN]]
+    pattern = f"{hostnet.BRIDGE_PREFIX}+"
+    assert rules == [
+        ["-i", pattern, "-o", pattern, "-j", "ACCEPT"],
+        ["-i", pattern, "-j", "DROP"],
+        ["-o", pattern, "-j", "DROP"],
+    ]
+
+
+def test_pods_get_no_default_route_and_no_masquerade():
+    for node in NODES:
+        bridge = realnodes.cni_config(STATE, node)["plugins"][0]
+        assert bridge["ipMasq"] is False and bridge["isDefaultGateway"] is False
+        assert bridge["ipam"]["routes"] == [{"dst": hostnet.POD_CIDR}, {"dst": hostnet.SERVICE_CIDR}]
+        assert bridge["bridge"] == node.bridge.name
+
+
+def test_dns_is_coredns_only_and_forwards_nothing():
+    corefile = realnodes.corefile(STATE)
+    assert "forward" not in corefile and "proxy" not in corefile
+    assert f"bind {' '.join(n.ip for n in NODES)}" in corefile
+    for node in NODES:
+        cfg = realnodes.kubelet_config(STATE, node, STATE / "pki")
+        assert cfg["resolvConf"] == "" and cfg["clusterDNS"] == [node.ip]
+
+
+def test_nodes_share_nothing_they_would_fight_over():
+    kubelets = [realnodes.kubelet_config(STATE, n, STATE / "pki") for n in NODES]
+    for key in ("cgroupRoot", "address", "podCIDR", "podLogsDir", "containerRuntimeEndpoint"):
+        assert len({k[key] for k in kubelets}) == len(NODES), key
+    configs = [realnodes.containerd_config(STATE, n, "pause:x") for n in NODES]
+    for cfg in configs:
+        assert "restrict_oom_score_adj = true" in cfg
+        assert "SystemdCgroup = false" in cfg
+    assert len({realnodes.containerd_socket(STATE, n) for n in NODES}) == len(NODES)
+
+
+def test_containerd_cannot_pull_from_a_registry():
+    procs = realnodes.argvs(STATE) if realnodes.node_binaries()["pause"].exists() else {}
+    for name, (_, env) in procs.items():
+        if name.startswith("containerd-"):
+            assert env["HTTPS_PROXY"].startswith("http://127.0.0.1:") and env["NO_PROXY"] == ""
+    assert realnodes.DEAD_PROXY.startswith("http://127.0.0.1:")
