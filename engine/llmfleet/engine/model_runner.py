@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+from typing import Any
 
 import torch
 
@@ -80,7 +81,7 @@ class ModelRunner:
         self.kv_caches: list[tuple[torch.Tensor, torch.Tensor]] = [(pool(), pool())
                                                                     for _ in range(self.cfg.num_layers)]
         self.max_num_seqs = max_num_seqs
-        self.decoder = None  # CompiledDecoder | CudaGraphDecoder, once enable_compiled_decode() ran
+        self.decoder: Any = None  # CompiledDecoder | CudaGraphDecoder, once enable_compiled_decode() ran
         self.compiled_steps = 0  # steps that went through it
         log.info("model loaded", extra={"architecture": self.cfg.architecture, "device": str(self.device),
                                         "dtype": str(self.dtype), "kv_blocks": self.num_blocks,
@@ -155,7 +156,7 @@ class ModelRunner:
 
             self.model.set_decode_kernel(triton_decode_attention)
             width = -(-self.max_model_len // self.block_size)
-            decoder = decode_graph.CudaGraphDecoder(self.model, self.kv_caches,
+            decoder: Any = decode_graph.CudaGraphDecoder(self.model, self.kv_caches,
                                                     decode_graph.batch_buckets(self.max_num_seqs), width,
                                                     self.scratch_block)
         else:

@@ -289,7 +289,7 @@ class Reconciler:
         if violations:  # outside the admin's allow-lists: render nothing (policy/admission.py)
             refused = Problem("NotAllowed", "; ".join(map(str, violations))[:1000])
             mem.apply_wanted, mem.next_sync = False, mono + DEFAULT_SYNC_SECONDS
-            old_ready = next((c for c in old_status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            old_ready: dict[str, object] = next((c for c in old_status.get("conditions") or [] if c.get("type") == "Ready"), {})
             if old_ready.get("reason") != refused.reason or old_ready.get("message") != refused.message:
                 self.post_event(body, "Warning", refused.reason, refused.message)
             await self._write_status(body, old_status, {"phase": "Failed", "observedGeneration": meta.get("generation"),
