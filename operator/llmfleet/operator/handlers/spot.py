@@ -1,31 +1,19 @@
-"""Spot wiring: the reconciler's side of issue 5 (the decisions are in `operator/spot/`).
+"""Spot observation: the Node and node-Event caches the watches keep, and the notices they yield.
 
-For a service with a SpotPool, each sync (see Reconciler._sync):
+| part                        | job                                                               |
+| --------------------------- | ----------------------------------------------------------------- |
+| node_seen / event_seen      | kopf's Node and Event watches feed the caches (briefs, not whole Nodes) |
+| all_nodes                   | a pooled service's nodes: the watch's cache, listed once per process and every NODE_RELIST_SECONDS |
+| observe / observe_unpooled  | the notices (sync.observe_pool's scan, or the default signals of a service without a pool) |
+| take_changed_nodes          | which nodes' default signals changed: only services with pods there are woken |
+| engine_drain                | GET (poll) or POST (start) an engine's /drain                    |
 
-    observe   nodes (listed on refresh) + Karpenter Events on nodes (fed by kopf's watch)
-              -> scan_signals -> notices; observe_spot_capacity -> capacity
-    begin     for each engine pod on a noticed node, or already marked as draining:
-              GET /drain, plan_drain (or plan_advisory / clear_advisory), and apply the
-              plan's Annotate actions (the drain marks, the surge) to the pod
-    (the reconciler then splits with split_replicas and applies
-     deployment_replicas(split, pods): the Surge, so the replacement starts first)
-    finish    the rest of each plan, in order: PostDrain, RecordEvent, Evict
-              (429 -> after_eviction backoff), Delete; the earliest Wait says when to look again
-    pool      SpotPool status (node counts, interruptedNodes, interruptionsSeen, podsDrained,
-              requestsCut, NoticeTooShort) through the status subresource
-
-A service without a SpotPool drains the same way when one of its pods is on a node with a
-notice (observe_unpooled): the default signals of a SpotPool, the default margin, its one
-Deployment surged by surge_by_capacity(pods)["any"]. It lists no Node: the Node watch keeps
-the bodies here (node_seen), and a sync does drain work only when a node hosting one of its
-pods has a notice or a pod already carries drain marks. `take_changed_nodes` tells the
-reconciler which nodes' default signals changed, so it wakes only the services with pods there.
-
-Nothing here is kept in memory that a restart needs: drain state is on the pods
-(annotations, see spot/drain.py), first-seen times in the pool's status.interruptedNodes,
-the fallback in the LLMService's status.spot. The Event and Node caches are refilled by
-kopf's initial lists on start. (Without a pool, first sight of a time-less signal is kept in
-memory only; once a drain starts, its deadline is on the pod.)
+The decisions are in sync/ (plan_drains, split) and operator/spot/; the writes in
+handlers/drain_executor.py. Nothing here is kept that a restart needs: drain state is on the
+pods, first-seen times in the pool's status.interruptedNodes, the fallback in the
+LLMService's status.spot; the caches are refilled by kopf's initial lists on start.
+(Without a pool, first sight of a time-less signal is kept in memory only; once a drain
+starts, its deadline is on the pod.)
 """
 
 from __future__ import annotations
@@ -35,49 +23,20 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
-from llmfleet.operator import metrics
-from llmfleet.operator.adapters.kube import Kube, KubeError
-from llmfleet.operator.api.common import Condition
+from llmfleet.operator.adapters.kube import Kube
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
-from llmfleet.operator.spot import (
-    Annotate,
-    Delete,
-    EngineDrain,
-    Evict,
-    Notice,
-    PodDrain,
-    PostDrain,
-    RecordEvent,
-    SignalScan,
-    SpotCapacity,
-    Surge,
-    Wait,
-    after_eviction,
-    check_notice_length,
-    clear_advisory,
-    first_seen_from_status,
-    interrupted_nodes_status,
-    observe_spot_capacity,
-    plan_advisory,
-    plan_drain,
-    scan_signals,
-)
-from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
-from llmfleet.operator.spot.signals import format_rfc3339, parse_rfc3339
-from llmfleet.operator.spot.split import is_spot_node
+from llmfleet.operator.spot import Notice, scan_signals
+from llmfleet.operator.spot.drain import DRAIN_STARTED, DRAIN_SURGE
+from llmfleet.operator.sync import UNPOOLED, SpotView, observe_pool
 
 log = logging.getLogger("llmfleet.operator.spot")
 
 NODE_RELIST_SECONDS = 300  # the pooled services' Node cache is listed afresh this often (one list for all)
 DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
-# Events on the SpotPool: the milestones only (a 429 retry every few seconds stays on the LLMService).
-# Announcements of a drain or replacement that began: posted with their marks (see `begin`).
-ANNOUNCE_AT_ONCE = {"DrainStarted", "ReplacementStarted"}
-POOL_EVENT_REASONS = {"DrainStarted", "DrainEvicted", "DrainDeleted", "RequestsAtRisk", "ReplacementStarted"}
 
 EngineCall = Callable[[str, bool], Awaitable[dict | None]]  # (pod IP, POST?) -> the /drain JSON, None if no answer
 EventPoster = Callable[[dict, str, str, str], None]
@@ -98,10 +57,7 @@ async def engine_drain(ip: str, post: bool) -> dict | None:
         return None
 
 
-# A service without a SpotPool watches what a SpotPool watches by default, with its default
-# margin. Only `interruption.signals` and `drain_deadline_margin_seconds` of this spec are read;
-# the spot selector is a placeholder (such a service has one Deployment, no split).
-UNPOOLED = SpotPoolSpec.model_validate({"spot": {"nodeSelector": {"llmfleet.dev/unpooled": "none"}}})
+# A service without a SpotPool watches what a SpotPool watches by default (sync.UNPOOLED).
 _NODE_SOURCES = ("NodeTaint", "NodeLabel", "NodeAnnotation")
 # (source, key) of the node metadata the default signals match on, and of their timestamps.
 _UNPOOLED_KEYS: tuple[tuple[str, str], ...] = tuple(
@@ -166,36 +122,6 @@ def node_signature(node: Mapping) -> tuple:
 
 
 @dataclass
-class SpotView:
-    """One sync's reading of a pool: the notices and the capacity."""
-
-    scan: SignalScan
-    notices: dict[str, Notice]
-    capacity: SpotCapacity
-    nodes: list[dict]
-
-
-@dataclass
-class Drain:
-    """One pod's plan, between `begin` (annotations applied) and `finish` (the rest)."""
-
-    pod: dict
-    drain: PodDrain
-    rest: list
-    at_risk: int = 0
-    engine: EngineDrain | None = None
-    stop_by: datetime | None = None  # D - M: the pod must be gone by then
-
-
-@dataclass
-class Outcome:
-    drained: int = 0  # pods evicted or deleted this sync
-    cut: int = 0  # requests in flight when a shortened-grace eviction/delete was issued
-    wake: datetime | None = None  # the earliest Wait
-    killed: bool = False  # a pod was evicted or deleted: re-read the pods at the next sync
-
-
-@dataclass
 class SpotRuntime:
     kube: Kube
     post_event: EventPoster
@@ -208,8 +134,6 @@ class SpotRuntime:
     signalled: dict[str, dict] = field(default_factory=dict)
     first_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
     changed_nodes: set[str] = field(default_factory=set)
-    pool_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    needed: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # pool -> service -> drain s
     # Every node's brief, kept by the Node watch, for services with a pool: listed once per
     # process (the watch's first events may come after the first sync), then never again.
     nodes: dict[str, dict] = field(default_factory=dict)
@@ -303,12 +227,7 @@ class SpotRuntime:
 
     def observe(self, pool_obj: dict, pool: SpotPoolSpec, nodes: list[dict], pods: list[dict],
                 now: datetime) -> SpotView:
-        interrupted = (pool_obj.get("status") or {}).get("interruptedNodes")
-        scan = scan_signals(nodes, pods, list(self.node_events.values()), pool, now,
-                            first_seen_from_status(interrupted))
-        spot_pods = [p for p in pods if (p["metadata"].get("labels") or {}).get("llmfleet.dev/capacity") == "spot"]
-        capacity = observe_spot_capacity(nodes, spot_pods, pool, scan.notices, now)
-        return SpotView(scan, {n.node: n for n in scan.notices}, capacity, nodes)
+        return observe_pool(pool_obj, pool, nodes, pods, self.node_events.values(), now)
 
     def observe_unpooled(self, pods: list[dict], now: datetime) -> dict[str, Notice] | None:
         """The notices on the nodes of a service without a SpotPool (the default signals), or
@@ -339,250 +258,4 @@ class SpotRuntime:
             self.first_seen.setdefault((notice.node, notice.source), notice.noticed_at)
         return {n.node: n for n in scan.notices}
 
-    # --- drains -------------------------------------------------------------------------
-
-    async def _patch_pod(self, namespace: str, pod: dict, annotations: dict) -> None:
-        await self.kube.patch("Pod", namespace, pod["metadata"]["name"], {"metadata": {"annotations": annotations}})
-        own = pod["metadata"].setdefault("annotations", {})
-        for k, v in annotations.items():
-            if v is None:
-                own.pop(k, None)
-            else:
-                own[k] = v
-
-    async def begin(self, namespace: str, service_drain_grace: int, margin: int, pods: list[dict],
-                    notices: Mapping[str, Notice], now: datetime, supports_drain: bool = True,
-                    announce: Callable[[RecordEvent], None] | None = None) -> list[Drain]:
-        """Plan every pod that is on a noticed node or already draining; apply the Annotates
-        (drain marks and surge) at once, so `deployment_replicas(split, pods)` (or, without a
-        pool, surge_by_capacity(pods)["any"]) includes the surge before anything else happens.
-        `margin` is drainDeadlineMarginSeconds. `pods` are updated in place.
-
-        `announce` (see `recorder`) posts the DrainStarted / ReplacementStarted events right
-        after their marks are written: a restart never announces a drain twice (the marks say
-        it began), so an announcement left for `finish` would be lost to a restart in between."""
-        out: list[Drain] = []
-        for pod in pods:
-            p = PodDrain.from_pod(pod)
-            notice = notices.get(p.node or "")
-            if p.terminating and p.marks.started is None:
-                continue
-            if notice is not None and notice.kind == "Advisory" and p.marks.started is None:
-                actions = plan_advisory(p, notice)
-            elif notice is None and p.marks.started is None:
-                actions = clear_advisory(p)  # nothing unless an advisory had surged it
-            else:
-                if p.terminating:
-                    continue  # evicted or deleted: the kubelet runs preStop and the grace period
-                engine = None
-                ip = (pod.get("status") or {}).get("podIP")
-                if supports_drain and ip:  # before the first step too: a short notice may evict at once
-                    answer = await self.engine(ip, False)
-                    engine = EngineDrain.from_json(answer) if answer is not None else None
-                try:
-                    plan = plan_drain(p, notice, now, margin=margin,
-                                      drain_grace=service_drain_grace, engine=engine,
-                                      supports_drain=supports_drain)
-                except ValueError as exc:  # marks without a deadline (edited by hand): nothing to work to
-                    log.warning("%s", exc)
-                    continue
-                deadlines = [d for d in (p.marks.deadline, notice.deadline if notice else None) if d is not None]
-                stop_by = min(deadlines) - timedelta(seconds=margin)
-                out.append(Drain(pod, p, [], plan.at_risk, engine, stop_by))
-                actions = plan.actions
-            rest = []
-            try:
-                for action in actions:
-                    if isinstance(action, Annotate):
-                        await self._patch_pod(namespace, pod, action.annotations)
-                    elif isinstance(action, RecordEvent) and action.reason in ANNOUNCE_AT_ONCE and announce:
-                        announce(action)
-                    elif not isinstance(action, Surge):  # Surge: the annotation is its durable form
-                        rest.append(action)
-            except KubeError as exc:  # the pod went meanwhile (404), or a conflict: the next sync sees
-                log.info("pod %s: drain marks not written: %s", pod["metadata"]["name"], exc)
-                if out and out[-1].pod is pod:
-                    out.pop()
-                continue
-            if out and out[-1].pod is pod:
-                out[-1].rest = rest
-            elif rest:
-                out.append(Drain(pod, p, rest))
-        return out
-
-    def recorder(self, body: dict, pool_obj: dict | None) -> Callable[[RecordEvent], None]:
-        """Post a plan's event on the LLMService (and the milestones on its SpotPool)."""
-        namespace = body["metadata"]["namespace"]
-
-        def record(action: RecordEvent) -> None:
-            self.post_event(body, action.type, action.reason, f"pod {action.pod}: {action.message}")
-            if pool_obj is not None and action.reason in POOL_EVENT_REASONS:
-                self.post_event(pool_obj, action.type, action.reason,
-                                f"pod {namespace}/{action.pod}: {action.message}")
-
-        return record
-
-    async def finish(self, body: dict, pool_obj: dict | None, drains: list[Drain], now: datetime) -> Outcome:
-        """The rest of each plan, in order; events on the LLMService (and milestones on the pool)."""
-        namespace = body["metadata"]["namespace"]
-        outcome = Outcome()
-        record = self.recorder(body, pool_obj)
-
-        def wake(at: datetime) -> None:
-            outcome.wake = at if outcome.wake is None else min(outcome.wake, at)
-
-        def gone(pod: dict) -> None:
-            # Until its watch event arrives, a sync from the cached pods must not evict or
-            # delete (and count) it again: mark it terminating here and have the next sync re-read.
-            pod["metadata"].setdefault("deletionTimestamp", format_rfc3339(now))
-            outcome.killed = True
-
-        for d in drains:
-            pod, name = d.pod, d.pod["metadata"]["name"]
-            for action in d.rest:
-                if isinstance(action, PostDrain):
-                    ip = (pod.get("status") or {}).get("podIP")
-                    answer = await self.engine(ip, True) if ip else None
-                    if answer is None:
-                        log.info("pod %s: POST /drain got no answer; polling again", name)
-                    wake(now)  # look at the engine again at the next step
-                elif isinstance(action, RecordEvent):
-                    if action.reason == "EvictionRefused":
-                        attempts = int((pod["metadata"].get("annotations") or {}).get(EVICTION_ATTEMPTS, "1") or 1)
-                        if attempts not in (1, 2) and attempts % 10:
-                            continue  # one line per retry would flood the events
-                    record(action)
-                elif isinstance(action, Wait):
-                    wake(action.until)
-                elif isinstance(action, Evict):
-                    result = await self.kube.evict(namespace, name, action.grace_seconds)
-                    kind = result.split(":", 1)[0]
-                    if kind == "Error":
-                        log.warning("evicting %s: %s", name, result)
-                    fresh = PodDrain.from_pod(pod)
-                    for follow in after_eviction(fresh, kind, now, d.stop_by):
-                        if isinstance(follow, Annotate):
-                            try:
-                                await self._patch_pod(namespace, pod, follow.annotations)
-                            except KubeError as exc:
-                                log.info("pod %s: %s", name, exc)
-                        elif isinstance(follow, RecordEvent):
-                            if follow.reason != "EvictionRefused" or fresh.marks.eviction_attempts + 1 in (1, 2) \
-                                    or (fresh.marks.eviction_attempts + 1) % 10 == 0:
-                                record(follow)
-                    if kind == "Evicted":
-                        gone(pod)
-                        outcome.drained += 1
-                        outcome.cut += d.at_risk
-                        metrics.DRAINS.inc()
-                    else:
-                        retry = parse_rfc3339((pod["metadata"].get("annotations") or {}).get("llmfleet.dev/eviction-retry-at"))
-                        wake(retry or now)
-                elif isinstance(action, Delete):
-                    try:
-                        await self.kube.delete("Pod", namespace, name, grace_seconds=action.grace_seconds)
-                    except KubeError as exc:
-                        log.warning("deleting %s: %s", name, exc)
-                        wake(now)
-                        continue
-                    gone(pod)
-                    outcome.drained += 1
-                    outcome.cut += d.at_risk
-                    metrics.DRAINS.inc()
-        return outcome
-
-    # --- status -------------------------------------------------------------------------
-
-    @staticmethod
-    def draining_pods(pods: list[dict]) -> list[dict]:
-        out = []
-        for pod in pods:
-            a = pod["metadata"].get("annotations") or {}
-            if DRAIN_STARTED in a:
-                out.append({"name": pod["metadata"]["name"], "node": (pod.get("spec") or {}).get("nodeName"),
-                            "startedAt": a.get(DRAIN_STARTED), "deadline": a.get(DRAIN_DEADLINE)})
-        return sorted(out, key=lambda x: x["name"])
-
-    @staticmethod
-    def interrupted_condition(pods: list[dict], view: SpotView | None) -> Condition:
-        draining = SpotRuntime.draining_pods(pods)
-        if draining:
-            nodes = sorted({d["node"] or "?" for d in draining})
-            return Condition(type="SpotInterrupted", status="True", reason="Draining",
-                             message=f"{len(draining)} pod(s) draining off reclaimed node(s) {', '.join(nodes)}: "
-                                     + ", ".join(d["name"] for d in draining))
-        advised = [p["metadata"]["name"] for p in pods if DRAIN_SURGE in (p["metadata"].get("annotations") or {})]
-        if advised:
-            return Condition(type="SpotInterrupted", status="False", reason="ReplacementStarted",
-                             message=f"rebalance recommendation: replacement started for {', '.join(advised)}")
-        return Condition(type="SpotInterrupted", status="False", reason="NoInterruption",
-                         message="no engine pod of this service is on a node with an interruption notice")
-
-    async def pool_status(self, pool_obj: dict, pool: SpotPoolSpec, view: SpotView, service: tuple[str, str],
-                          drain_seconds: int, outcome: Outcome, now: datetime) -> dict | None:
-        """Write the SpotPool's status when it changes; returns the pool object as written (or None)."""
-        name = pool_obj["metadata"]["name"]
-        needs = self.needed.setdefault(name, {})
-        needs[service] = drain_seconds
-        needed = max(needs.values())
-        lock = self.pool_locks.setdefault(name, asyncio.Lock())
-
-        def fields(obj: dict) -> tuple[dict, dict]:
-            old = obj.get("status") or {}
-            entries, new = interrupted_nodes_status(view.scan.notices, old.get("interruptedNodes"), now)
-            spot_nodes = [n for n in view.nodes if is_spot_node(n, pool)]
-            od_sel = pool.on_demand.node_selector
-            od_nodes = [n for n in view.nodes if not is_spot_node(n, pool) and all(
-                ((n["metadata"].get("labels") or {}).get(k) == v) for k, v in od_sel.items())]
-            check = check_notice_length(spot_nodes, pool, needed, view.scan.notices).condition()
-            old_conds = [Condition.model_validate(c) for c in old.get("conditions") or []]
-            prev = next((c for c in old_conds if c.type == "NoticeTooShort"), None)
-            cond = Condition(type="NoticeTooShort", observed_generation=obj["metadata"].get("generation"),
-                             last_transition_time=(prev.last_transition_time if prev is not None
-                                                   and prev.status == check["status"] else now),
-                             **{k: check[k] for k in ("status", "reason", "message")})
-            conds = [c for c in old_conds if c.type != "NoticeTooShort"] + [cond]
-            new_fields = {
-                "observedGeneration": obj["metadata"].get("generation"),
-                "spotNodes": len(spot_nodes),
-                "onDemandNodes": len(od_nodes),
-                "interruptionsSeen": int(old.get("interruptionsSeen") or 0) + new,
-                "podsDrained": int(old.get("podsDrained") or 0) + outcome.drained,
-                "requestsCut": int(old.get("requestsCut") or 0) + outcome.cut,
-                "interruptedNodes": entries,
-                "conditions": [c.to_wire() for c in conds],
-            }
-            changed = {k: v for k, v in new_fields.items() if old.get(k) != v}
-            return new_fields, changed
-
-        _, changed = fields(pool_obj)
-        if not changed:
-            return None
-        async with lock:
-            fresh = await self.kube.get("SpotPool", None, name)  # counters add to the latest value
-            if fresh is None:
-                return None
-            _, changed = fields(fresh)
-            if not changed:
-                return fresh
-            if "interruptionsSeen" in changed and changed["interruptionsSeen"] > int(
-                    (fresh.get("status") or {}).get("interruptionsSeen") or 0):
-                for entry in changed.get("interruptedNodes") or []:
-                    if not entry["advisory"] and entry["name"] not in {
-                            e.get("name") for e in (fresh.get("status") or {}).get("interruptedNodes") or []}:
-                        self.post_event(fresh, "Warning", "SpotInterrupted",
-                                        f"node {entry['name']}: {entry['signal']}, deadline {entry['deadline']}")
-            return await self.kube.patch("SpotPool", None, name, {"status": changed}, subresource="status")
-
-
-def fallback_event(before: Mapping, after: Mapping) -> tuple[str, str] | None:
-    """(reason, message) when the fallback moved replicas, else None."""
-    b, a = int(before.get("fallbackReplicas") or 0), int(after.get("fallbackReplicas") or 0)
-    if a > b:
-        return "SpotFallback", f"{a} spot replica(s) run on on-demand nodes (was {b})"
-    if a < b:
-        return "SpotReturned", f"{b - a} replica(s) back to spot ({a} still on on-demand)"
-    return None
-
-
-__all__ = ["SpotRuntime", "SpotView", "engine_drain", "fallback_event", "format_rfc3339", "node_signature"]
+__all__ = ["SpotRuntime", "engine_drain", "node_signature"]

@@ -1,0 +1,124 @@
+"""Reads what one LLMService sync needs into an Observation (sync/observation.py).
+
+| what                         | from                                                             |
+| ---------------------------- | ---------------------------------------------------------------- |
+| AutoscalePolicy, SpotPool, Secrets | the API, only when `refresh` (a watch event said they changed, an apply, the safety net); else the service's cache |
+| owned Deployments, pods      | the API when `refresh`; else as last read or written              |
+| engine metrics               | the ready pods' /metrics, on a sync period only                   |
+| nodes, notices               | the Node / Event watch caches (handlers/spot.py): no API read     |
+| engine /drain states         | the pods that drain (sync.needs_engine), before planning          |
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from llmfleet.operator.adapters.kube import Kube
+from llmfleet.operator.api.llmservice import LLMService
+from llmfleet.operator.api.spotpool import SpotPool
+from llmfleet.operator.cost import TokenReading, token_rate
+from llmfleet.operator.render import selector_string
+from llmfleet.operator.render.labels import SERVICE_LABEL
+from llmfleet.operator.render.paths import HTTP_PORT
+from llmfleet.operator.scrape import ScrapeTarget
+from llmfleet.operator.spot import EngineDrain
+from llmfleet.operator.status import pod_ready
+from llmfleet.operator.sync import Observation, needs_engine
+from llmfleet.operator.sync.children import owned_by
+from pydantic import ValidationError
+
+from .spot import SpotRuntime
+
+if TYPE_CHECKING:
+    from .reconciler import ServiceMemory
+
+log = logging.getLogger("llmfleet.operator")
+
+
+@dataclass
+class Observer:
+    kube: Kube
+    spot: SpotRuntime
+    scrape: Callable[..., Awaitable[dict]]
+    check_secrets: bool = True
+
+    async def observe(self, body: dict, mem: ServiceMemory, *, refresh: bool, periodic: bool, now: datetime) -> Observation:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        old_status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        # The watched body may predate our own last write (the timer and the change handlers
+        # race the watch stream): what we wrote last is the truth for the fields we own.
+        old_status.update(copy.deepcopy(mem.last_status))
+        obs = Observation(body=body, old_status=old_status, last_scaling=mem.scaling, periodic=periodic,
+                          was_blocked=mem.blocked)
+        try:
+            spec = LLMService.model_validate(body).spec
+        except ValidationError:
+            return obs  # plan_sync says why
+
+        async def reference(kind: str, ns: str | None, ref: str) -> dict | None:
+            mem.refs.add((kind, ref))
+            if refresh or (kind, ref) not in mem.ref_cache:
+                mem.ref_cache[(kind, ref)] = await self.kube.get(kind, ns, ref)
+            return copy.deepcopy(mem.ref_cache[(kind, ref)])
+
+        mem.refs = set()
+        if spec.autoscale_policy_ref is not None:
+            obs.policy_obj = await reference("AutoscalePolicy", namespace, spec.autoscale_policy_ref.name)
+        if spec.spot_pool_ref is not None:
+            obs.pool_obj = await reference("SpotPool", None, spec.spot_pool_ref.name)
+        for secret in [r.name for r in (spec.api_key_secret_ref, spec.model.token_secret_ref) if r is not None]:
+            mem.refs.add(("Secret", secret))  # watched either way: the reconciler wakes its users
+            if self.check_secrets and await reference("Secret", namespace, secret) is None:
+                obs.missing_secrets.append(secret)
+
+        if refresh or mem.observed is None:
+            deployments = [d for d in await self.kube.list("Deployment", namespace, f"{SERVICE_LABEL}={name}")
+                           if owned_by(d, meta.get("uid"))]
+            pods = await self.kube.list("Pod", namespace, selector_string(name))
+            mem.observed = (deployments, pods)
+        obs.deployments, obs.pods = copy.deepcopy(mem.observed)
+        if periodic:
+            await self.scrape_engines(mem, obs.pods, now)
+        obs.scrapes, obs.tokens_per_second = dict(mem.scrapes), mem.tokens_per_second
+
+        if obs.pool_obj is not None:
+            pool = SpotPool.model_validate(obs.pool_obj).spec
+            nodes = await self.spot.all_nodes(now)  # kept by the Node watch: no list per sync
+            obs.spot = self.spot.observe(obs.pool_obj, pool, nodes, obs.pods, now)
+            notices = obs.spot.notices
+        elif spec.spot_pool_ref is None:
+            obs.notices = notices = self.spot.observe_unpooled(obs.pods, now)  # from the Node watch: no API call
+        else:
+            notices = None
+        if notices is not None:
+            supports_drain = spec.engine.kind == "embedded"
+            engines: dict[str, EngineDrain | None] = {}
+            for pod in obs.pods:
+                if needs_engine(pod, notices, supports_drain):
+                    answer = await self.spot.engine(pod["status"]["podIP"], False)
+                    engines[pod["metadata"]["name"]] = EngineDrain.from_json(answer) if answer is not None else None
+            obs.engines = engines
+        return obs
+
+    async def scrape_engines(self, mem: ServiceMemory, pods: list[dict], now: datetime) -> None:
+        """The ready engines' /metrics: the last good scrape per pod, and the fleet's token rate."""
+        targets = [ScrapeTarget(p["metadata"]["name"], f"http://{p['status']['podIP']}:{HTTP_PORT}/metrics")
+                   for p in pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
+        results = await self.scrape(targets, now)
+        live = {p["metadata"]["name"] for p in pods}
+        mem.scrapes = {k: v for k, v in mem.scrapes.items() if k in live}
+        for pod, result in results.items():
+            if result.error is None:
+                mem.scrapes[pod] = result
+            else:
+                log.debug("scrape of %s failed: %s", pod, result.error)
+        readings = {pod: TokenReading(r.generation_tokens, r.timestamp)
+                    for pod, r in results.items() if r.error is None and r.generation_tokens is not None}
+        mem.tokens_per_second = token_rate(mem.tokens, readings)
+        mem.tokens = readings
