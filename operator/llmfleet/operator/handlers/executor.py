@@ -108,13 +108,23 @@ class Executor:
                 done.problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
         if started:
             done.outcome = await drains.finish(namespace, started, pods, record, now)
+            after = plan.target.counts(done.pods) if plan.target is not None else None
+            if done.outcome.killed and counts is not None and after != counts and done.problem is None:
+                # An evicted pod no longer counts in its ReplicaSet: drop its surge now, or the
+                # ReplicaSet would start one pod too many until the next sync.
+                assert after is not None
+                try:
+                    done.deployments = await self.apply(body, plan, after, done.deployments, deployments_only=True)
+                except KubeError as exc:
+                    done.problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
         if plan.pooled and plan.pool is not None and obs.pool_obj is not None and obs.spot is not None:
             spec = plan.service.spec
             done.pool_obj = await self.pool_status(obs, plan, spec.drain_grace_seconds + spec.drain_timeout_seconds,
                                                    done.outcome, now)
         return done
 
-    async def apply(self, body: dict, plan: SyncPlan, counts: dict, deployments: list[dict]) -> list[dict]:
+    async def apply(self, body: dict, plan: SyncPlan, counts: dict, deployments: list[dict], *,
+                    deployments_only: bool = False) -> list[dict]:
         """SSA every rendered object; delete Deployments of a capacity no longer wanted; report changes."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         before = {d["metadata"]["name"]: d for d in deployments}
@@ -125,13 +135,15 @@ class Executor:
                 self._report_change(body, result, before.get(result["metadata"]["name"]))
                 applied.append(result)
                 continue
+            if deployments_only:
+                continue
             existing = await self.kube.get(obj["kind"], namespace, name)
             result = await self.kube.apply(obj)
             if existing is None:
                 self.post_event(body, "Normal", "Created", f"Created {obj['kind']} {name}")
             elif existing["metadata"].get("resourceVersion") != result["metadata"].get("resourceVersion"):
                 self.post_event(body, "Normal", "Updated", f"Updated {obj['kind']} {name}")
-        for stale in plan.stale(deployments):
+        for stale in [] if deployments_only else plan.stale(deployments):
             await self.kube.delete("Deployment", namespace, stale)
             self.post_event(body, "Normal", "Deleted", f"Deleted Deployment {stale}: capacity no longer used")
         return applied
