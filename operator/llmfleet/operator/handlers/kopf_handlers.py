@@ -4,9 +4,9 @@
 | ---------------------------------------------- | --------------------------------------------------------- |
 | startup                                        | settings (status storage, events, scanning), Reconciler, /metrics |
 | LLMService create / update / resume            | sync with apply                                           |
-| LLMService timer (every TICK_SECONDS)          | sync when due: periodic (scrape, autoscale), a child changed, a reference appeared |
+| LLMService daemon (one worker per service)     | sync when due: periodic (scrape, autoscale), a drain's next step, or woken by a watch event below (a child changed, a reference appeared) |
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
-| Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty (next tick)        |
+| Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty and wake its worker |
 | AutoscalePolicy create / update / resume       | policy status; wake its services                          |
 | AutoscalePolicy / SpotPool / Secret events     | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
@@ -16,7 +16,7 @@
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
 annotations, so GitOps tools see no drift. The one piece of metadata kopf writes is its
-finalizer: kopf requires one on objects that have timers, so it can stop them before
+finalizer: kopf requires one on objects that have daemons, so it can stop them before
 the object goes (deleting an LLMService therefore needs the operator running).
 """
 
@@ -40,7 +40,6 @@ from .node_events import REASONS, NodeEventWatch, extra_events_namespace, is_nod
 from .reconciler import Reconciler
 from .scope import cluster_events_namespace, scanning_disabled
 
-TICK_SECONDS = 1.0  # the timer's idle tick; the real work runs when due (see Reconciler.tick)
 FINALIZER = "llmfleet.dev/operator"
 
 
@@ -140,9 +139,15 @@ async def llmfleet_reconcile(body: kopf.Body, **_: Any) -> None:
     await reconciler().sync(dict(body), force_apply=True)
 
 
-@kopf.timer(GROUP, VERSION, "llmservices", interval=TICK_SECONDS, errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
-async def llmfleet_tick(body: kopf.Body, **_: Any) -> None:
-    await reconciler().tick(dict(body))
+@kopf.daemon(GROUP, VERSION, "llmservices", cancellation_timeout=5.0, errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+async def llmfleet_worker(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str | None, name: str,
+                          **_: Any) -> None:
+    """The service's worker: sleeps until a watch event wakes it or its next sync is due (no
+    polling); `body` is kopf's live view of the LLMService."""
+    rec = reconciler()
+    while not stopped:
+        await rec.tick(dict(body))
+        await rec.wait_for_work(namespace or "", name)
 
 
 @kopf.on.delete(GROUP, VERSION, "llmservices", optional=True)

@@ -42,6 +42,7 @@ log = logging.getLogger("llmfleet.operator")
 
 APPLY_RETRY_SECONDS = 10  # after the API server refused an apply
 REAPPLY_SECONDS = 300  # re-apply rendered objects this often even without a change (repairs drift)
+COALESCE_SECONDS = 0.5  # after a wake-up, let the rest of a burst of watch events arrive first
 RELIST_SECONDS = 60  # a safety net under the watch events: re-read children and references this often
 
 __all__ = ["Reconciler", "ServiceMemory", "merge_patch"]
@@ -75,6 +76,7 @@ class ServiceMemory:
     scaling: ScalingStatus | None = None  # the last status.scaling written
     last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
     spot_due: float = float("inf")  # monotonic time a drain wants its next step (a Wait, a backoff)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by the watch events that make work
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Reconciler:
         mem = self.services.get((namespace, name))
         if mem is not None:
             mem.status_dirty = True
+            mem.wake.set()
 
     def reference_changed(self, kind: str, namespace: str | None, name: str) -> None:
         """An AutoscalePolicy, SpotPool or Secret appeared, changed or went: its users re-read it.
@@ -136,6 +139,7 @@ class Reconciler:
                 mem.refs_dirty = True
                 if kind == "SpotPool":
                     mem.apply_wanted = True
+                mem.wake.set()
 
     def spot_changed(self) -> None:
         """A Node's taints/labels/annotations/readiness or a Karpenter Event changed: every
@@ -144,17 +148,43 @@ class Reconciler:
         (a full re-read of every service on every node change would cost 3 requests each)."""
         changed = self.spot.take_changed_nodes() if self.spot is not None else set()
         for mem in self.services.values():
-            if any(kind == "SpotPool" for kind, _ in mem.refs):
+            if any(kind == "SpotPool" for kind, _ in mem.refs) or (changed and mem.observed is not None and any(
+                    (p.get("spec") or {}).get("nodeName") in changed for p in mem.observed[1])):
                 mem.status_dirty = True
-            elif changed and mem.observed is not None and any(
-                    (p.get("spec") or {}).get("nodeName") in changed for p in mem.observed[1]):
-                mem.status_dirty = True
+                mem.wake.set()
 
     def policy_users(self, namespace: str, policy: str) -> list[str]:
         return sorted(n for (ns, n), m in self.services.items() if ns == namespace and ("AutoscalePolicy", policy) in m.refs)
 
+    def seconds_to_work(self, namespace: str, name: str) -> float:
+        """How long the service's worker may sleep: 0 while something is dirty, else until its
+        next sync period or drain step (after a refused apply, not before the retry time)."""
+        mem = self.services.get((namespace, name))
+        if mem is None:
+            return 0.0
+        mono = self.monotonic()
+        if mono < mem.retry_at:
+            return mem.retry_at - mono
+        if mem.apply_wanted or mem.status_dirty or mem.refs_dirty:
+            return 0.0
+        return max(0.0, min(mem.next_sync, mem.spot_due) - mono)
+
+    async def wait_for_work(self, namespace: str, name: str, longest: float = 60.0) -> None:
+        """Sleep until a watch event wakes the service or its next sync is due. The flags carry
+        the work; the event only ends the sleep early, so a wake-up lost to a race costs nothing."""
+        mem = self.memory(namespace, name)
+        delay = min(longest, self.seconds_to_work(namespace, name))
+        if delay > 0:
+            try:
+                await asyncio.wait_for(mem.wake.wait(), delay)
+            except TimeoutError:
+                pass
+            else:
+                await asyncio.sleep(COALESCE_SECONDS)  # a rollout's burst of pod events: one sync
+        mem.wake.clear()
+
     async def tick(self, body: dict) -> None:
-        """The short timer: sync when something is due, else return at once."""
+        """One turn of the service's worker: sync when something is due, else return at once."""
         meta = body["metadata"]
         mem = self.memory(meta["namespace"], meta["name"])
         mono = self.monotonic()
