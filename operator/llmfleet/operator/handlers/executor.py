@@ -52,6 +52,7 @@ class Executed:
     marked: bool = False  # drain steps ran: the pods differ from the observation's
     outcome: Outcome = field(default_factory=Outcome)
     pool_obj: dict | None = None  # the SpotPool as written (None: not written)
+    deleted: list[str] = field(default_factory=list)  # Deployments of a capacity no longer used
 
 
 @dataclass
@@ -75,7 +76,9 @@ class Executor:
 
         return record
 
-    async def run(self, obs: Observation, plan: SyncPlan, now: datetime) -> Executed:
+    async def run(self, obs: Observation, plan: SyncPlan, now: datetime,
+                  versions: dict[str, str] | None = None) -> Executed:
+        """`versions`: the service's Service and PDB resourceVersions as last applied (updated here)."""
         body, namespace = obs.body, obs.namespace
         if plan.policy_status is not None and obs.policy_obj is not None:
             await self.policy_status(obs.policy_obj, plan.policy_status)
@@ -102,8 +105,9 @@ class Executor:
         assert plan.service is not None
         if counts is not None and (plan.apply or counts != deployment_counts(obs.deployments, obs.name, plan.pooled)):
             try:
-                done.deployments = await self.apply(body, plan, counts, obs.deployments)
+                done.deployments = await self.apply(body, plan, counts, obs.deployments, versions=versions)
                 done.applied = True
+                done.deleted = plan.stale(obs.deployments)
             except KubeError as exc:
                 done.problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
         if started:
@@ -124,7 +128,7 @@ class Executor:
         return done
 
     async def apply(self, body: dict, plan: SyncPlan, counts: dict, deployments: list[dict], *,
-                    deployments_only: bool = False) -> list[dict]:
+                    deployments_only: bool = False, versions: dict[str, str] | None = None) -> list[dict]:
         """SSA every rendered object; delete Deployments of a capacity no longer wanted; report changes."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         before = {d["metadata"]["name"]: d for d in deployments}
@@ -137,11 +141,18 @@ class Executor:
                 continue
             if deployments_only:
                 continue
-            existing = await self.kube.get(obj["kind"], namespace, name)
+            # Its resourceVersion as we last saw it tells Created from Updated from unchanged;
+            # read it once per process (a restart), not on every apply.
+            seen = versions.get(obj["kind"]) if versions is not None else None
+            if seen is None:
+                existing = await self.kube.get(obj["kind"], namespace, name)
+                seen = existing["metadata"].get("resourceVersion") if existing is not None else ""
             result = await self.kube.apply(obj)
-            if existing is None:
+            if versions is not None:
+                versions[obj["kind"]] = result["metadata"].get("resourceVersion") or ""
+            if not seen:
                 self.post_event(body, "Normal", "Created", f"Created {obj['kind']} {name}")
-            elif existing["metadata"].get("resourceVersion") != result["metadata"].get("resourceVersion"):
+            elif seen != result["metadata"].get("resourceVersion"):
                 self.post_event(body, "Normal", "Updated", f"Updated {obj['kind']} {name}")
         for stale in [] if deployments_only else plan.stale(deployments):
             await self.kube.delete("Deployment", namespace, stale)

@@ -3,6 +3,7 @@
 | kopf handler                                   | does                                                      |
 | ---------------------------------------------- | --------------------------------------------------------- |
 | startup                                        | settings (status storage, events, scanning), Reconciler, /metrics |
+| indexes: Pods, Deployments, AutoscalePolicies, SpotPools, Secrets (existence) | the world a sync reads (handlers/store.py): no API read in steady state |
 | LLMService create / update / resume            | sync with apply                                           |
 | LLMService daemon (one worker per service)     | sync when due: periodic (scrape, autoscale), a drain's next step, or woken by a watch event below (a child changed, a reference appeared) |
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
@@ -39,6 +40,7 @@ from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_L
 from .node_events import REASONS, NodeEventWatch, extra_events_namespace, is_node_spot_event
 from .reconciler import Reconciler
 from .scope import cluster_events_namespace, scanning_disabled
+from .store import INDEXES, IndexStore, brief
 
 FINALIZER = "llmfleet.dev/operator"
 
@@ -58,10 +60,14 @@ class Runtime:
     cluster_events_namespace: str | None = None  # where Events on SpotPools go (None: kopf's, `default`)
 
 
-def reconciler() -> Reconciler:
+def reconciler(handler_kwargs: dict | None = None) -> Reconciler:
+    """The Reconciler, reading kopf's indexes (kopf passes them to every handler as kwargs)."""
     if Runtime.reconciler is None:
         raise kopf.TemporaryError("operator not started yet", delay=1)
-    return Runtime.reconciler
+    rec = Runtime.reconciler
+    if rec.store is None and handler_kwargs is not None and all(i in handler_kwargs for i in INDEXES):
+        rec.use_store(IndexStore({i: handler_kwargs[i] for i in (*INDEXES, SECRETS_INDEX) if i in handler_kwargs}))
+    return rec
 
 
 def post_event(body: dict, type_: str, reason: str, message: str) -> None:
@@ -135,16 +141,16 @@ async def stop_node_event_watch(**_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
 @kopf.on.create(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
 @kopf.on.update(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
-async def llmfleet_reconcile(body: kopf.Body, **_: Any) -> None:
-    await reconciler().sync(dict(body), force_apply=True)
+async def llmfleet_reconcile(body: kopf.Body, **kwargs: Any) -> None:
+    await reconciler(kwargs).sync(dict(body), force_apply=True)
 
 
 @kopf.daemon(GROUP, VERSION, "llmservices", cancellation_timeout=5.0, errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
 async def llmfleet_worker(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str | None, name: str,
-                          **_: Any) -> None:
+                          **kwargs: Any) -> None:
     """The service's worker: sleeps until a watch event wakes it or its next sync is due (no
     polling); `body` is kopf's live view of the LLMService."""
-    rec = reconciler()
+    rec = reconciler(kwargs)
     while not stopped:
         await rec.tick(dict(body))
         await rec.wait_for_work(namespace or "", name)
@@ -156,7 +162,38 @@ async def llmfleet_forget(namespace: str | None, name: str, **_: Any) -> None:
         await Runtime.reconciler.forget(namespace or "", name)
 
 
-# --- children: status follows readiness within a tick -------------------------------------
+# --- indexes: what a sync reads (handlers/store.py) ---------------------------------------
+
+
+@kopf.index("", "v1", "pods", labels={SERVICE_LABEL: kopf.PRESENT})
+def llmfleet_pods_index(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[SERVICE_LABEL]): brief(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER, SERVICE_LABEL: kopf.PRESENT})
+def llmfleet_deployments_index(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[SERVICE_LABEL]): brief(body)}
+
+
+@kopf.index(GROUP, VERSION, "autoscalepolicies")
+def llmfleet_policies_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, name): brief(body)}
+
+
+@kopf.index(GROUP, VERSION, "spotpools")
+def llmfleet_pools_index(name: str, body: kopf.Body, **_: Any) -> dict:
+    return {name: brief(body)}
+
+
+def llmfleet_secrets_index(namespace: str | None, name: str, **_: Any) -> dict:
+    """Registered with on_secret_event: which Secrets exist (never their data)."""
+    return {(namespace, name): True}
+
+
+SECRETS_INDEX = llmfleet_secrets_index.__name__
+
+
+# --- children: status follows readiness at once -------------------------------------------
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER, SERVICE_LABEL: kopf.PRESENT})
@@ -245,5 +282,6 @@ def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_
     Runtime.check_secrets = check_secrets
     if check_secrets:
         kopf.on.event("", "v1", "secrets")(on_secret_event)
+        kopf.index("", "v1", "secrets")(llmfleet_secrets_index)
     Runtime.metrics_address = metrics_address or os.environ.get("POD_IP") or "0.0.0.0"
     Runtime.metrics_port = metrics_port

@@ -2,8 +2,8 @@
 
 | what                         | from                                                             |
 | ---------------------------- | ---------------------------------------------------------------- |
-| AutoscalePolicy, SpotPool, Secrets | the API, only when `refresh` (a watch event said they changed, an apply, the safety net); else the service's cache |
-| owned Deployments, pods      | the API when `refresh`; else as last read or written              |
+| AutoscalePolicy, SpotPool, Secrets | kopf's indexes (handlers/store.py); without them the API, only when `refresh` (a watch event said they changed, an apply, the safety net), else the service's cache |
+| owned Deployments, pods      | kopf's indexes, with our writes they do not show yet; without them as for references |
 | engine metrics               | the ready pods' /metrics, on a sync period only                   |
 | nodes, notices               | the Node / Event watch caches (handlers/spot.py): no API read     |
 | engine /drain states         | the pods that drain (sync.needs_engine), before planning          |
@@ -33,6 +33,7 @@ from llmfleet.operator.sync.children import owned_by
 from pydantic import ValidationError
 
 from .spot import SpotRuntime
+from .store import Store
 
 if TYPE_CHECKING:
     from .reconciler import ServiceMemory
@@ -46,8 +47,10 @@ class Observer:
     spot: SpotRuntime
     scrape: Callable[..., Awaitable[dict]]
     check_secrets: bool = True
+    store: Store | None = None  # kopf's indexes (handlers/store.py); None: read the API, cache per service
 
-    async def observe(self, body: dict, mem: ServiceMemory, *, refresh: bool, periodic: bool, now: datetime) -> Observation:
+    async def observe(self, body: dict, mem: ServiceMemory, *, refresh: bool, periodic: bool, now: datetime,
+                      mono: float = 0.0) -> Observation:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         old_status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
@@ -63,6 +66,8 @@ class Observer:
 
         async def reference(kind: str, ns: str | None, ref: str) -> dict | None:
             mem.refs.add((kind, ref))
+            if self.store is not None:
+                return self.store.get(kind, ns, ref)
             if refresh or (kind, ref) not in mem.ref_cache:
                 mem.ref_cache[(kind, ref)] = await self.kube.get(kind, ns, ref)
             return copy.deepcopy(mem.ref_cache[(kind, ref)])
@@ -77,7 +82,12 @@ class Observer:
             if self.check_secrets and await reference("Secret", namespace, secret) is None:
                 obs.missing_secrets.append(secret)
 
-        if refresh or mem.observed is None:
+        if self.store is not None:  # kopf's indexes, with our own writes the watch has not delivered yet
+            mem.overlay.expire(mono)
+            deployments = mem.overlay.deployments(
+                [d for d in self.store.deployments(namespace, name) if owned_by(d, meta.get("uid"))])
+            mem.observed = (deployments, mem.overlay.apply(self.store.pods(namespace, name)))
+        elif refresh or mem.observed is None:
             deployments = [d for d in await self.kube.list("Deployment", namespace, f"{SERVICE_LABEL}={name}")
                            if owned_by(d, meta.get("uid"))]
             pods = await self.kube.list("Pod", namespace, selector_string(name))

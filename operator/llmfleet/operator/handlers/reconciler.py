@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from .executor import EventPoster, Executor
 from .observe import Observer
 from .spot import SpotRuntime
+from .store import Overlay, Store
 
 log = logging.getLogger("llmfleet.operator")
 
@@ -77,6 +78,8 @@ class ServiceMemory:
     last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
     spot_due: float = float("inf")  # monotonic time a drain wants its next step (a Wait, a backoff)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by the watch events that make work
+    overlay: Overlay = field(default_factory=Overlay)  # our writes the indexes do not show yet
+    versions: dict[str, str] = field(default_factory=dict)  # Service / PDB resourceVersion as last applied
 
 
 @dataclass
@@ -90,14 +93,19 @@ class Reconciler:
     monotonic: Callable[[], float] = time.monotonic
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
     spot: SpotRuntime | None = None  # the spot handlers' state (node events); made from kube/post_event if None
+    store: Store | None = None  # kopf's indexes (handlers/store.py); None: read the API
 
     def __post_init__(self) -> None:
         if self.spot is None:
             self.spot = SpotRuntime(kube=self.kube, post_event=self.post_event)
-        self.observer = Observer(self.kube, self.spot, self.scrape, self.check_secrets)
+        self.observer = Observer(self.kube, self.spot, self.scrape, self.check_secrets, self.store)
         self.executor = Executor(self.kube, self.post_event, self.spot.engine, self.images)
 
     # --- bookkeeping -------------------------------------------------------------------
+
+    def use_store(self, store: Store) -> None:
+        """Read the world from `store` (kopf's indexes) from now on instead of the API."""
+        self.store = self.observer.store = store
 
     def memory(self, namespace: str, name: str) -> ServiceMemory:
         key = (namespace, name)
@@ -227,7 +235,7 @@ class Reconciler:
         mem.status_dirty = mem.refs_dirty = False
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        obs = await self.observer.observe(body, mem, refresh=refresh, periodic=periodic, now=now)
+        obs = await self.observer.observe(body, mem, refresh=refresh, periodic=periodic, now=now, mono=mono)
         if refresh:
             mem.last_read = mono
         obs.apply = apply_now
@@ -249,13 +257,16 @@ class Reconciler:
         if plan.autoscale is not None:
             mem.scaling = plan.autoscale.scaling
 
-        done = await self.executor.run(obs, plan, now)
+        done = await self.executor.run(obs, plan, now, mem.versions)
         if done.applied:
             mem.apply_wanted, mem.last_apply = False, mono
         if done.problem is not None:
             mem.retry_at = mono + APPLY_RETRY_SECONDS
         if done.marked or done.applied or done.outcome.killed:
             mem.observed = (copy.deepcopy(done.deployments), copy.deepcopy(done.pods))
+            mem.overlay.remember(obs.pods, done.pods, mono)
+            if done.applied:
+                mem.overlay.remember_applied(done.deployments, done.deleted, mono)
         mem.status_dirty = mem.status_dirty or done.outcome.killed  # re-read the evicted pods
         if done.outcome.wake is not None:
             mem.spot_due = min(mem.spot_due, mono + max(0.0, (done.outcome.wake - now).total_seconds()))
