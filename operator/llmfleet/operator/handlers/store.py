@@ -86,9 +86,9 @@ class Overlay:
     def expire(self, mono: float) -> None:
         for key in [k for k, t in self.since.items() if mono - t > OVERLAY_SECONDS]:
             kind, name = key.split("/", 1)
-            entries: dict = {"pod": self.annotations, "deleted": self.deleted, "deployment": self.applied,
-                             "removed": self.removed}[kind]
-            entries.pop(name, None)
+            tables: dict[str, dict[str, Any]] = {"pod": self.annotations, "deleted": self.deleted,
+                                                 "deployment": self.applied, "removed": self.removed}
+            tables[kind].pop(name, None)
             del self.since[key]
 
     def remember_applied(self, deployments: list[dict], removed: list[str], mono: float) -> None:
