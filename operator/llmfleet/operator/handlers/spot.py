@@ -93,6 +93,11 @@ def unpooled_signature(node: Mapping) -> tuple:
 _NO_SIGNAL = tuple(None for _ in _UNPOOLED_KEYS + _UNPOOLED_TIME_KEYS)
 
 
+def _signalled(node: Mapping) -> bool:
+    """The node carries one of the default signals (a timestamp alone is no signal)."""
+    return any(v is not None for v in unpooled_signature(node)[:len(_UNPOOLED_KEYS)])
+
+
 def node_brief(node: Mapping) -> dict:
     """The parts of a Node that the signal scan reads (not its images, addresses or capacity)."""
     meta, spec = node.get("metadata") or {}, node.get("spec") or {}
@@ -127,15 +132,12 @@ class SpotRuntime:
     post_event: EventPoster
     engine: EngineCall = engine_drain
     node_events: dict[str, dict] = field(default_factory=dict)  # Event uid -> Event about a Node (Karpenter)
-    node_sigs: dict[str, tuple] = field(default_factory=dict)
-    # Services without a pool: the nodes carrying one of the default signals (name -> node_brief),
-    # first sight of time-less signals on them, and the nodes whose signals changed since the
-    # reconciler last asked (take_changed_nodes).
-    signalled: dict[str, dict] = field(default_factory=dict)
+    # Services without a pool: first sight of time-less default signals, and the nodes whose
+    # default signals changed since the reconciler last asked (take_changed_nodes).
     first_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
     changed_nodes: set[str] = field(default_factory=set)
-    # Every node's brief, kept by the Node watch, for services with a pool: listed once per
-    # process (the watch's first events may come after the first sync), then never again.
+    # Every node's brief, the one node cache: kept by the Node watch, listed once per process
+    # for services with a pool (the watch's first events may come after the first sync).
     nodes: dict[str, dict] = field(default_factory=dict)
     nodes_listed_at: datetime | None = None
     _listing: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -157,35 +159,27 @@ class SpotRuntime:
         return new
 
     def node_seen(self, body: Mapping, deleted: bool = False) -> bool:
-        """A Node changed; True when something the spot decisions read changed.
+        """A Node changed; True when something the spot decisions read changed (its signature).
 
-        Also keeps the brief body of every node that carries one of the default signals (for
-        services without a pool) and notes the node when those signals changed."""
+        Notes the node for services without a pool when its default signals changed."""
         name = str((body.get("metadata") or {}).get("name"))
         if self._seen_while_listing is not None:
             self._seen_while_listing.add(name)
+        before = self.nodes.get(name)
+        was = unpooled_signature(before) if before is not None and _signalled(before) else None
         if deleted:
             self.nodes.pop(name, None)
-            if self.signalled.pop(name, None) is not None:
+            if was is not None:
                 self.changed_nodes.add(name)
             self._forget_first_seen(name)
-            return self.node_sigs.pop(name, None) is not None
-        unpooled = unpooled_signature(body)
-        before = self.signalled.get(name)
-        signalled = any(v is not None for v in unpooled[:len(_UNPOOLED_KEYS)])  # a timestamp alone is no signal
-        if (signalled or before is not None) and unpooled != (
-                unpooled_signature(before) if before is not None else _NO_SIGNAL):
+            return before is not None
+        after = self.nodes[name] = node_brief(body)  # the brief keeps more than the signature compares
+        signalled = _signalled(after)
+        if (signalled or was is not None) and unpooled_signature(after) != (was if was is not None else _NO_SIGNAL):
             self.changed_nodes.add(name)
-        if signalled:
-            self.signalled[name] = node_brief(body)
-        else:
-            self.signalled.pop(name, None)
+        if not signalled:
             self._forget_first_seen(name)
-        sig = node_signature(body)
-        changed = self.node_sigs.get(name) != sig
-        self.node_sigs[name] = sig
-        self.nodes[name] = node_brief(body)  # always: the brief keeps more than the signature compares
-        return changed
+        return before is None or node_signature(before) != node_signature(after)
 
     def nodes_relisted(self) -> None:
         """kopf listed the Nodes again (its first list, or after a pause or a 410): what went
@@ -237,7 +231,8 @@ class SpotRuntime:
         hosts = {n for n in ((p.get("spec") or {}).get("nodeName") for p in pods) if n}
         marked = any(DRAIN_STARTED in a or DRAIN_SURGE in a
                      for a in ((p.get("metadata") or {}).get("annotations") or {} for p in pods))
-        candidates = {h for h in hosts if h in self.signalled}
+        signalled = {h: self.nodes[h] for h in hosts if h in self.nodes and _signalled(self.nodes[h])}
+        candidates = set(signalled)
         if self.node_events:
             candidates |= hosts & {n for n in map(_event_node, self.node_events.values()) if n}
         for pod in pods:
@@ -247,7 +242,7 @@ class SpotRuntime:
         candidates.discard("")
         if not candidates and not marked:
             return None
-        nodes = [self.signalled.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
+        nodes = [signalled.get(n) or {"metadata": {"name": n}} for n in sorted(candidates)]
         scan = scan_signals(nodes, pods, list(self.node_events.values()), UNPOOLED, now, self.first_seen)
         for line in scan.ignored:
             log.debug("node %s: %s ignored (%s): %s", line.node, line.source, line.reason, line.message)
