@@ -121,3 +121,23 @@ def test_an_overlay_entry_the_watch_never_confirms_expires():
     assert overlay.apply(copy.deepcopy(before))[0]["metadata"]["annotations"] == {"a": "1"}
     overlay.expire(mono=31.0)  # a hand edit took the annotation off again: the index is right
     assert overlay.apply(copy.deepcopy(before))[0]["metadata"]["annotations"] == {}
+
+
+def test_the_index_store_reads_kopf_indexes_and_keeps_no_secret_data():
+    from llmfleet.operator.handlers import kopf_handlers
+    from llmfleet.operator.handlers.store import IndexStore
+
+    pod = {"metadata": {"name": "chat-0", "namespace": NS, "labels": {SERVICE_LABEL: "chat"},
+                        "managedFields": [{"manager": "kubelet"}]}}
+    secret = {"metadata": {"name": "key", "namespace": NS}, "data": {"key": "c2VjcmV0"}}
+    entries = {
+        "llmfleet_pods_index": kopf_handlers.llmfleet_pods_index(namespace=NS, labels=pod["metadata"]["labels"], body=pod),
+        "llmfleet_secrets_index": kopf_handlers.llmfleet_secrets_index(namespace=NS, name="key", body=secret),
+    }
+    # kopf.Index: key -> a collection of the values indexed under it
+    store = IndexStore({name: {k: [v] for k, v in entry.items()} for name, entry in entries.items()})
+    assert [p["metadata"] for p in store.pods(NS, "chat")] == [
+        {"name": "chat-0", "namespace": NS, "labels": {SERVICE_LABEL: "chat"}}]  # no managedFields kept
+    assert store.get("Secret", NS, "key") == {"metadata": {"name": "key", "namespace": NS}}
+    assert "c2VjcmV0" not in repr(entries)
+    assert store.get("Secret", NS, "other") is None and store.deployments(NS, "chat") == []
