@@ -40,3 +40,21 @@ def test_a_child_event_wakes_the_worker_at_once():
         return rec.seconds_to_work(NS, "chat") == 0
 
     assert asyncio.run(sleep_then_wake())
+
+
+def test_a_stopping_worker_leaves_its_sleep_at_once():
+    world = World()
+    world.service(replicas=1)
+    rec = world.reconciler()
+    sync(world, rec, force_apply=True)
+    world.run_pods()
+    sync(world, rec)
+
+    async def stop_while_asleep() -> None:
+        stop = asyncio.get_running_loop().create_future()
+        waiter = asyncio.create_task(rec.wait_for_work(NS, "chat", longest=30, stop=stop))
+        await asyncio.sleep(0.05)
+        stop.set_result(True)  # kopf's `stopped` flag: the LLMService is being deleted
+        await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(stop_while_asleep())

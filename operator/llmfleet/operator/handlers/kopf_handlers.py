@@ -151,9 +151,13 @@ async def llmfleet_worker(stopped: kopf.DaemonStopped, body: kopf.Body, namespac
     """The service's worker: sleeps until a watch event wakes it or its next sync is due (no
     polling); `body` is kopf's live view of the LLMService."""
     rec = reconciler(kwargs)
-    while not stopped:
-        await rec.tick(dict(body))
-        await rec.wait_for_work(namespace or "", name)
+    stop = asyncio.ensure_future(stopped.wait())  # the service is going (or the operator): leave at once
+    try:
+        while not stopped:
+            await rec.tick(dict(body))
+            await rec.wait_for_work(namespace or "", name, stop=stop)
+    finally:
+        stop.cancel()
 
 
 @kopf.on.delete(GROUP, VERSION, "llmservices", optional=True)

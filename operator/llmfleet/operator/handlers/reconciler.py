@@ -177,17 +177,21 @@ class Reconciler:
             return 0.0
         return max(0.0, min(mem.next_sync, mem.spot_due) - mono)
 
-    async def wait_for_work(self, namespace: str, name: str, longest: float = 60.0) -> None:
-        """Sleep until a watch event wakes the service or its next sync is due. The flags carry
-        the work; the event only ends the sleep early, so a wake-up lost to a race costs nothing."""
+    async def wait_for_work(self, namespace: str, name: str, longest: float = 60.0,
+                            stop: asyncio.Future | None = None) -> None:
+        """Sleep until a watch event wakes the service, its next sync is due, or `stop` is done
+        (kopf stops the worker). The flags carry the work; the event only ends the sleep early,
+        so a wake-up lost to a race costs nothing."""
         mem = self.memory(namespace, name)
         delay = min(longest, self.seconds_to_work(namespace, name))
         if delay > 0:
+            woken = asyncio.ensure_future(mem.wake.wait())
             try:
-                await asyncio.wait_for(mem.wake.wait(), delay)
-            except TimeoutError:
-                pass
-            else:
+                done, _ = await asyncio.wait({woken, *([stop] if stop is not None else [])}, timeout=delay,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+            if woken in done and (stop is None or not stop.done()):
                 await asyncio.sleep(COALESCE_SECONDS)  # a rollout's burst of pod events: one sync
         mem.wake.clear()
 
