@@ -12,37 +12,8 @@ import copy
 from llmfleet.operator.handlers.reconciler import Reconciler
 from llmfleet.operator.handlers.store import Overlay
 from llmfleet.operator.render.labels import SERVICE_LABEL
-from test_handlers import NS, World, status, sync, tick
+from test_handlers import NS, Index, World, status, sync, tick
 from test_spot_handlers import SpotWorld, spot_pod_on
-
-
-class Index:
-    """kopf's indexes as the watch keeps them: the fake API server's objects, read without a
-    request. With `lagging`, it serves the copy taken at the last `deliver()`."""
-
-    def __init__(self, kube, lagging: bool = False) -> None:
-        self.kube, self.lagging = kube, lagging
-        self.snapshot = copy.deepcopy(kube.objects)
-
-    def deliver(self) -> None:
-        self.snapshot = copy.deepcopy(self.kube.objects)
-
-    def _objects(self) -> dict:
-        return self.snapshot if self.lagging else self.kube.objects
-
-    def _children(self, kind: str, namespace: str, service: str) -> list[dict]:
-        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self._objects().items())
-                if k == kind and ns == namespace and (o["metadata"].get("labels") or {}).get(SERVICE_LABEL) == service]
-
-    def pods(self, namespace, service):
-        return self._children("Pod", namespace, service)
-
-    def deployments(self, namespace, service):
-        return self._children("Deployment", namespace, service)
-
-    def get(self, kind, namespace, name):
-        obj = self._objects().get((kind, namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
 
 
 def indexed(world: World, rec: Reconciler, lagging: bool = False) -> Index:

@@ -18,7 +18,7 @@ from llmfleet.operator.handlers.reconciler import Reconciler
 from llmfleet.operator.handlers.spot import SpotRuntime
 from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
 from llmfleet.operator.spot.signals import format_rfc3339
-from test_handlers import NS, FakeKube, World, status, sync, tick
+from test_handlers import NS, FakeKube, Index, World, status, sync, tick
 
 NTH = "aws-node-termination-handler/spot-itn"
 
@@ -78,6 +78,8 @@ class SpotWorld(World):
         rec = Reconciler(kube=self.kube, post_event=post, scrape=self.scrape, clock=lambda: self.now,
                          monotonic=lambda: self.mono,
                          spot=SpotRuntime(kube=self.kube, post_event=post, engine=self.engine))
+        if self.indexed:
+            rec.use_store(Index(self.kube))
         if watch_nodes:
             for (kind, _, _), obj in sorted(self.kube.objects.items()):
                 if kind == "Node":
