@@ -16,7 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from llmfleet.operator.adapters.kube import Kube
 from llmfleet.operator.api.llmservice import LLMService
@@ -32,11 +31,9 @@ from llmfleet.operator.sync import Observation, needs_engine
 from llmfleet.operator.sync.children import owned_by
 from pydantic import ValidationError
 
+from .memory import ServiceMemory
 from .spot import SpotRuntime
 from .store import Store
-
-if TYPE_CHECKING:
-    from .reconciler import ServiceMemory
 
 log = logging.getLogger("llmfleet.operator")
 

@@ -1,4 +1,4 @@
-"""One LLMService sync: observe -> plan -> execute -> status, and what is remembered between syncs.
+"""Each LLMService's worker: when a sync is due, and the sync itself: observe -> plan -> execute -> status.
 
     observe   handlers/observe.py: references, owned Deployments and pods, scrapes, notices
     plan      sync.plan_sync: every decision (replicas, drains, split, what to apply, events)
@@ -11,7 +11,9 @@ Invariants:
 - The user's spec and metadata are never written; the replica count the autoscaler owns
   lives on the Deployments and in status.scaling (read back after a restart).
 - One sync per service at a time (a lock per service): kopf runs change handlers,
-  timers and event handlers concurrently.
+  the worker daemon and event handlers concurrently.
+- No polling: the worker sleeps until a watch event sets a flag (mark_status,
+  reference_changed, spot_changed) or a sync period or drain step is due (memory.py).
 """
 
 from __future__ import annotations
@@ -26,18 +28,18 @@ from datetime import UTC, datetime
 
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.kube import Kube, KubeError
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, ScalingStatus
-from llmfleet.operator.cost import TokenReading
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy
 from llmfleet.operator.render import Images
-from llmfleet.operator.scrape import EngineScrape, scrape_engines
+from llmfleet.operator.scrape import scrape_engines
 from llmfleet.operator.sync import failed_status, merge_patch, plan_status, plan_sync
-from llmfleet.operator.sync.plan import DEFAULT_SYNC_SECONDS, policy_status
+from llmfleet.operator.sync.plan import policy_status
 from pydantic import ValidationError
 
 from .executor import EventPoster, Executor
+from .memory import ServiceMemory
 from .observe import Observer
 from .spot import SpotRuntime
-from .store import Overlay, Store
+from .store import Store
 
 log = logging.getLogger("llmfleet.operator")
 
@@ -52,34 +54,6 @@ __all__ = ["Reconciler", "ServiceMemory", "merge_patch"]
 def utcnow() -> datetime:
     """Now, to the second: Kubernetes times are RFC 3339 seconds, and status should not churn on microseconds."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-@dataclass
-class ServiceMemory:
-    """What the operator remembers of one service between syncs; all of it can be lost on restart."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    apply_wanted: bool = True  # the first sync after (re)start applies
-    status_dirty: bool = True  # a child changed: re-read Deployments and pods
-    refs_dirty: bool = False  # a referenced object changed: re-read references
-    blocked: bool = False  # the last sync could not apply for a missing reference
-    last_read: float = 0.0  # monotonic time of the last full read
-    observed: tuple[list[dict], list[dict]] | None = None  # (Deployments, pods) as last read or applied
-    ref_cache: dict[tuple[str, str], dict | None] = field(default_factory=dict)
-    next_sync: float = 0.0  # monotonic time of the next periodic sync
-    last_apply: float = 0.0
-    retry_at: float = 0.0  # after a refused apply, no tick-driven sync before this (monotonic)
-    period: int = DEFAULT_SYNC_SECONDS
-    refs: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) of the referenced objects
-    scrapes: dict[str, EngineScrape] = field(default_factory=dict)  # last good scrape per pod
-    tokens: dict[str, TokenReading] = field(default_factory=dict)
-    tokens_per_second: float | None = None
-    scaling: ScalingStatus | None = None  # the last status.scaling written
-    last_status: dict = field(default_factory=dict)  # the fields of our last status write, as written
-    spot_due: float = float("inf")  # monotonic time a drain wants its next step (a Wait, a backoff)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by the watch events that make work
-    overlay: Overlay = field(default_factory=Overlay)  # our writes the indexes do not show yet
-    versions: dict[str, str] = field(default_factory=dict)  # Service / PDB resourceVersion as last applied
 
 
 @dataclass
