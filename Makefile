@@ -3,7 +3,7 @@ PY ?= python3
 STAMP := .make/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: install test unit e2e demo bench bench-deps bench-operator crds lint cluster-up cluster-down
+.PHONY: install test unit e2e demo bench bench-deps bench-router bench-operator crds lint cluster-up cluster-down
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ demo-engine: install
 bench: install bench-deps
 	$(PY) -m benchmarks.bench
 
+## bench-router: llmfleet-router against a random pick per request (prefix-cache hit rate, TTFT), and the
+## router's own latency and requests/s, on loopback engines (benchmarks/bench_router.py; ~5 min)
+bench-router: install
+	$(PY) -m benchmarks.bench_router $(BENCH_ROUTER_ARGS)
+
 ## bench-operator: the operator's scale-up reaction time and its API requests and CPU per LLMService with
 ## 200 LLMServices, on a bed of its own (e2e/bench_operator.py; ~25 min; BENCH_OPERATOR_ARGS=--help)
 bench-operator: install e2e-binaries
@@ -53,8 +58,8 @@ bench-deps: install
 	  || true
 
 lint: install
-	$(PY) -m ruff check engine operator tests e2e tools benchmarks
-	$(PY) -m mypy engine operator
+	$(PY) -m ruff check engine operator router tests e2e tools benchmarks
+	$(PY) -m mypy engine operator router
 
 -include e2e/Makefile.inc
 -include operator/Makefile.inc

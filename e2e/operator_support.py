@@ -41,7 +41,8 @@ def helm_binary() -> Path:
 # A release of its own, so a `make demo` install on the same bed is left alone.
 RELEASE = "llmfleet-e2e"
 OPERATOR_NS = "llmfleet-e2e"
-OPERATOR_SELECTOR = f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE}"
+OPERATOR_SELECTOR = (f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE},"
+                     "app.kubernetes.io/component=operator")  # the chart's router pods share name and instance
 
 
 def helm(cluster: Any, *args: str, timeout: float = 240) -> str:

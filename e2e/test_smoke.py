@@ -3,8 +3,8 @@
 Given a Deployment of two llmfleet engines on a tiny model and a Service over them,
 when they come up, then the controller manager lists both pod IPs in the Service's
 EndpointSlice and each answers /ready and a completion; when the Deployment is
-scaled to 0, then each engine is drained by its preStop hook, exits 0 on SIGTERM, and
-no process is left.
+scaled to 0, then each engine is drained by its preStop hook (with the drain token from
+a mounted Secret: /drain refuses everyone else), exits 0 on SIGTERM, and no process is left.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pathlib import Path
 
 from bedkit import E2ECluster, alive, pid_of, wait_until
 from kubernetes import watch
+
+TOKEN_DIR = "/var/run/secrets/llmfleet-drain"
+DRAIN_SECRET = {"metadata": {"name": "tiny-drain-token"}, "stringData": {"token": "a-drain-token-for-the-smoke-test"}}
 
 
 def engine_deployment(model: Path, replicas: int = 2) -> dict:
@@ -50,6 +53,8 @@ def engine_deployment(model: Path, replicas: int = 2) -> dict:
                                 "tiny",
                                 "--threads",
                                 "1",
+                                "--drain-token-file",
+                                f"{TOKEN_DIR}/token",
                             ],
                             "ports": [{"name": "http", "containerPort": 8000}],
                             "readinessProbe": {
@@ -65,14 +70,17 @@ def engine_deployment(model: Path, replicas: int = 2) -> dict:
                             "lifecycle": {
                                 "preStop": {
                                     "exec": {
-                                        "command": [engine, "drain", "--port", "8000", "--wait-seconds", "1"]
+                                        "command": [engine, "drain", "--port", "8000", "--wait-seconds", "1",
+                                                    "--token-file", f"{TOKEN_DIR}/token"]
                                     }
                                 }
                             },
-                            "volumeMounts": [{"name": "model", "mountPath": str(model), "readOnly": True}],
+                            "volumeMounts": [{"name": "model", "mountPath": str(model), "readOnly": True},
+                                             {"name": "drain-token", "mountPath": TOKEN_DIR, "readOnly": True}],
                         }
                     ],
-                    "volumes": [{"name": "model", "hostPath": {"path": str(model), "type": "Directory"}}],
+                    "volumes": [{"name": "model", "hostPath": {"path": str(model), "type": "Directory"}},
+                                {"name": "drain-token", "secret": {"secretName": "tiny-drain-token"}}],
                 },
             },
         },
@@ -91,6 +99,7 @@ def post_json(url: str, body: dict) -> dict:
 def test_engine_deployment_serves_and_scales_to_zero(
     cluster: E2ECluster, namespace: str, tiny_model: Path
 ) -> None:
+    cluster.core.create_namespaced_secret(namespace, DRAIN_SECRET)
     cluster.apps.create_namespaced_deployment(namespace, engine_deployment(tiny_model))
     cluster.core.create_namespaced_service(
         namespace,

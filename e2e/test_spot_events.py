@@ -24,7 +24,7 @@ from conftest import E2ECluster, wait_until
 from operator_support import CHART, create_spot_pool, helm, llms
 
 RELEASE = "llmfleet-e2e-ns"  # its own release: a cluster-wide one would watch default itself
-SELECTOR = f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE}"
+SELECTOR = f"app.kubernetes.io/name=llmfleet,app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
 
 
 def _operator_ready(cluster: E2ECluster) -> bool:

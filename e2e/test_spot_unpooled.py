@@ -6,8 +6,10 @@ over the Service's ready endpoints, plus streaming clients), when the node of on
 gets aws-node-termination-handler's `spot-itn` taint (a 120 s notice from first sight; the
 node is on-demand by its labels: without a pool, any node's notice counts), then the operator
 annotates that pod, raises the Deployment to 3 (the replacement lands on another node), POSTs
-/drain and evicts the pod once the replacement is ready; the Deployment goes back to 2. The
-load sees no failed request and no cut stream. Prints the drain's timeline and the load.
+/drain (with the service's drain token: the pod turns not-ready before its eviction) and
+evicts the pod once the replacement is ready; the Deployment goes back to 2. The load sees no
+failed request and no cut stream. When the service is deleted, each remaining pod's preStop
+hook drains its engine with the token from the mounted Secret. Prints the drain's timeline.
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
         assert [d["name"] for d in seen["draining status"]] == [victim]
         assert seen["condition"]["status"] == "True" and seen["condition"]["reason"] == "Draining"
         assert marks["gone"] < 110, "the pod must be gone before the deadline minus the margin"
+        # The operator's POST /drain was accepted (the drain token): the engine left the endpoints
+        # before the eviction. A refused POST leaves it ready until the eviction at evict_by.
+        assert marks.get("not ready", float("inf")) < marks.get("evicted", marks["gone"]), marks
+        assert "drain requested" in cluster.pod_log(namespace, victim)
+        remaining = [p.metadata.name for p in service_pods(cluster, namespace)]
 
         st = wait_until("status back to 2/2 with nothing draining", lambda: (
             lambda s: s if s.get("readyText") == "2/2" and "spot" not in s else None)(status()), timeout=20,
@@ -130,7 +137,14 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
               f"{events.count('EvictionRefused')} EvictionRefused, {events.count('DrainEvicted')} DrainEvicted, "
               f"{events.count('DrainDeleted')} DrainDeleted")
         assert "DrainStarted" in events and ("DrainEvicted" in events or "DrainDeleted" in events)
+        # Deleting the service deletes its pods: each preStop drains its engine with the token.
+        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
+        wait_until("the service's pods gone", lambda: not service_pods(cluster, namespace), timeout=90,
+                   interval=0.5)
+        for name in remaining:
+            assert "drain requested" in cluster.pod_log(namespace, name), name
     finally:
         if tainted is not None:
             cluster.kubectl("taint", "nodes", tainted, f"{NTH_TAINT}:NoSchedule-")
-        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
+        cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s",
+                        "--ignore-not-found")

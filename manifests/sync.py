@@ -27,7 +27,8 @@ CRD_PREFIX = "llmfleet.dev_"  # crds/ files the API writes; the chart's kopf.dev
 # What the base renders: the chart's defaults (one --standalone replica, all namespaces),
 # released as "llmfleet" into llmfleet-system, without the optional monitoring objects.
 BASE_NAMESPACE = "llmfleet-system"
-BASE_HELM_ARGS = ["--set", "grafanaDashboard.enabled=false"]
+# The drain key is named, not rendered: a key checked into the base would be everyone's key.
+BASE_HELM_ARGS = ["--set", "grafanaDashboard.enabled=false", "--set", "operator.drainKeySecret=llmfleet-drain-key"]
 BASE_HEADER = (
     "# Rendered from charts/llmfleet by `make chart-crds` (manifests/sync.py): do not edit by hand.\n"
     f"# helm template llmfleet charts/llmfleet --namespace {BASE_NAMESPACE} {' '.join(BASE_HELM_ARGS)}\n"

@@ -8,6 +8,11 @@
 |                       | passed as KUBECONFIG, since there is no mount namespace)           |
 | handlers              | exec / httpGet / tcpSocket / sleep, for probes and preStop hooks,  |
 |                       | aimed at the pod IP; named ports resolved from the pod's spec      |
+| secret volumes        | the Secret's keys written under the pod's directory at each start  |
+|                       | and handler run (so a rotation reaches the next read; a Secret     |
+|                       | deleted meanwhile leaves the files, as the kubelet does), and the  |
+|                       | mountPath rewritten to it in command, args, env values and exec    |
+|                       | handlers, since there is no mount namespace                        |
 
 PodEnvironment is a mixin of PodWorker: it reads the worker's pod, IP and runner.
 """
@@ -111,6 +116,37 @@ class PodEnvironment:
             return None if raw is None else base64.b64decode(raw).decode()
         return (obj.data or {}).get(ref["key"])
 
+    def secret_volume_paths(self, c: dict) -> dict[str, str]:
+        """mountPath -> the host directory holding the Secret's files, for c's secret volumes."""
+        volumes = {v["name"]: v for v in self.spec.get("volumes") or [] if "secret" in v}
+        paths: dict[str, str] = {}
+        for m in c.get("volumeMounts") or []:
+            vol = volumes.get(m["name"])
+            if vol is None:
+                continue
+            src = vol["secret"]
+            d = self.pod_dir / "volumes" / m["name"]
+            obj = self.runner.call(f"read secret {src['secretName']}", self.runner.core.read_namespaced_secret,
+                                   src["secretName"], self.ns)
+            if obj is None and d.is_dir():  # deleted while the pod runs: the kubelet keeps the files
+                paths[m["mountPath"].rstrip("/")] = str(d)
+                continue
+            if obj is None and not src.get("optional"):
+                raise ValueError(f"secret {src['secretName']} not found")
+            data = (obj.data or {}) if obj is not None else {}
+            items = src.get("items") or [{"key": k, "path": k} for k in data]
+            d.mkdir(parents=True, exist_ok=True)
+            for item in items:
+                if item["key"] not in data:
+                    continue
+                target = d / item["path"]
+                tmp = target.with_name(target.name + ".new")
+                tmp.write_bytes(base64.b64decode(data[item["key"]]))
+                tmp.chmod(item.get("mode", src.get("defaultMode", 0o644)))
+                tmp.replace(target)  # atomic, as the kubelet's symlink swap
+            paths[m["mountPath"].rstrip("/")] = str(d)
+        return paths
+
     def environment(self, c: dict) -> dict[str, str]:
         """The host's environment, then the container's env/envFrom, $(VAR) expanded as kubelet does."""
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
@@ -149,14 +185,19 @@ class PodEnvironment:
                 raise ValueError(f"unsupported valueFrom for {e['name']}")
             if value is not None:
                 defined[e["name"]] = value
-        env.update(defined)
+        paths = self.secret_volume_paths(c)
+        env.update({k: on_host(v, paths) for k, v in defined.items()})
         return env
 
     def run_handler(self, c: Container, handler: dict, timeout: float) -> bool:
         """Run a probe or lifecycle handler (exec, httpGet, tcpSocket, sleep); True on success."""
         if "exec" in handler:
-            env = self.environment(c.spec)
-            argv = [expand(a, env) for a in handler["exec"].get("command") or []]
+            try:
+                env = self.environment(c.spec)
+                paths = self.secret_volume_paths(c.spec)
+            except ValueError:
+                return False
+            argv = [on_host(expand(a, env), paths) for a in handler["exec"].get("command") or []]
             try:
                 return (
                     subprocess.run(
@@ -227,3 +268,11 @@ def expand(text: str, env: dict[str, str]) -> str:
         return env.get(m.group(2), m.group(0))
 
     return _VAR.sub(sub, text)
+
+
+def on_host(value: str, paths: dict[str, str]) -> str:
+    """A path inside a secret volume's mountPath, as the host path the runner wrote it to."""
+    for mount, host in paths.items():
+        if value == mount or value.startswith(mount + "/"):
+            return host + value[len(mount):]
+    return value

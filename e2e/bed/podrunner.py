@@ -16,7 +16,8 @@ pod; this process owns them all. For each pod it:
 |             | report terminated states, then delete with grace 0 and the pod's UID         |
 
 Not emulated (no containers here): images (the command must exist on this host),
-volume mounts other than hostPath at the same path, network and mount namespaces,
+volume mounts other than hostPath at the same path and Secrets (written per pod, their
+mountPath rewritten in command, args and env: podenv.py), network and mount namespaces,
 resource limits, `kubectl logs/exec` (logs are in <pod-log-dir>/<ns>_<name>.log).
 
 This module watches pods and keeps one PodWorker (podworker.py) per pod; what the

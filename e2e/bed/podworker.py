@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubernetes import client
-from podenv import PodEnvironment, expand
+from podenv import PodEnvironment, expand, on_host
 from podstatus import PodStatusReport, now_iso
 from procs import proc_start_time, signal_group
 
@@ -214,7 +214,8 @@ class PodWorker(threading.Thread, PodEnvironment, PodStatusReport):
     def start_container(self, c: Container) -> None:
         try:
             env = self.environment(c.spec)
-            argv = [expand(a, env) for a in (c.spec.get("command") or []) + (c.spec.get("args") or [])]
+            paths = self.secret_volume_paths(c.spec)
+            argv = [on_host(expand(a, env), paths) for a in (c.spec.get("command") or []) + (c.spec.get("args") or [])]
             if not c.spec.get("command"):
                 raise ValueError("the bed runs no images: the container needs an explicit command")
             exe = shutil.which(argv[0], path=env.get("PATH"))

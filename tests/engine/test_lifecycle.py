@@ -31,9 +31,16 @@ def wait_for(pred, timeout=30.0, every=0.05):
     return False
 
 
+DRAIN_TOKEN = "drain-token-for-the-lifecycle-tests"
+DRAIN = {"Authorization": f"Bearer {DRAIN_TOKEN}"}
+
+
 @pytest.fixture
-def server(slow_llama):
-    srv = EngineProcess(slow_llama, "--drain-grace-seconds", "1", "--max-num-seqs", "2")
+def server(slow_llama, tmp_path):
+    token = tmp_path / "drain-token"
+    token.write_text(DRAIN_TOKEN + "\n")
+    srv = EngineProcess(slow_llama, "--drain-grace-seconds", "1", "--max-num-seqs", "2",
+                        "--drain-token-file", str(token))
     yield srv
     srv.stop()
 
@@ -42,14 +49,15 @@ def test_drain_finishes_streams_then_refuses(server):
     with cf.ThreadPoolExecutor(2) as pool:
         streams = [pool.submit(stream_all, server.url, LONG) for _ in range(2)]
         assert wait_for(lambda: server.metric("llmfleet_engine_requests_running") == 2)
-        r = httpx.post(server.url + "/drain")
+        r = httpx.post(server.url + "/drain", headers=DRAIN)
         assert r.json()["draining"] is True and r.json()["in_flight"] == 2
         # the operator's estimate of what a short grace would cut: one entry per request in flight,
         # (400 tokens minus those generated) x the step time
         assert len(r.json()["seconds_left"]) == 2 and all(s > 0 for s in r.json()["seconds_left"])
         assert httpx.get(server.url + "/ready").status_code == 503
-        # within the propagation grace new requests are still admitted
-        assert httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 1}).status_code == 200
+        # within the propagation grace new requests are still admitted (it waits for a batch slot)
+        assert httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 1},
+                          timeout=60).status_code == 200
         time.sleep(1.2)
         late = httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 1})
         assert late.status_code == 503 and late.headers["retry-after"] == "1"

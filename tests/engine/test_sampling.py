@@ -94,3 +94,62 @@ def test_eos_stops_unless_ignored(eng):
         assert reason == "length" and ids == greedy
     finally:
         eng.eos_token_ids.pop()
+
+
+# Parameters the HTTP edge refuses (test_hardening.py), given straight to the engine: each may
+# fail its own request, never its batch neighbours.
+UNSAMPLEABLE = [
+    dict(temperature=1.0, seed=2**64),  # past torch's 64-bit seed
+    dict(temperature=1e-40),  # logits / T overflow: NaN probabilities
+    dict(temperature=0.0, stop_token_ids=[10**9, -5], min_tokens=4),  # ids outside the logits
+]
+
+
+@pytest.mark.parametrize("params", UNSAMPLEABLE, ids=["seed", "temperature", "stop_token_ids"])
+def test_one_unsampleable_request_fails_alone(eng, params):
+    eng.add_request("good", [7, 8, 9], SamplingParams(max_tokens=8, temperature=1.0, seed=1, ignore_eos=True))
+    eng.add_request("bad", PROMPT, SamplingParams(max_tokens=8, ignore_eos=True, **params))
+    outs: dict[str, list] = {"good": [], "bad": []}
+    while eng.has_work:
+        for out in eng.step():
+            outs[out.request_id].append(out)
+    good = outs["good"]
+    assert sum(len(o.new_token_ids) for o in good) == 8 and good[-1].finish_reason == "length"
+    assert all(o.error is None for o in good)
+    if params.get("stop_token_ids"):  # out-of-range ids are not indexed: the request simply runs
+        assert outs["bad"][-1].finish_reason == "length" and outs["bad"][-1].error is None
+    else:
+        assert outs["bad"][-1].finish_reason == "error" and "sampling failed" in outs["bad"][-1].error
+    assert eng.blocks.usage == 0  # the failed request's blocks went back to the pool
+
+
+async def _collect(stream) -> list:
+    return [out async for out in stream]
+
+
+def test_a_failing_request_does_not_cut_a_concurrent_stream(tiny_llama):
+    """Through the async engine, as the server drives it: one stream in flight while a request
+    with an unsampleable seed fails."""
+    import asyncio
+
+    from llmfleet.engine.async_engine import AsyncEngine
+    from llmfleet.engine.errors import EngineError
+    from llmfleet.engine.metrics import EngineMetrics
+
+    engine = AsyncEngine(LLMEngine(EngineConfig(model=str(tiny_llama), device="cpu", max_model_len=256)),
+                         EngineMetrics(), max_waiting=8)
+
+    async def scenario():
+        good = asyncio.ensure_future(_collect(engine.generate(
+            "good", [7, 8, 9], SamplingParams(max_tokens=40, temperature=1.0, ignore_eos=True))))
+        bad = asyncio.ensure_future(_collect(engine.generate(
+            "bad", PROMPT, SamplingParams(max_tokens=40, temperature=1.0, seed=2**64, ignore_eos=True))))
+        return await asyncio.gather(good, bad, return_exceptions=True)
+
+    try:
+        good, bad = asyncio.run(scenario())
+    finally:
+        engine.shutdown()
+    assert not isinstance(good, BaseException), good
+    assert sum(len(o.new_token_ids) for o in good) == 40 and good[-1].finish_reason == "length"
+    assert isinstance(bad, EngineError) and "sampling failed" in bad.message

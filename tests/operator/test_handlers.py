@@ -223,7 +223,8 @@ def test_first_sync_applies_children_with_owner_references_and_reports_progress(
     sync(world, rec, force_apply=True)
 
     assert {w for w in world.kube.writes("apply")} == {
-        ("apply", "Deployment", "chat"), ("apply", "Service", "chat"), ("apply", "PodDisruptionBudget", "chat")}
+        ("apply", "Deployment", "chat"), ("apply", "Service", "chat"), ("apply", "PodDisruptionBudget", "chat"),
+        ("apply", "Secret", "chat-drain-token")}
     dep = world.deployment()
     assert dep["spec"]["replicas"] == 2
     assert dep["metadata"]["ownerReferences"][0]["uid"] == "uid-chat"

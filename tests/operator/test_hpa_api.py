@@ -44,7 +44,7 @@ def test_a_partial_direction_keeps_that_directions_defaults():
     "patch,message",
     [
         ({"minReplicas": 5}, "minReplicas must be less than or equal to maxReplicas"),
-        ({"minReplicas": 0}, "greater than or equal to 1"),
+        ({"minReplicas": -1}, "greater than or equal to 0"),  # 0 is scale to zero (scaling/zero.py)
         ({"onMetricsUnavailable": "Fallback"}, "fallbackReplicas is required"),
         ({"metric": {"targetAverageValue": 0}}, "greater than 0"),
         ({"metric": {"type": "Latency", "targetAverageValue": 1}}, "QueueDepth"),

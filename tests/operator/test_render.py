@@ -108,6 +108,7 @@ def test_termination_grace_outlasts_drain(grace, timeout, expected):
 def test_embedded_prestop_drains_and_vllm_sleeps():
     assert engine(service())["lifecycle"]["preStop"]["exec"]["command"] == [
         "llmfleet-engine", "drain", "--port", "8000", "--wait-seconds", "5",
+        "--token-file", "/var/run/secrets/llmfleet-drain/token",
     ]
     assert engine(service(engine={"kind": "vllm"}))["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
 

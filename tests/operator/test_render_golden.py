@@ -14,9 +14,18 @@ import pytest
 import yaml
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.render import RenderContext, render_deployment, render_pdb, render_service
+from llmfleet.operator.render import (
+    RenderContext,
+    derive_drain_token,
+    render_deployment,
+    render_drain_secret,
+    render_pdb,
+    render_service,
+    uses_drain_token,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
+DRAIN_KEY = b"a drain key for the golden files only"
 
 POOL = SpotPoolSpec.model_validate(
     {
@@ -102,6 +111,9 @@ def render_case(name: str) -> str:
     service = LLMService.model_validate(yaml.safe_load(manifest))
     objects = [render_deployment(service, ctx) for ctx in contexts]
     objects += [render_service(service), render_pdb(service)]
+    if uses_drain_token(service):
+        token = derive_drain_token(DRAIN_KEY, service.metadata.namespace, service.metadata.name)
+        objects.append(render_drain_secret(service, token))
     return yaml.dump_all(objects, Dumper=_NoAliases, sort_keys=False, width=110)
 
 

@@ -10,6 +10,7 @@ nodes that host none of its pods.
 
 from __future__ import annotations
 
+import base64
 import copy
 from datetime import timedelta
 
@@ -65,8 +66,9 @@ class SpotWorld(World):
                 "status": {"conditions": [{"type": "Ready", "status": "True",
                                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
 
-    async def engine(self, ip, post):
+    async def engine(self, ip, post, token=None):
         self.kube.log.append(("POST /drain" if post else "GET /drain", "Pod", ip))
+        self.drain_tokens = getattr(self, "drain_tokens", []) + ([token] if post else [])
         state = self.engines.setdefault(ip, {"draining": False, "in_flight": 0})
         if post:
             state["draining"] = True
@@ -520,6 +522,10 @@ def test_an_unpooled_pod_on_a_noticed_node_annotates_surges_drains_and_evicts():
     assert marks[DRAIN_STARTED] == format_rfc3339(world.now)
     assert marks[DRAIN_DEADLINE] == format_rfc3339(world.now + timedelta(seconds=120))
     assert marks[DRAIN_SURGE] == "any"
+    # the POST carries this service's drain token, the one its Secret holds (an unkeyed POST is refused)
+    secret = world.kube.objects[("Secret", NS, "chat-drain-token")]
+    assert world.drain_tokens == [base64.b64decode(secret["data"]["token"]).decode()]
+    assert world.drain_tokens == [rec.drain_key.token(NS, "chat")]
     assert world.deployment("chat")["spec"]["replicas"] == 3  # the replacement starts first
     assert DRAIN_STARTED not in (world.pods()[other["metadata"]["name"]]["metadata"].get("annotations") or {})
     assert ("GET /drain", "Pod", other["status"]["podIP"]) not in world.kube.log  # the other pod: untouched

@@ -220,7 +220,7 @@ class WorldAPI:
     async def delete(self, kind, namespace, name, grace_seconds=None) -> None:
         self.world.terminate(self.world.pod(name), grace_seconds)
 
-    async def engine(self, ip: str, post: bool) -> dict:
+    async def engine(self, ip: str, post: bool, token: str | None = None) -> dict:
         sim = self.world.pod(ip)
         if post:
             sim.draining = True
@@ -247,7 +247,7 @@ class Operator:
         nodes, pods = world.node_objs(), world.pod_objs()
         notices = detect_interruptions(nodes, pods, [], self.pool, now)
         by_node = {n.node: n for n in notices if n.kind == "Interruption"}
-        engines = {p["metadata"]["name"]: EngineDrain.from_json(await api.engine(p["status"]["podIP"], False))
+        engines = {p["metadata"]["name"]: EngineDrain.from_json(await api.engine(p["status"]["podIP"], False, None))
                    for p in pods if needs_engine(p, by_node, True)}
         steps = plan_drains(pods, by_node, engines, now, margin=self.pool.drain_deadline_margin_seconds,
                             drain_grace=self.drain_grace, supports_drain=True)

@@ -42,13 +42,27 @@ OPERATOR_METRICS = {
     "llmfleet_operator_cost_per_hour",
     "llmfleet_operator_drains_total",
 }
+ROUTER_METRICS = {  # router/llmfleet/router/metrics.py
+    "llmfleet_router_requests_total",
+    "llmfleet_router_request_duration_seconds",
+    "llmfleet_router_time_to_first_byte_seconds",
+    "llmfleet_router_retries_total",
+    "llmfleet_router_routing_decisions_total",
+    "llmfleet_router_requests_held",
+    "llmfleet_router_hold_timeouts_total",
+    "llmfleet_router_client_disconnects_total",
+    "llmfleet_router_replicas_in_rotation",
+    "llmfleet_router_metrics_scrape_errors_total",
+}
 HISTOGRAMS = {
+    "llmfleet_router_request_duration_seconds",
+    "llmfleet_router_time_to_first_byte_seconds",
     "llmfleet_engine_time_to_first_token_seconds",
     "llmfleet_engine_time_per_output_token_seconds",
     "llmfleet_engine_e2e_request_latency_seconds",
     "llmfleet_operator_reconcile_duration_seconds",
 }
-METRIC = re.compile(r"\bllmfleet_(?:engine|operator)_[a-z0-9_]+")
+METRIC = re.compile(r"\bllmfleet_(?:engine|operator|router)_[a-z0-9_]+")
 
 
 def metrics_in(expr: str) -> set[str]:
@@ -77,7 +91,8 @@ def test_dashboard_queries_name_only_exported_metrics():
             found = metrics_in(target["expr"])
             assert found, (panel["title"], target["expr"])
             used |= found
-    assert used <= ENGINE_METRICS | OPERATOR_METRICS, used - ENGINE_METRICS - OPERATOR_METRICS
+    known = ENGINE_METRICS | OPERATOR_METRICS | ROUTER_METRICS
+    assert used <= known, used - known
     # Every engine metric is on the dashboard somewhere.
     assert ENGINE_METRICS <= used, ENGINE_METRICS - used
 
@@ -91,6 +106,8 @@ def test_dashboard_queries_name_only_exported_metrics():
         ("KV-cache usage", "llmfleet_engine_kv_cache_usage_ratio"),
         ("Drains", "llmfleet_operator_drains_total"),
         ("Rejected requests", "llmfleet_engine_requests_rejected_total"),
+        ("Routing decisions", "llmfleet_router_routing_decisions_total"),
+        ("Router retries and held requests", "llmfleet_router_requests_held"),
     ],
 )
 def test_dashboard_has_the_panels_operators_look_for(title, metric):
@@ -163,3 +180,10 @@ def test_alerts_fire_on_the_stories_in_alerts_test_yaml(helm, promtool, tmp_path
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_router_metric_names_are_the_routers_own():
+    from llmfleet.router.metrics import RouterMetrics
+
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in RouterMetrics().registry.collect()}
+    assert exported == ROUTER_METRICS

@@ -48,7 +48,7 @@ EXPECTED_RULES = {
     ("", "pods/eviction"): {"create"},
     ("", "events"): {"create", "patch", "list", "watch"},  # list/watch: Karpenter's Events on Nodes
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "secrets"): {"get", "list", "watch"},
+    ("", "secrets"): {"get", "list", "watch", "create", "patch"},  # create/patch: the drain-token Secrets
 }
 
 
@@ -62,8 +62,13 @@ def rules_of(docs: list[dict]) -> dict[tuple[str, str], set[str]]:
     return table
 
 
+def operator_only(docs: list[dict]) -> list[dict]:
+    """The chart's objects without the router's (tests/packaging/test_router_chart.py has those)."""
+    return [d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") != "router"]
+
+
 def operator_container(docs: list[dict]) -> dict:
-    (deployment,) = by_kind(docs, "Deployment")
+    (deployment,) = by_kind(operator_only(docs), "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return container
 
@@ -104,14 +109,14 @@ def test_rbac_grants_exactly_the_documented_verbs(helm):
 
 def test_rbac_without_secrets_access(helm):
     docs = render(helm, "rbac.readSecrets=false")
-    assert ("", "secrets") not in rules_of(docs)
+    assert rules_of(docs)[("", "secrets")] == {"create", "patch"}  # the drain-token Secrets, never read
     # ...and the operator is told not to watch them (a forbidden watch would retry forever).
     assert "--no-secret-check" in operator_container(docs)["args"]
     assert "--no-secret-check" not in operator_container(render(helm))["args"]
 
 
 def test_namespaced_install_binds_roles_only_in_watched_namespaces(helm):
-    docs = render(helm, "operator.watchNamespaces={team-a,team-b}")
+    docs = operator_only(render(helm, "operator.watchNamespaces={team-a,team-b}"))
     cluster_bound = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
     assert cluster_bound == {"llmfleet-cluster-scoped"}
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(docs, "RoleBinding")}
@@ -177,7 +182,7 @@ def test_no_node_events_role_when_not_needed(helm, settings):
 
 
 def test_one_replica_runs_standalone_and_recreates(helm):
-    docs = render(helm)
+    docs = operator_only(render(helm))
     (deployment,) = by_kind(docs, "Deployment")
     args = operator_container(docs)["args"]
     assert args[0] == "run" and "--standalone" in args and "--all-namespaces" in args
@@ -187,7 +192,7 @@ def test_one_replica_runs_standalone_and_recreates(helm):
 
 
 def test_two_replicas_peer_cluster_wide(helm):
-    docs = render(helm, "replicaCount=2")
+    docs = operator_only(render(helm, "replicaCount=2"))
     (deployment,) = by_kind(docs, "Deployment")
     args = operator_container(docs)["args"]
     assert "--peering=llmfleet" in args and "--standalone" not in args
@@ -210,7 +215,7 @@ def test_peered_namespaced_install_has_a_peering_per_namespace(helm):
 
 
 def test_operator_pod_is_hardened_and_probed(helm):
-    docs = render(helm)
+    docs = operator_only(render(helm))
     (deployment,) = by_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = operator_container(docs)
@@ -237,7 +242,7 @@ def test_monitoring_objects_are_off_by_default(helm):
 
 
 def test_monitoring_objects_when_enabled(helm):
-    docs = render(helm, *VARIANTS["monitoring"])
+    docs = operator_only(render(helm, *VARIANTS["monitoring"]))
     (sm,) = by_kind(docs, "ServiceMonitor")
     assert (
         sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["honorLabels"] is True
@@ -273,3 +278,26 @@ def test_monitoring_objects_when_enabled(helm):
 def test_values_schema_refuses_misspelt_or_impossible_values(helm, setting, complaint):
     done = run_helm(helm, "template", "llmfleet", str(CHART), "--set", setting)
     assert done.returncode != 0 and complaint in done.stderr, done.stderr
+
+
+def _drain_key_volume(docs: list[dict]) -> dict:
+    (deployment,) = by_kind(operator_only(docs), "Deployment")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    return next(v for v in volumes if v["name"] == "drain-key")
+
+
+def test_the_operator_gets_a_random_drain_key_of_its_own(helm):
+    docs = render(helm)
+    (secret,) = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"].endswith("-drain-key")]
+    key = secret["data"]["drain-key"]
+    assert len(key) >= 32 and key != by_kind(render(helm), "Secret")[0]["data"]["drain-key"]  # random per install
+    assert _drain_key_volume(docs)["secret"]["secretName"] == secret["metadata"]["name"]
+    env = {e["name"]: e.get("value") for e in operator_container(docs)["env"]}
+    mount = next(m for m in operator_container(docs)["volumeMounts"] if m["name"] == "drain-key")
+    assert env["LLMFLEET_DRAIN_KEY_FILE"] == mount["mountPath"] + "/drain-key" and mount["readOnly"]
+
+
+def test_a_drain_key_secret_of_ones_own_is_mounted_and_none_is_made(helm):
+    docs = render(helm, "operator.drainKeySecret=my-drain-key")
+    assert not [s for s in by_kind(docs, "Secret") if "drain-key" in s["metadata"]["name"]]
+    assert _drain_key_volume(docs)["secret"]["secretName"] == "my-drain-key"

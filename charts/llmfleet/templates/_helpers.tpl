@@ -52,3 +52,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "llmfleet.peered" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
+
+{{/* The router's selector labels: same name and instance, its own component. */}}
+{{- define "llmfleet.routerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "llmfleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: router
+{{- end }}
+
+{{- define "llmfleet.routerLabels" -}}
+helm.sh/chart: {{ include "llmfleet.chart" . }}
+{{ include "llmfleet.routerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: llmfleet
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}

@@ -7,8 +7,11 @@
 | draining    | 503    | admitted for `grace` seconds, then 503 + Retry-After |
 | terminating | 503    | 503 at once (SIGTERM)                          |
 
-Draining is one-way: a drained pod is about to go away. Admitted requests always
-run to completion, streams included.
+A drain is followed by SIGTERM (the preStop hook's, or the operator's eviction). One that
+is not within `expiry` seconds of the last POST /drain heals itself: the engine turns
+ready and admits again, so a drain sent by mistake (or by a caller the pod is not
+replaced for) cannot leave a live pod out of service for good. SIGTERM is one-way.
+Admitted requests always run to completion, streams included.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from .errors import Unavailable
 
 
 class Admission:
-    def __init__(self, drain_grace_seconds: float, clock=time.monotonic):
+    def __init__(self, drain_grace_seconds: float, clock=time.monotonic, drain_expiry_seconds: float = 120.0):
         self.grace = drain_grace_seconds
+        self.expiry = drain_expiry_seconds
         self.clock = clock
         self.loaded = False
         self.drain_started: float | None = None
+        self.drain_renewed: float | None = None  # the last POST /drain
         self.terminating = False
 
     @property
@@ -35,8 +40,18 @@ class Admission:
         return self.loaded and not self.draining
 
     def start_drain(self) -> None:
+        """Start draining, or renew a drain under way (its grace does not restart)."""
+        now = self.clock()
         if self.drain_started is None:
-            self.drain_started = self.clock()
+            self.drain_started = now
+        self.drain_renewed = now
+
+    def expire_drain(self) -> bool:
+        """Undo a drain that no SIGTERM followed within `expiry`; True when it was undone now."""
+        if self.terminating or self.drain_renewed is None or self.clock() - self.drain_renewed < self.expiry:
+            return False
+        self.drain_started = self.drain_renewed = None
+        return True
 
     def accepting(self) -> bool:
         if not self.loaded or self.terminating:

@@ -90,6 +90,7 @@ class AsyncEngine:
             while True:
                 item = await stream.queue.get()
                 if isinstance(item, BaseException):
+                    finished = True  # failed and already removed from the engine (counted as "error")
                     raise item
                 finished = item.finished  # set before yielding: the consumer may close us right after
                 yield item
@@ -148,6 +149,9 @@ class AsyncEngine:
             self.metrics.prompt_tokens.inc(len(prompt_ids))
         except EngineError as e:
             stream.loop.call_soon_threadsafe(stream.queue.put_nowait, e)
+        except Exception as e:  # a bug must fail this request only, never the engine thread
+            log.exception("adding a request failed")
+            stream.loop.call_soon_threadsafe(stream.queue.put_nowait, EngineError(f"request failed: {e}"))
 
     def _deliver(self, outputs: list[RequestOutput]) -> None:
         now = time.monotonic()
@@ -158,21 +162,23 @@ class AsyncEngine:
             if stream is None:
                 continue
             stream.generated = out.num_output_tokens
-            if stream.first_token is None:
+            if stream.first_token is None and out.error is None:
                 stream.first_token = now
                 self.metrics.ttft.observe(now - stream.arrival)
             if out.finished:
                 self.metrics.finished.labels(finish_reason=out.finish_reason).inc()
                 self.metrics.e2e.observe(now - stream.arrival)
-                if out.num_output_tokens > 1:
+                if out.num_output_tokens > 1 and stream.first_token is not None:
                     self.metrics.tpot.observe((now - stream.first_token) / (out.num_output_tokens - 1))
-            by_loop.setdefault(stream.loop, []).append((stream.queue, out))
+            item: RequestOutput | EngineError = out if out.error is None else EngineError(out.error)
+            by_loop.setdefault(stream.loop, []).append((stream.queue, item))
         for loop, items in by_loop.items():
             loop.call_soon_threadsafe(_put_all, items)
 
     def _fail_all(self, err: Exception) -> None:
         for rid, stream in list(self._streams.items()):
             self.engine.abort(rid)
+            self.metrics.finished.labels(finish_reason="error").inc()
             stream.loop.call_soon_threadsafe(stream.queue.put_nowait, err)
 
     def _publish_load(self) -> None:

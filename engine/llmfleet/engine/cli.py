@@ -1,7 +1,7 @@
 """`llmfleet-engine`: serve a model, or drain a running server (the pod's preStop hook).
 
     llmfleet-engine serve --model DIR [options]      flags come from EngineConfig
-    llmfleet-engine drain [--port 8000] [--wait-seconds 5]
+    llmfleet-engine drain [--port 8000] [--wait-seconds 5] [--token-file F]
 
 The HTTP server starts first and answers /health while the weights load in the
 background (/ready turns 200 when loading is done), so a liveness or startup probe
@@ -28,6 +28,8 @@ from .errors import EngineError
 
 log = logging.getLogger("llmfleet.engine")
 HOST_ENV = "LLMFLEET_ENGINE_HOST"
+DRAIN_TOKEN_ENV = "LLMFLEET_DRAIN_TOKEN_FILE"
+CONNECTION_HEADROOM = 256  # connections beyond --max-concurrent-requests before uvicorn refuses outright
 
 
 def _add_config_flags(ap: argparse.ArgumentParser) -> None:
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--wait-seconds", type=float, default=5.0,
                        help="seconds to wait after the drain request, so endpoints drop the pod first")
     drain.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout for the drain request")
+    drain.add_argument("--token-file", default=os.environ.get(DRAIN_TOKEN_ENV),
+                       help=f"file with the drain token the server was started with (default ${DRAIN_TOKEN_ENV})")
     return ap
 
 
@@ -77,17 +81,32 @@ def drain_host(flag: str | None) -> str:
 
 
 def run_drain(args: argparse.Namespace) -> int:
+    """POST /drain with the drain token, then wait out the grace. Exit 1 when the server refused
+    (a wrong or missing token): the kubelet records FailedPreStopHook, and the grace is still
+    waited out, since endpoints learn of the pod's deletion late either way."""
     url = f"http://{drain_host(args.host)}:{args.port}/drain"
+    headers = {}
+    if args.token_file:
+        try:
+            with open(args.token_file) as f:
+                headers["Authorization"] = f"Bearer {f.read().strip()}"
+        except OSError as e:
+            print(json.dumps({"drain": "no token", "error": str(e)}), file=sys.stderr)
+    code = 0
     try:
-        req = urllib.request.Request(url, data=b"", method="POST")
+        req = urllib.request.Request(url, data=b"", method="POST", headers=headers)
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             print(resp.read().decode())
+    except urllib.error.HTTPError as e:
+        print(json.dumps({"drain": "refused", "status": e.code, "error": e.read().decode(errors="replace")[:500]}),
+              file=sys.stderr)
+        code = 1
     except (urllib.error.URLError, OSError) as e:
         # Nothing to drain (the server is gone or never started): the pod can go.
         print(json.dumps({"drain": "skipped", "error": str(e)}), file=sys.stderr)
         return 0
     time.sleep(max(0.0, args.wait_seconds))
-    return 0
+    return code
 
 
 def serve(cfg: EngineConfig) -> int:
@@ -95,7 +114,7 @@ def serve(cfg: EngineConfig) -> int:
     import uvicorn
 
     from .admission import Admission
-    from .auth import ApiKeys, TokenBuckets
+    from .auth import ApiKeys, DrainToken, TokenBuckets
     from .gpu import GpuMonitor
     from .loader import load_model_config, resolve_model_path, weight_files
     from .logs import setup_logging
@@ -114,18 +133,23 @@ def serve(cfg: EngineConfig) -> int:
         weight_files(model_dir)
         tokenizer = Tokenizer(model_dir)
         api_keys = ApiKeys(cfg.api_key_file)
+        drain_token = DrainToken(cfg.drain_token_file)
         device = pick_device(cfg.device)
     except EngineError as e:
         print(f"llmfleet-engine: cannot serve {cfg.model}: {e.message}", file=sys.stderr)
         return 1
     name = cfg.served_model_name or model_dir.name
     metrics = EngineMetrics(name)
-    state = ServerState(config=cfg, metrics=metrics, admission=Admission(cfg.drain_grace_seconds),
-                        api_keys=api_keys, buckets=TokenBuckets(cfg.rate_limit_tokens_per_minute),
+    admission = Admission(cfg.drain_grace_seconds, drain_expiry_seconds=cfg.drain_expiry_seconds)
+    state = ServerState(config=cfg, metrics=metrics, admission=admission, api_keys=api_keys,
+                        drain_token=drain_token, buckets=TokenBuckets(cfg.rate_limit_tokens_per_minute),
                         gpu=GpuMonitor(device.type), tokenizer=tokenizer, served_model_name=name)
     app = create_app(state)
+    # uvicorn's own bound counts open connections too (idle ones included) and refuses every
+    # request past it, probes too: a backstop above the app's per-request bound (body.py).
     server = _Server(uvicorn.Config(app, host=cfg.host or "0.0.0.0", port=cfg.port, log_config=None, access_log=False,
                                     timeout_graceful_shutdown=int(cfg.shutdown_timeout) or None,
+                                    limit_concurrency=cfg.max_concurrent_requests + CONNECTION_HEADROOM,
                                     timeout_keep_alive=5), state)
 
     def load() -> None:
@@ -141,6 +165,7 @@ def serve(cfg: EngineConfig) -> int:
             server.should_exit = True
             return
         state.max_model_len = engine.max_model_len
+        state.vocab_size = engine.runner.cfg.vocab_size
         state.engine = AsyncEngine(engine, metrics, cfg.max_waiting)
         state.admission.loaded = True
         metrics.ready.set(1)
@@ -194,7 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "drain":
         sys.exit(run_drain(args))
-    sys.exit(serve(config_from_args(args)))
+    try:
+        cfg = config_from_args(args)
+    except ValueError as e:
+        print(f"llmfleet-engine serve: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(serve(cfg))
 
 
 if __name__ == "__main__":

@@ -43,15 +43,38 @@ class EngineConfig:
     max_stop_sequences: int = _opt(16, "Most stop strings a request may carry.")
     api_key_file: str | None = _opt(None, "File with one accepted API key per line; clients send "
                                           "`Authorization: Bearer <key>`. Unset: no authentication.")
+    drain_token_file: str | None = _opt(
+        None, "File holding the drain token: POST /drain needs `Authorization: Bearer <token>`. The operator "
+              "mounts a per-service Secret here; unset: /drain answers 403 (SIGTERM still drains).")
+    max_body_bytes: int = _opt(8 * 2**20, "Largest request body; a larger Content-Length is refused before "
+                                          "reading, a chunked body is cut off at this size (413).")
+    body_read_timeout: float = _opt(
+        30.0, "Seconds a client has to send its whole request body (408 after), so slow senders cannot hold "
+              "connections and memory.")
+    max_concurrent_requests: int = _opt(
+        1024, "Most HTTP requests handled at once (streams included); beyond it /v1 requests get 503 at once. "
+              "Probes, /metrics and /drain are never refused.")
     rate_limit_tokens_per_minute: int = _opt(
         0, "Per-API-key token bucket (prompt + max output tokens) refilled per minute; 0 = no limit.")
     drain_grace_seconds: float = _opt(
         5.0, "After POST /drain, keep admitting for this long (load balancers learn of endpoint changes late), "
              "then answer new requests with 503.")
+    drain_expiry_seconds: float = _opt(
+        120.0, "A drain that no SIGTERM follows within this long after the last POST /drain is undone: the "
+               "engine turns ready and admits again (logged, llmfleet_engine_drains_expired_total). "
+               "Must exceed --drain-grace-seconds.")
     shutdown_timeout: float = _opt(
         60.0, "On SIGTERM, wait at most this long for in-flight requests before exiting.")
     seed: int = _opt(0, "Seed for requests that do not give one.")
     log_level: str = _opt("info", "Log level.", choices=["debug", "info", "warning", "error"])
+
+    def __post_init__(self) -> None:
+        if self.drain_expiry_seconds <= self.drain_grace_seconds:
+            raise ValueError(f"--drain-expiry-seconds ({self.drain_expiry_seconds}) must exceed "
+                             f"--drain-grace-seconds ({self.drain_grace_seconds})")
+        for name in ("max_body_bytes", "body_read_timeout", "max_concurrent_requests"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
 
     @classmethod
     def option_fields(cls):

@@ -42,6 +42,26 @@ class Unauthorized(EngineError):
     code = "invalid_api_key"
 
 
+class Forbidden(EngineError):
+    """Authenticated or not, this caller may not do this (a drain without the drain token)."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "body_too_large"
+
+
+class BodyTimeout(InvalidRequest):
+    """The request body did not arrive within the body-read deadline (a slow or stalled client)."""
+
+    status = 408
+    code = "body_timeout"
+
+
 class RateLimited(EngineError):
     status = 429
     type = "rate_limit_error"

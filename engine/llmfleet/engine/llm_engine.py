@@ -36,6 +36,7 @@ class RequestOutput:
     num_prompt_tokens: int
     num_output_tokens: int
     num_cached_tokens: int
+    error: str | None = None  # this request failed inside the step (finish_reason "error"); others go on
 
 
 class _Track:
@@ -127,11 +128,23 @@ class LLMEngine:
             tokens = sample(sampled, logits, self.eos_token_ids, self.config.seed)
             now = time.monotonic()
             for seq, token in zip(sampled, tokens, strict=True):
+                if isinstance(token, Exception):
+                    outputs.append(self._fail(seq, token))
+                    continue
                 if seq.first_token_time is None:
                     seq.first_token_time = now
                 seq.token_ids.append(token)
                 outputs.append(self._process_token(seq, token))
         return outputs
+
+    def _fail(self, seq: Sequence, err: Exception) -> RequestOutput:
+        """One sequence could not be sampled: finish it alone, with the reason, and free its blocks."""
+        log.error("sampling failed; failing this request only", extra={"request_id": seq.request_id,
+                                                                      "error": str(err)})
+        self.scheduler.finish(seq, "error")
+        self._tracks.pop(seq.request_id, None)
+        return RequestOutput(seq.request_id, [], "", True, "error", seq.num_prompt_tokens, seq.num_output_tokens,
+                             seq.num_cached_tokens, error=f"sampling failed: {err}")
 
     def _process_token(self, seq: Sequence, token: int) -> RequestOutput:
         track = self._tracks[seq.request_id]

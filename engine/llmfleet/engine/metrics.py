@@ -34,6 +34,8 @@ class EngineMetrics:
                               buckets=TPOT_BUCKETS, registry=r)
         self.e2e = Histogram(P + "e2e_request_latency_seconds", "Arrival to finish.", buckets=LATENCY_BUCKETS,
                              registry=r)
+        self.drains_expired = Counter(P + "drains_expired", "Drains undone because no SIGTERM followed in time.",
+                                      registry=r)
         self.prompt_tokens = Counter(P + "prompt_tokens", "Prompt tokens of admitted requests.", registry=r)
         self.generation_tokens = Counter(P + "generation_tokens", "Generated tokens.", registry=r)
         self.finished = Counter(P + "requests_finished", "Finished requests by finish reason.", ["finish_reason"],

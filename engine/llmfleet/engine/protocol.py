@@ -4,6 +4,11 @@ Fields that OpenAI clients and benchmark tools send but this engine cannot honou
 (n > 1, logprobs, echo, tools, penalties) are rejected with a 400 that names the
 field, rather than silently ignored: a client asking for logprobs must not get a
 response without them. Unknown extra fields are ignored, as OpenAI does.
+
+Every sampling value is bounded here, at the edge: a value the sampler cannot take (a seed
+past 64 bits, a temperature so small that logits / T overflow) would otherwise raise inside
+the engine step that serves every request in flight. Token ids are checked against the
+vocabulary in server.py, which knows it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .sequence import SamplingParams
 
+MIN_TEMPERATURE = 1e-5  # below it logits / T overflow float32: send 0 for greedy decoding
+MAX_TOKENS = 2**31 - 1
+MAX_STOP_TOKEN_IDS = 64
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
@@ -23,22 +32,37 @@ class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    top_k: Annotated[int, Field(ge=-1)] = -1
+    top_k: Annotated[int, Field(ge=-1, le=MAX_TOKENS)] = -1
     n: int = 1
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None  # a signed 64-bit integer, as OpenAI's
     stop: str | list[str] | None = None
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: Annotated[list[int], Field(max_length=MAX_STOP_TOKEN_IDS)] | None = None
     ignore_eos: bool = False
-    min_tokens: Annotated[int, Field(ge=0)] = 0
+    min_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
     stream: bool = False
     stream_options: StreamOptions | None = None
     logprobs: bool | int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
     user: str | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_not_tiny(cls, v: float) -> float:
+        if 0.0 < v < MIN_TEMPERATURE:
+            raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, v):
+        if v:
+            raise ValueError("logit_bias is not supported")
+        return v
 
     @field_validator("n")
     @classmethod

@@ -4,6 +4,12 @@ Every error leaves through one place (`_error_response`) as an OpenAI-shaped
 body `{"error": {"message", "type", "param", "code"}}`; 503 and 429 carry
 Retry-After. A client that disconnects has its request aborted, so its KV
 blocks go back to the pool at once.
+
+Order of a generation request: API key (before reading the body), admission, the
+bounded body read (body.py), validation, tokenization and chat templating on a worker
+thread (a huge prompt must not starve /health and /ready), limits, the engine.
+Requests are keyed by a server-made id; a client's X-Request-ID is only echoed and logged,
+so two clients sending the same id never meet.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -21,10 +28,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from .admission import Admission
 from .async_engine import AsyncEngine
-from .auth import ApiKeys, TokenBuckets
+from .auth import ApiKeys, DrainToken, TokenBuckets
+from .body import ConcurrencyLimit, read_body
 from .config import EngineConfig
 from .errors import EngineError, InvalidRequest, ModelNotFound, RateLimited, Unavailable
 from .gpu import GpuMonitor
@@ -34,7 +43,7 @@ from .protocol import ChatCompletionRequest, CompletionRequest
 from .tokenizer import Tokenizer
 
 log = logging.getLogger("llmfleet.engine")
-MAX_BODY_BYTES = 8 * 2**20
+CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces: safe in logs and headers
 
 
 @dataclass
@@ -45,20 +54,20 @@ class ServerState:
     api_keys: ApiKeys
     buckets: TokenBuckets
     gpu: GpuMonitor
+    drain_token: DrainToken = field(default_factory=lambda: DrainToken(None))
     engine: AsyncEngine | None = None
     tokenizer: Tokenizer = None  # type: ignore[assignment]  # set before the app serves
     served_model_name: str = ""
     max_model_len: int = 0
+    vocab_size: int = 0  # the model's logits width: token ids must be below it
     load_error: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-def _error_response(err: EngineError, request_id: str | None = None) -> JSONResponse:
+def _error_response(err: EngineError) -> JSONResponse:
     headers = {}
     if isinstance(err, (Unavailable, RateLimited)):
         headers["Retry-After"] = str(max(1, round(err.retry_after)))
-    if request_id:
-        headers["X-Request-ID"] = request_id
     return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
 
 
@@ -71,17 +80,13 @@ def _validation_error(e: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{param}: {msg}" if param else msg, param=param)
 
 
-async def _read_json(request: Request) -> dict:
+async def _read_json(request: Request, config: EngineConfig) -> dict:
     ctype = request.headers.get("content-type", "")
     if "application/json" not in ctype.lower():
         err = InvalidRequest(f"Content-Type must be application/json, got {ctype or 'nothing'!r}")
         err.status = 415
         raise err
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        err = InvalidRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
-        err.status = 413
-        raise err
+    body = await read_body(request, config.max_body_bytes, config.body_read_timeout)
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -91,7 +96,7 @@ async def _read_json(request: Request) -> dict:
     return data
 
 
-def create_app(state: ServerState) -> Starlette:
+def create_app(state: ServerState) -> ASGIApp:
     # -- probes, drain, metrics -------------------------------------------------------------------
     async def health(request: Request) -> Response:
         if state.load_error:
@@ -119,15 +124,25 @@ def create_app(state: ServerState) -> Starlette:
 
     async def drain(request: Request) -> Response:
         if request.method == "POST":
+            # The drain token, never the peer address: behind a sidecar or node-local proxy every
+            # caller is loopback. An inference API key is not a drain token.
+            state.drain_token.check(request.headers.get("authorization"))
             client = request.client.host if request.client else ""
-            if state.api_keys.enabled and not _is_loopback(client):
-                state.api_keys.check(request.headers.get("authorization"))
             if not state.admission.draining:
                 log.info("drain requested", extra={"client": client})
             state.admission.start_drain()
             state.metrics.draining.set(1)
             state.metrics.ready.set(0)
         return JSONResponse(drain_status())
+
+    def expire_drain() -> None:
+        """A drain that no SIGTERM followed in time is undone (see admission.py)."""
+        if state.admission.expire_drain():
+            log.warning("drain expired without SIGTERM: admitting requests again",
+                        extra={"expiry_seconds": state.admission.expiry})
+            state.metrics.drains_expired.inc()
+            state.metrics.draining.set(0)
+            state.metrics.ready.set(1 if state.admission.ready else 0)
 
     async def metrics(request: Request) -> Response:
         state.gpu.export(state.metrics)
@@ -140,8 +155,11 @@ def create_app(state: ServerState) -> Starlette:
             "max_model_len": state.max_model_len}]})
 
     # -- generation ---------------------------------------------------------------------------------
-    def admit(request: Request, body: dict, cls):
+    async def admit(request: Request, cls):
+        # Authenticate and check admission before reading a byte of the body.
         key = state.api_keys.check(request.headers.get("authorization"))
+        state.admission.check()
+        body = await _read_json(request, state.config)
         try:
             req = cls.model_validate(body)
         except ValidationError as e:
@@ -149,20 +167,27 @@ def create_app(state: ServerState) -> Starlette:
         if req.model is not None and req.model != state.served_model_name:
             raise ModelNotFound(f"The model {req.model!r} does not exist; this server serves "
                                 f"{state.served_model_name!r}", param="model")
-        state.admission.check()
         return req, key
 
     def limits(req, key: str, request: Request, prompt_ids: list[int], max_tokens: int | None):
+        prompt_param = "messages" if isinstance(req, ChatCompletionRequest) else "prompt"
         if len(prompt_ids) >= state.max_model_len:
             raise InvalidRequest(
                 f"This model's maximum context length is {state.max_model_len} tokens; the prompt has "
-                f"{len(prompt_ids)} tokens.", param="messages" if isinstance(req, ChatCompletionRequest)
-                else "prompt", code="context_length_exceeded")
+                f"{len(prompt_ids)} tokens.", param=prompt_param, code="context_length_exceeded")
         if max_tokens is None:
             max_tokens = state.max_model_len - len(prompt_ids)
+        elif len(prompt_ids) + max_tokens > state.max_model_len:
+            raise InvalidRequest(
+                f"This model's maximum context length is {state.max_model_len} tokens; the prompt has "
+                f"{len(prompt_ids)} tokens and max_tokens is {max_tokens}. Lower max_tokens or shorten the "
+                f"prompt.", param="max_completion_tokens" if isinstance(req, ChatCompletionRequest)
+                and req.max_completion_tokens else "max_tokens", code="context_length_exceeded")
         if len(req.stop_list()) > state.config.max_stop_sequences:
             raise InvalidRequest(f"at most {state.config.max_stop_sequences} stop sequences are allowed",
                                  param="stop")
+        check_token_ids(prompt_ids, prompt_param)
+        check_token_ids(req.stop_token_ids or [], "stop_token_ids")
         bucket_key = key or (request.client.host if request.client else "anonymous")
         state.buckets.take(bucket_key, len(prompt_ids) + max_tokens)
         try:
@@ -170,23 +195,35 @@ def create_app(state: ServerState) -> Starlette:
         except ValueError as e:
             raise InvalidRequest(str(e), param="stop") from None
 
+    def check_token_ids(ids: list[int], param: str) -> None:
+        """Out-of-vocabulary ids would index past the logits inside the step (on CUDA: a device
+        assert that poisons the context for every request): refuse them here."""
+        vocab = state.vocab_size
+        bad = next((t for t in ids if not 0 <= t < vocab), None) if vocab else None
+        if bad is not None:
+            raise InvalidRequest(f"{param}: token id {bad} is outside the vocabulary [0, {vocab})", param=param)
+
     async def completions(request: Request) -> Response:
-        body = await _read_json(request)
-        req, key = admit(request, body, CompletionRequest)
+        req, key = await admit(request, CompletionRequest)
         try:
             prompt = req.single_prompt()
         except ValueError as e:
             raise InvalidRequest(str(e), param="prompt") from None
-        prompt_ids = state.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        # Tokenizing a large prompt takes seconds: on a worker thread (encode releases the GIL).
+        prompt_ids = await asyncio.to_thread(state.tokenizer.encode, prompt) if isinstance(prompt, str) \
+            else list(prompt)
         max_tokens = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default for completions
         params = limits(req, key, request, prompt_ids, max_tokens)
         return await _respond(request, req, prompt_ids, params, chat=False)
 
     async def chat(request: Request) -> Response:
-        body = await _read_json(request)
-        req, key = admit(request, body, ChatCompletionRequest)
-        text = state.tokenizer.apply_chat_template(req.template_messages(), req.add_generation_prompt)
-        prompt_ids = state.tokenizer.encode(text, add_special_tokens=False)
+        req, key = await admit(request, ChatCompletionRequest)
+
+        def render_and_encode() -> list[int]:
+            text = state.tokenizer.apply_chat_template(req.template_messages(), req.add_generation_prompt)
+            return state.tokenizer.encode(text, add_special_tokens=False)
+
+        prompt_ids = await asyncio.to_thread(render_and_encode)
         params = limits(req, key, request, prompt_ids, req.requested_max_tokens)
         return await _respond(request, req, prompt_ids, params, chat=True)
 
@@ -200,10 +237,9 @@ def create_app(state: ServerState) -> Starlette:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             first = await _first(outputs)  # errors before the first token still get a proper status
             return StreamingResponse(_sse(oid, first, outputs, chat, include_usage, len(prompt_ids)),
-                                     media_type="text/event-stream",
-                                     headers={"X-Request-ID": rid, "Cache-Control": "no-cache"})
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         text, last = await _collect_unless_disconnected(request, outputs)
-        return JSONResponse(_final_body(oid, text, last, chat), headers={"X-Request-ID": rid})
+        return JSONResponse(_final_body(oid, text, last, chat))
 
     async def _first(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:
         try:
@@ -227,7 +263,7 @@ def create_app(state: ServerState) -> Starlette:
                 if done:
                     return task.result()
                 if await request.is_disconnected():
-                    log.info("client disconnected; request aborted", extra={"request_id": request.state.request_id})
+                    log.info("client disconnected; request aborted", extra=_log_ids(request))
                     task.cancel()
                     raise asyncio.CancelledError()
         finally:
@@ -300,9 +336,14 @@ def create_app(state: ServerState) -> Starlette:
     # disconnect from request.is_disconnected(), and disconnects must abort generation.
     def endpoint(handler):
         async def wrapped(request: Request) -> Response:
-            rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-            request.state.request_id = rid[:128]
+            # The engine keys requests by this server-made id; the client's id is only echoed and logged.
+            rid = uuid.uuid4().hex
+            client_rid = request.headers.get("x-request-id")
+            client_rid = client_rid if client_rid and CLIENT_REQUEST_ID.fullmatch(client_rid) else None
+            request.state.request_id = rid
+            request.state.client_request_id = client_rid
             request.state.arrival = time.monotonic()
+            expire_drain()
             try:
                 if request.url.path.startswith("/v1/") and request.method == "POST" and state.engine is None:
                     state.admission.check()  # still loading
@@ -314,12 +355,12 @@ def create_app(state: ServerState) -> Starlette:
                     state.metrics.rejected.labels(reason="rate_limited").inc()
                 elif e.status < 500:
                     state.metrics.rejected.labels(reason="invalid").inc()
-                response = _error_response(e, rid)
+                response = _error_response(e)
             if request.url.path.startswith("/v1/"):
-                log.info("request", extra={"request_id": rid, "path": request.url.path,
+                log.info("request", extra={**_log_ids(request), "path": request.url.path,
                                            "status": response.status_code,
                                            "ms": round((time.monotonic() - request.state.arrival) * 1000, 1)})
-            response.headers.setdefault("X-Request-ID", rid)
+            response.headers["X-Request-ID"] = client_rid or rid
             return response
         return wrapped
 
@@ -339,7 +380,9 @@ def create_app(state: ServerState) -> Starlette:
     async def bad_method(request: Request, exc) -> Response:
         return _error_response(_status_error(405, f"method {request.method} not allowed on {request.url.path}"))
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
+    return ConcurrencyLimit(app, state.config.max_concurrent_requests,
+                            on_reject=lambda: state.metrics.rejected.labels(reason="too_many_requests").inc())
 
 
 def _status_error(status: int, message: str) -> InvalidRequest:
@@ -348,5 +391,8 @@ def _status_error(status: int, message: str) -> InvalidRequest:
     return e
 
 
-def _is_loopback(host: str) -> bool:
-    return host.startswith("127.") or host in ("::1", "localhost")
+def _log_ids(request: Request) -> dict:
+    ids = {"request_id": request.state.request_id}
+    if request.state.client_request_id:
+        ids["client_request_id"] = request.state.client_request_id
+    return ids

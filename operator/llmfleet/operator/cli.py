@@ -99,6 +99,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.all_namespaces and args.namespace:
         print("llmfleet-operator run: --all-namespaces and --namespace exclude each other", file=sys.stderr)
         return EXIT_USAGE
+    drain_key_file = args.drain_key_file or os.environ.get("LLMFLEET_DRAIN_KEY_FILE")
+    if drain_key_file:
+        from llmfleet.operator.adapters.drain_key import DrainKey
+
+        try:
+            DrainKey(drain_key_file)
+        except ValueError as exc:
+            print(f"llmfleet-operator run: drain key: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet)
     kopf_handlers.configure_runtime(
         engine_image=args.engine_image or os.environ.get("LLMFLEET_ENGINE_IMAGE"),
@@ -107,6 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         namespaces=args.namespace,
         node_events_namespace=args.node_events_namespace,
+        drain_key_file=drain_key_file,
     )
     priority = args.priority if args.priority is not None else peering_priority()
     kopf.run(
@@ -193,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8080, metavar="PORT", help="port for /metrics (8080)")
     run.add_argument("--engine-image", default=None, metavar="IMAGE",
                      help="default image of embedded-engine pods (default $LLMFLEET_ENGINE_IMAGE, else the release's)")
+    run.add_argument("--drain-key-file", default=None, metavar="FILE",
+                     help="the key every LLMService's drain token is derived from (default "
+                          "$LLMFLEET_DRAIN_KEY_FILE; unset: a random key per process, see docs/security.md)")
     run.add_argument("--no-secret-check", action="store_true",
                      help="do not watch Secrets (without read rights): a missing API-key Secret shows on the pods only")
     for flag in ("--verbose", "--debug", "--quiet"):

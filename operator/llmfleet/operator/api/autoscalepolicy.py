@@ -269,10 +269,20 @@ class AutoscalePolicySpec(ApiModel):
 
     min_replicas: int = Field(
         1,
-        ge=1,
+        ge=0,
         description=(
-            "Lowest replica count (default 1). Zero is not allowed: with no pod there is no queue to "
-            "measure and a cold start takes minutes (see docs/autoscaling.md)."
+            "Lowest replica count (default 1). 0 lets an idle service scale to zero: llmfleet-router "
+            "holds the requests that arrive meanwhile, the operator scales 0 -> 1 on them, and the "
+            "first answers wait for a cold start (model load; see docs/router.md)."
+        ),
+    )
+    scale_to_zero_idle_seconds: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description=(
+            "With minReplicas 0: how long a service must have no request in flight and none held by a "
+            "router before it may scale to zero (KEDA's cooldownPeriod). Ignored otherwise."
         ),
     )
     max_replicas: int = Field(ge=1, description="Highest replica count.")

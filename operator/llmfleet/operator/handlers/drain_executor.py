@@ -37,7 +37,8 @@ from llmfleet.operator.sync.drains import ANNOUNCE_AT_ONCE, DrainStep, set_annot
 
 log = logging.getLogger("llmfleet.operator.spot")
 
-EngineCall = Callable[[str, bool], Awaitable[dict | None]]  # (pod IP, POST?) -> the /drain JSON, None if no answer
+# (pod IP, POST?, drain token for a POST) -> the /drain JSON, None if no answer
+EngineCall = Callable[[str, bool, str | None], Awaitable[dict | None]]
 Recorder = Callable[[RecordEvent], None]
 
 
@@ -61,6 +62,7 @@ def _log_refusal(attempts: int) -> bool:
 class DrainExecutor:
     kube: Any  # adapters.kube.Kube: patch, evict, delete
     engine: EngineCall
+    token: str | None = None  # the service's drain token: POST /drain needs it
 
     async def _annotate(self, namespace: str, pod: dict, annotations: Mapping[str, str | None]) -> None:
         await self.kube.patch("Pod", namespace, pod["metadata"]["name"], {"metadata": {"annotations": annotations}})
@@ -107,7 +109,7 @@ class DrainExecutor:
             for action in rest:
                 if isinstance(action, PostDrain):
                     ip = (pod.get("status") or {}).get("podIP")
-                    if (await self.engine(ip, True) if ip else None) is None:
+                    if (await self.engine(ip, True, self.token) if ip else None) is None:
                         log.info("pod %s: POST /drain got no answer; polling again", name)
                     outcome.wake_at(now)  # look at the engine again at the next step
                 elif isinstance(action, RecordEvent):

@@ -3,7 +3,7 @@
     1. the AutoscalePolicy's status (the services using it, the bounds in force)
     2. before a scale-down, the pods' deletion costs (so the least busy go first)
     3. the drains' marks and surge (DrainExecutor.begin), then the plan's events
-    4. server-side apply (field manager: adapters.kube) of the Deployments with the counts the
+    4. server-side apply (field manager: adapters.kube) of the drain-token Secret, the Deployments with the counts the
        marked pods ask for, the Service and the PDB; Deployments of a dropped capacity are deleted
     5. the rest of the drains (POST /drain, Evict, Delete: DrainExecutor.finish)
     6. the SpotPool's status (counters add to the latest value: read afresh, under a lock)
@@ -23,7 +23,7 @@ from datetime import datetime
 
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.kube import Kube, KubeError
-from llmfleet.operator.render import Images
+from llmfleet.operator.render import Images, render_drain_secret, uses_drain_token
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
 from llmfleet.operator.spot import RecordEvent
 from llmfleet.operator.status import Problem
@@ -61,6 +61,7 @@ class Executor:
     post_event: EventPoster
     engine: EngineCall
     images: Images = field(default_factory=Images)
+    drain_token: Callable[[str, str], str] | None = None  # (namespace, service) -> its drain token
     # The longest drain (grace + timeout) of each pool's services, for its NoticeTooShort check.
     needed: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     pool_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -95,7 +96,8 @@ class Executor:
                 self.post_event(body, *scale.event)
         done = Executed(obs.deployments, copy.deepcopy(obs.pods))
         pods = {p["metadata"]["name"]: p for p in done.pods}
-        drains = DrainExecutor(self.kube, self.engine)
+        token = self.drain_token(namespace, obs.name) if self.drain_token is not None else None
+        drains = DrainExecutor(self.kube, self.engine, token)
         record = self.recorder(body, obs.pool_obj if plan.pooled else None)
         started = await drains.begin(namespace, plan.drains, pods, record) if plan.drains else []
         done.marked = bool(plan.drains)
@@ -133,6 +135,10 @@ class Executor:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         before = {d["metadata"]["name"]: d for d in deployments}
         applied: list[dict] = []
+        assert plan.service is not None
+        if not deployments_only and self.drain_token is not None and uses_drain_token(plan.service):
+            # before the pods that mount it
+            await self.kube.apply(render_drain_secret(plan.service, self.drain_token(namespace, name)))
         for obj in plan.render(counts, self.images):
             if obj["kind"] == "Deployment":
                 result = await self.kube.apply(obj)

@@ -32,10 +32,12 @@ from typing import Any
 
 import kopf
 from llmfleet.operator import metrics
+from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import KubeClient
 from llmfleet.operator.api.resource import GROUP, VERSION
 from llmfleet.operator.render import Images
 from llmfleet.operator.render.labels import MANAGED_BY_LABEL, MANAGER, SERVICE_LABEL
+from llmfleet.operator.router_demand import RouterDemand
 
 from .node_events import REASONS, NodeEventWatch, extra_events_namespace, is_node_spot_event
 from .reconciler import Reconciler
@@ -58,6 +60,7 @@ class Runtime:
     namespaces: tuple[str, ...] = ()  # served by name; empty: all
     scanning_disabled: bool = False  # kopf's settings.scanning.disabled (handlers/scope.py)
     cluster_events_namespace: str | None = None  # where Events on SpotPools go (None: kopf's, `default`)
+    drain_key_file: str | None = None  # the key drain tokens derive from (adapters/drain_key.py)
 
 
 def reconciler(handler_kwargs: dict | None = None) -> Reconciler:
@@ -102,11 +105,14 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         logging.getLogger(name).addFilter(_QuietSuccess())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape otherwise
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per liveness probe otherwise
+    kube = KubeClient.from_environment()
     Runtime.reconciler = Reconciler(
-        kube=KubeClient.from_environment(),
+        kube=kube,
         post_event=post_event,
         images=Runtime.images,
         check_secrets=Runtime.check_secrets,
+        drain_key=DrainKey(Runtime.drain_key_file),
+        router_demand=RouterDemand.from_environment(kube),  # requests held by llmfleet-router: scale from zero
     )
     if Runtime.node_events_namespace and Runtime.node_event_watch is None:
         Runtime.node_event_watch = NodeEventWatch(
@@ -274,7 +280,7 @@ def on_secret_event(type: str, namespace: str | None, name: str, **_: Any) -> No
 
 def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_address: str | None,
                       metrics_port: int, namespaces: Sequence[str] = (),
-                      node_events_namespace: str | None = None) -> None:
+                      node_events_namespace: str | None = None, drain_key_file: str | None = None) -> None:
     """Options from `llmfleet-operator run`, read by the startup handler. `namespaces`: the
     served ones (empty: all); `node_events_namespace`: where Events about Nodes are stored."""
     Runtime.node_events_namespace = extra_events_namespace(namespaces, node_events_namespace)
@@ -284,6 +290,7 @@ def configure_runtime(*, engine_image: str | None, check_secrets: bool, metrics_
     if engine_image:
         Runtime.images = Images(embedded=engine_image)
     Runtime.check_secrets = check_secrets
+    Runtime.drain_key_file = drain_key_file
     if check_secrets:
         kopf.on.event("", "v1", "secrets")(on_secret_event)
         kopf.index("", "v1", "secrets")(llmfleet_secrets_index)

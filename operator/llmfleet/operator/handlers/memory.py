@@ -5,7 +5,7 @@
 | apply_wanted, status_dirty, refs_dirty, next_sync, spot_due, retry_at, wake | the worker: is a sync due, and when (Reconciler.seconds_to_work) |
 | last_status, scaling                              | our last status write, newer than a watched body that predates it |
 | overlay, versions                                 | our writes the indexes do not show yet; the Service/PDB resourceVersions |
-| scrapes, tokens, tokens_per_second                | the engines' last good /metrics and the token rate |
+| scrapes, tokens, tokens_per_second, last_active   | the engines' last good /metrics, the token rate, the scale-to-zero idle clock |
 | refs, blocked                                     | which references wake the service; it waited on a missing one |
 | observed, ref_cache, last_read, last_apply, period | what was read last (without indexes: the API cache), when applied |
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from llmfleet.operator.api.autoscalepolicy import ScalingStatus
 from llmfleet.operator.cost import TokenReading
@@ -49,3 +50,4 @@ class ServiceMemory:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by the watch events that make work
     overlay: Overlay = field(default_factory=Overlay)  # our writes the indexes do not show yet
     versions: dict[str, str] = field(default_factory=dict)  # Service / PDB resourceVersion as last applied
+    last_active: datetime | None = None  # minReplicas 0: when a request was last in flight or held

@@ -24,6 +24,7 @@ from llmfleet.operator.cost import TokenReading, token_rate
 from llmfleet.operator.render import selector_string
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
+from llmfleet.operator.router_demand import RouterDemand
 from llmfleet.operator.scrape import ScrapeTarget
 from llmfleet.operator.spot import EngineDrain
 from llmfleet.operator.status import pod_ready
@@ -45,6 +46,7 @@ class Observer:
     scrape: Callable[..., Awaitable[dict]]
     check_secrets: bool = True
     store: Store | None = None  # kopf's indexes (handlers/store.py); None: read the API, cache per service
+    router_demand: RouterDemand | None = None  # requests llmfleet-router holds (scale from zero)
 
     async def observe(self, body: dict, mem: ServiceMemory, *, refresh: bool, periodic: bool, now: datetime,
                       mono: float = 0.0) -> Observation:
@@ -93,6 +95,9 @@ class Observer:
         if periodic:
             await self.scrape_engines(mem, obs.pods, now)
         obs.scrapes, obs.tokens_per_second = dict(mem.scrapes), mem.tokens_per_second
+        obs.last_active = mem.last_active
+        if periodic and obs.policy_obj is not None and self.router_demand is not None:
+            obs.held = await self.router_demand.held(namespace, name)  # one read serves every service for a second
 
         if obs.pool_obj is not None:
             pool = SpotPool.model_validate(obs.pool_obj).spec
@@ -108,7 +113,7 @@ class Observer:
             engines: dict[str, EngineDrain | None] = {}
             for pod in obs.pods:
                 if needs_engine(pod, notices, supports_drain):
-                    answer = await self.spot.engine(pod["status"]["podIP"], False)
+                    answer = await self.spot.engine(pod["status"]["podIP"], False, None)
                     engines[pod["metadata"]["name"]] = EngineDrain.from_json(answer) if answer is not None else None
             obs.engines = engines
         return obs

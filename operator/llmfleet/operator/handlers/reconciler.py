@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from llmfleet.operator import metrics
+from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy
 from llmfleet.operator.render import Images
+from llmfleet.operator.router_demand import RouterDemand
 from llmfleet.operator.scrape import scrape_engines
 from llmfleet.operator.sync import failed_status, merge_patch, plan_status, plan_sync
 from llmfleet.operator.sync.plan import policy_status
@@ -68,12 +70,16 @@ class Reconciler:
     services: dict[tuple[str, str], ServiceMemory] = field(default_factory=dict)
     spot: SpotRuntime | None = None  # the spot handlers' state (node events); made from kube/post_event if None
     store: Store | None = None  # kopf's indexes (handlers/store.py); None: read the API
+    drain_key: DrainKey = field(default_factory=DrainKey)  # each service's drain token derives from it
+    router_demand: RouterDemand | None = None  # requests held by llmfleet-router (scale from zero)
 
     def __post_init__(self) -> None:
         if self.spot is None:
             self.spot = SpotRuntime(kube=self.kube, post_event=self.post_event)
-        self.observer = Observer(self.kube, self.spot, self.scrape, self.check_secrets, self.store)
-        self.executor = Executor(self.kube, self.post_event, self.spot.engine, self.images)
+        if self.spot.drain_token is None:
+            self.spot.drain_token = self.drain_key.token
+        self.observer = Observer(self.kube, self.spot, self.scrape, self.check_secrets, self.store, self.router_demand)
+        self.executor = Executor(self.kube, self.post_event, self.spot.engine, self.images, self.spot.drain_token)
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -233,7 +239,7 @@ class Reconciler:
         if plan.problem is not None:
             mem.apply_wanted = False
         if plan.autoscale is not None:
-            mem.scaling = plan.autoscale.scaling
+            mem.scaling, mem.last_active = plan.autoscale.scaling, plan.autoscale.last_active
 
         done = await self.executor.run(obs, plan, now, mem.versions)
         if done.applied:

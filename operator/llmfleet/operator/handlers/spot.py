@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
+from llmfleet.operator.adapters.engine_drain import call_drain
 from llmfleet.operator.adapters.kube import Kube
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
@@ -38,23 +39,15 @@ log = logging.getLogger("llmfleet.operator.spot")
 NODE_RELIST_SECONDS = 300  # the pooled services' Node cache is listed afresh this often (one list for all)
 DRAIN_TIMEOUT = httpx.Timeout(2.0, connect=1.0)  # a drain must never wait on a dying engine
 
-EngineCall = Callable[[str, bool], Awaitable[dict | None]]  # (pod IP, POST?) -> the /drain JSON, None if no answer
+# (pod IP, POST?, drain token for a POST) -> the /drain JSON, None if no answer
+EngineCall = Callable[[str, bool, str | None], Awaitable[dict | None]]
 EventPoster = Callable[[dict, str, str, str], None]
 
 
-async def engine_drain(ip: str, post: bool) -> dict | None:
-    """POST (start) or GET (poll) the engine's /drain; None when it does not answer."""
-    url = f"http://{ip}:{HTTP_PORT}/drain"
-    try:
-        async with httpx.AsyncClient(timeout=DRAIN_TIMEOUT) as client:
-            resp = await (client.post(url) if post else client.get(url))
-        if resp.status_code != 200:
-            return None
-        body = resp.json()
-        return body if isinstance(body, dict) else None
-    except (httpx.HTTPError, ValueError) as exc:
-        log.info("%s %s: %s", "POST" if post else "GET", url, exc)
-        return None
+async def engine_drain(ip: str, post: bool, token: str | None = None) -> dict | None:
+    """POST (start, with the service's drain token) or GET (poll) the engine's /drain; None
+    when it does not answer."""
+    return await call_drain(ip, HTTP_PORT, post, token, DRAIN_TIMEOUT)
 
 
 # A service without a SpotPool watches what a SpotPool watches by default (sync.UNPOOLED).
@@ -131,6 +124,7 @@ class SpotRuntime:
     kube: Kube
     post_event: EventPoster
     engine: EngineCall = engine_drain
+    drain_token: Callable[[str, str], str] | None = None  # (namespace, service) -> its drain token
     node_events: dict[str, dict] = field(default_factory=dict)  # Event uid -> Event about a Node (Karpenter)
     # Services without a pool: first sight of time-less default signals, and the nodes whose
     # default signals changed since the reconciler last asked (take_changed_nodes).

@@ -7,11 +7,13 @@
 | model_source  | where the weights come from: volume, mount, init container, path |
 | engine        | how each engine kind starts, is probed and stops                 |
 | pod           | the hardened pod template and its placement                      |
+| drain_token   | the per-service drain credential (derived) and its Secret        |
 | deployment, service, pdb | the three applied objects                             |
 """
 
 from .context import Capacity, Images, RenderContext
 from .deployment import render_deployment
+from .drain_token import derive_drain_token, drain_secret_name, render_drain_secret, uses_drain_token
 from .engine import served_model_name, termination_grace_seconds
 from .labels import deployment_name, endpoint_url, selector_labels, selector_string
 from .pdb import render_pdb
@@ -22,12 +24,16 @@ __all__ = [
     "Images",
     "RenderContext",
     "deployment_name",
+    "derive_drain_token",
+    "drain_secret_name",
     "endpoint_url",
     "render_deployment",
+    "render_drain_secret",
     "render_pdb",
     "render_service",
     "selector_labels",
     "selector_string",
     "served_model_name",
     "termination_grace_seconds",
+    "uses_drain_token",
 ]

@@ -2,8 +2,8 @@
 
 | engine kind | start                                    | ready      | stop (preStop, then SIGTERM)                     |
 | ----------- | ---------------------------------------- | ---------- | ------------------------------------------------ |
-| embedded    | llmfleet-engine serve ...                | GET /ready | `llmfleet-engine drain` (POST /drain, wait grace) |
-| vllm        | python3 -m vllm.entrypoints.openai.api_server | GET /health | sleep grace (vLLM has no drain endpoint)     |
+| embedded    | llmfleet-engine serve ...                | GET /ready | `llmfleet-engine drain` (POST /drain with the drain token, wait grace) |
+| vllm        | python3 -m vllm.entrypoints.openai.api_server | GET /health | sleep grace (vLLM has no drain endpoint, no drain token) |
 
 Shutdown budget: the preStop hook takes drainGraceSeconds, then the engine gets SIGTERM
 and has drainTimeoutSeconds (--shutdown-timeout) to finish in-flight requests, so
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from llmfleet.operator.api.llmservice import LLMService, LLMServiceSpec
 
-from .paths import API_KEY_FILE, CACHE_DIR, HF_HOME, HTTP_PORT, HTTP_PORT_NAME, TMP_DIR
+from .paths import API_KEY_FILE, CACHE_DIR, DRAIN_TOKEN_FILE, HF_HOME, HTTP_PORT, HTTP_PORT_NAME, TMP_DIR
 
 # Time for process exit and kubelet bookkeeping after the engine's own shutdown timeout.
 SHUTDOWN_SLACK_SECONDS = 10
@@ -25,6 +25,10 @@ SHUTDOWN_SLACK_SECONDS = 10
 # period lets the pod turn Ready as soon as /ready does instead of at the next 10 s probe.
 STARTUP_PROBE_PERIOD_SECONDS = 2
 READINESS_PERIOD_SECONDS = 1  # a drain is seen by the endpoints within ~2 s (2 misses)
+# A drain that no SIGTERM follows this long after its grace is undone by the engine. The preStop
+# hook's SIGTERM comes right after the grace; the operator's spot drain re-POSTs while it still
+# drains (spot/drain.py), so this only ends drains nobody followed up.
+DRAIN_EXPIRY_AFTER_GRACE_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,13 @@ def embedded_process(service: LLMService, model_path: str) -> EngineProcess:
         args += ["--api-key-file", API_KEY_FILE]
     args += [
         "--drain-grace-seconds", str(spec.drain_grace_seconds),
+        "--drain-expiry-seconds", str(spec.drain_grace_seconds + DRAIN_EXPIRY_AFTER_GRACE_SECONDS),
+        "--drain-token-file", DRAIN_TOKEN_FILE,
         "--shutdown-timeout", str(spec.drain_timeout_seconds),
     ]
     args += spec.engine.extra_args
-    drain = ["llmfleet-engine", "drain", "--port", str(HTTP_PORT), "--wait-seconds", str(spec.drain_grace_seconds)]
+    drain = ["llmfleet-engine", "drain", "--port", str(HTTP_PORT), "--wait-seconds", str(spec.drain_grace_seconds),
+             "--token-file", DRAIN_TOKEN_FILE]
     return EngineProcess(
         command=["llmfleet-engine", "serve"],
         args=args,

@@ -22,3 +22,10 @@ API_KEY_DIR = "/var/run/secrets/llmfleet"
 API_KEY_FILE = f"{API_KEY_DIR}/api-key"
 
 SHM_VOLUME = "dshm"  # vLLM's workers share tensors through /dev/shm
+
+# The drain token (a per-LLMService Secret, see render/drain_token.py): only the engine, its
+# preStop hook and the operator hold it. Its own directory: the API-key volume may be absent.
+DRAIN_TOKEN_VOLUME = "drain-token"
+DRAIN_TOKEN_DIR = "/var/run/secrets/llmfleet-drain"
+DRAIN_TOKEN_KEY = "token"
+DRAIN_TOKEN_FILE = f"{DRAIN_TOKEN_DIR}/{DRAIN_TOKEN_KEY}"

@@ -13,6 +13,7 @@ from llmfleet.operator.api.common import NodePlacement
 from llmfleet.operator.api.llmservice import LLMService
 
 from .context import RenderContext
+from .drain_token import drain_secret_name, uses_drain_token
 from .engine import engine_process, probes, termination_grace_seconds
 from .labels import deployment_selector, selector_labels
 from .model_source import download_init_container, model_mount
@@ -21,6 +22,9 @@ from .paths import (
     API_KEY_VOLUME,
     CACHE_DIR,
     CACHE_VOLUME,
+    DRAIN_TOKEN_DIR,
+    DRAIN_TOKEN_KEY,
+    DRAIN_TOKEN_VOLUME,
     HTTP_PORT,
     HTTP_PORT_NAME,
     SHM_VOLUME,
@@ -124,6 +128,15 @@ def _volumes(service: LLMService, model_volumes: list[dict]) -> list[dict]:
                 "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "api-key"}], "defaultMode": 0o444},
             }
         )
+    if uses_drain_token(service):
+        volumes.append(
+            {
+                "name": DRAIN_TOKEN_VOLUME,
+                # A directory mount, so a rotated token reaches the pod; 0444 as the API key above.
+                "secret": {"secretName": drain_secret_name(service.metadata.name),
+                           "items": [{"key": DRAIN_TOKEN_KEY, "path": DRAIN_TOKEN_KEY}], "defaultMode": 0o444},
+            }
+        )
     if service.spec.engine.kind == "vllm":
         volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}})
     return volumes
@@ -137,6 +150,8 @@ def _mounts(service: LLMService, model_mounts: list[dict]) -> list[dict]:
     ]
     if service.spec.api_key_secret_ref is not None and service.spec.engine.kind == "embedded":
         mounts.append({"name": API_KEY_VOLUME, "mountPath": API_KEY_DIR, "readOnly": True})
+    if uses_drain_token(service):
+        mounts.append({"name": DRAIN_TOKEN_VOLUME, "mountPath": DRAIN_TOKEN_DIR, "readOnly": True})
     if service.spec.engine.kind == "vllm":
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     return mounts

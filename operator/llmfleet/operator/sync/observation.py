@@ -9,12 +9,14 @@
 | spot / notices   | a pooled service's SpotView (nodes, notices, capacity); an unpooled one's notices (None: no drain work) |
 | engines          | the /drain answers of the pods that drain (sync.drains.needs_engine) |
 | periodic, apply  | a sync period is due (scrape and autoscale); apply even when the counts held are right |
+| held             | the requests llmfleet-router holds for the service (scale from zero), on periodic syncs |
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from llmfleet.operator.api.autoscalepolicy import ScalingStatus
@@ -44,6 +46,8 @@ class Observation:
     spot: SpotView | None = None
     notices: Mapping[str, Notice] | None = None  # without a pool: None when no pod has drain work
     engines: Mapping[str, EngineDrain | None] = field(default_factory=dict)
+    held: int = 0  # requests llmfleet-router holds for this service (scale from zero)
+    last_active: datetime | None = None  # minReplicas 0: when a request was last in flight or held
 
     @property
     def namespace(self) -> str:

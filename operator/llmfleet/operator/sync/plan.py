@@ -24,7 +24,8 @@ from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.render import Images, RenderContext, render_deployment, render_pdb, render_service
-from llmfleet.operator.scaling import bounds_in_force, recommend_replicas
+from llmfleet.operator.scaling import bounds_in_force
+from llmfleet.operator.scaling.zero import Demand, recommend_with_zero
 from llmfleet.operator.spot import (
     FallbackState,
     Split,
@@ -59,6 +60,7 @@ class Autoscale:
     deletion_costs: dict[str, str] = field(default_factory=dict)  # pod -> cost, before a scale-down
     event: Event | None = None
     status: dict = field(default_factory=dict)
+    last_active: datetime | None = None  # minReplicas 0: the idle clock after this decision
 
 
 @dataclass(frozen=True)
@@ -155,9 +157,12 @@ def plan_autoscale(obs: Observation, policy: AutoscalePolicySpec, current: int, 
         previous = mine  # our own last write, not yet seen in the watched body
     pods = [dict(p) for p in serving_pods(obs.pods)]
     views = children.pod_metrics(pods, obs.scrapes, policy.metric.type, now, policy.sync_period_seconds)
-    decision = recommend_replicas(policy, current, views, previous, now)
+    in_flight = sum(s.in_flight for s in obs.scrapes.values())  # waiting + running, last good scrapes
+    decision, last_active = recommend_with_zero(policy, current, views, previous, now,
+                                                Demand(obs.held, in_flight), obs.last_active)
     scaling = decision.status.model_copy(update={"policy": (obs.body["spec"].get("autoscalePolicyRef") or {}).get("name")})
-    out = Autoscale(decision.replicas, scaling, list(decision.conditions), status={"scaling": scaling.to_wire()})
+    out = Autoscale(decision.replicas, scaling, list(decision.conditions), status={"scaling": scaling.to_wire()},
+                    last_active=last_active)
     if decision.rescale:
         if decision.replicas < current:
             out.deletion_costs = children.scale_down_costs(pods, obs.scrapes)
