@@ -1,7 +1,14 @@
 # llmfleet — every target installs what it needs first.
+# The interpreter every target uses: a virtualenv's python (`make test PY=.venv/bin/python`), or
+# python3 from PATH (an activated venv's). The install stamp is per interpreter, so installing into
+# one does not mark another as done.
 PY ?= python3
-STAMP := .make/install.stamp
+STAMP := .make/install-$(shell $(PY) -c 'import hashlib, sys; print(hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])' 2>/dev/null || echo none).stamp
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# $(PY)'s console scripts (llmfleet-engine, llmfleet-operator) come first on PATH, as in an
+# activated venv: the test bed starts pods and the operator with them.
+PY_SCRIPTS := $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
+export PATH := $(if $(PY_SCRIPTS),$(PY_SCRIPTS):)$(PATH)
 
 .PHONY: install test unit e2e demo bench bench-deps bench-router bench-operator crds lint cluster-up cluster-down
 
@@ -9,7 +16,7 @@ install: $(STAMP)
 
 # pip skips what is already installed (torch is a few GB: installed once per machine).
 $(STAMP): pyproject.toml
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[engine,operator,router,dev]'
 	@mkdir -p .make && touch $@
 
 ## test: unit and integration tests, then the end-to-end suite on the local control plane
@@ -59,7 +66,8 @@ bench-deps: install
 
 lint: install
 	$(PY) -m ruff check engine operator router tests e2e tools benchmarks
-	$(PY) -m mypy engine operator router
+	$(PY) -m mypy  # files, roots and the strict modules: [tool.mypy] in pyproject.toml
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_import_contracts.py  # the layering rules
 
 -include e2e/Makefile.inc
 -include operator/Makefile.inc

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from bedkit import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "llmfleet"

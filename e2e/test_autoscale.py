@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, wait_until
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
 from operator_support import (
     Load,

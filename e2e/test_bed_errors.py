@@ -12,7 +12,8 @@ from pathlib import Path
 
 import cluster as bed
 import pytest
-from conftest import BED
+
+BED = Path(__file__).resolve().parent / "bed"
 
 
 def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, wait_until
 from operator_support import (
     EXAMPLE_MODEL,
     EXAMPLES,

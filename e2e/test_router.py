@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, wait_until
 from operator_support import (
     OPERATOR_NS,
     RELEASE,

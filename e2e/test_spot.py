@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, wait_until
 from operator_support import (
     OPERATOR_NS,
     Load,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, wait_until
 from operator_support import CHART, create_spot_pool, helm, llms
 
 RELEASE = "llmfleet-e2e-ns"  # its own release: a cluster-wide one would watch default itself

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import E2ECluster, wait_until
+from bedkit import E2ECluster, wait_until
 from operator_support import (
     Load,
     Streams,

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import EngineProcess
+from engine_process import EngineProcess
 
 TOKEN = "0123456789abcdef-drain"
 KEY = "sk-inference-key"

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import EngineProcess
+from engine_process import EngineProcess
 
 KEY = "sk-team-a"
 AUTH = {"Authorization": f"Bearer {KEY}"}

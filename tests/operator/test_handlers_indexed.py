@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import copy
 
+from fakes import NS, Index, SpotWorld, World, spot_pod_on, status, sync, tick
 from llmfleet.operator.handlers.reconciler import Reconciler
 from llmfleet.operator.handlers.store import Overlay
 from llmfleet.operator.render.labels import SERVICE_LABEL
-from test_handlers import NS, Index, World, status, sync, tick
-from test_spot_handlers import SpotWorld, spot_pod_on
 
 
 def indexed(world: World, rec: Reconciler, lagging: bool = False) -> Index:

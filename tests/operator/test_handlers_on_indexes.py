@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+import fakes
 import pytest
 import test_handlers
 import test_spot_handlers
@@ -27,5 +28,5 @@ STORIES = [(module, name) for module in (test_handlers, test_spot_handlers)
 
 @pytest.mark.parametrize("module, name", STORIES, ids=[f"{m.__name__}::{n}" for m, n in STORIES])
 def test_story_on_indexes(module, name, monkeypatch):
-    monkeypatch.setattr(test_handlers.World, "indexed", True)
+    monkeypatch.setattr(fakes.World, "indexed", True)
     getattr(module, name)()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from test_handlers import NS, World, sync
+from fakes import NS, World, sync
 
 
 def test_a_quiet_service_sleeps_until_its_next_sync_period():

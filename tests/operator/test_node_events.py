@@ -16,6 +16,7 @@ import time
 
 import kopf
 import pytest
+from fakes import pooled_world, spot_pod_on, tick
 from llmfleet.operator.adapters.kube import KubeClient, KubeError
 from llmfleet.operator.api.spotpool import DEFAULT_SIGNALS
 from llmfleet.operator.cli import build_parser
@@ -31,8 +32,6 @@ from llmfleet.operator.handlers.node_events import (
 )
 from llmfleet.operator.spot.drain import DRAIN_STARTED
 from llmfleet.operator.spot.signals import format_rfc3339
-from test_handlers import tick
-from test_spot_handlers import pooled_world, spot_pod_on
 
 
 def event(name: str, reason: str = "SpotInterrupted", kind: str = "Node", node: str = "gpu-spot-a",

@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.spot.agent import (
+from llmfleet.operator.adapters.node_agent import (
     ACTION_ANNOTATION,
     DEADLINE_ANNOTATION,
     INSTANCE_ACTION_PATH,
@@ -30,6 +29,7 @@ from llmfleet.operator.spot.agent import (
     poll_once,
     run_agent,
 )
+from llmfleet.operator.api.spotpool import SpotPoolSpec
 from llmfleet.operator.spot.signals import detect_interruptions
 
 ACTION = '{"action": "terminate", "time": "2026-11-22T00:02:00Z"}'

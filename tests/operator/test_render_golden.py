@@ -19,9 +19,11 @@ from llmfleet.operator.render import (
     derive_drain_token,
     render_deployment,
     render_drain_secret,
+    render_inference_pool,
     render_pdb,
     render_service,
     uses_drain_token,
+    wants_inference_pool,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -98,6 +100,17 @@ CASES = {
             RenderContext(replicas=3, capacity="spot", pool=POOL),
         ],
     ),
+    "inference-pool": (
+        """
+        metadata: {name: chat, namespace: team-a, uid: 6b1f0c0e-0000-4000-8000-000000000005, generation: 3}
+        spec:
+          model: {uri: "pvc://models/qwen2.5-0.5b", servedName: chat}
+          replicas: 2
+          inferencePool:
+            endpointPickerRef: {name: chat-epp, port: {number: 9002}, failureMode: FailOpen}
+        """,
+        [RenderContext(replicas=2)],
+    ),
 }
 
 
@@ -111,6 +124,8 @@ def render_case(name: str) -> str:
     service = LLMService.model_validate(yaml.safe_load(manifest))
     objects = [render_deployment(service, ctx) for ctx in contexts]
     objects += [render_service(service), render_pdb(service)]
+    if wants_inference_pool(service):
+        objects.append(render_inference_pool(service))
     if uses_drain_token(service):
         token = derive_drain_token(DRAIN_KEY, service.metadata.namespace, service.metadata.name)
         objects.append(render_drain_secret(service, token))

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import httpx
-from llmfleet.operator.scrape import ScrapeTarget, engine_scrape, parse_exposition, scrape_engines
+from llmfleet.operator.adapters.scrape import ScrapeTarget, engine_scrape, parse_exposition, scrape_engines
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

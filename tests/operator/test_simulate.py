@@ -210,6 +210,17 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_plot_without_matplotlib_says_what_to_install(tmp_path, capsys, monkeypatch):
+    # The operator's install leaves matplotlib out; asking for a plot says so before any output.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    code = main(["simulate", "--policy", str(POLICY), "--trace", str(TRACE), "--plot", str(tmp_path / "p.png")])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert "--plot needs matplotlib" in err and "pip install matplotlib" in err
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_cli_schedule_start_time(capsys):
     # Monday 10:00 in Berlin: the weekday floor of 2 is in force from the first sync.
     code = main(

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from test_handlers import NS, World, sync, tick
+from fakes import NS, World, sync, tick
 
 _spec = importlib.util.spec_from_file_location(
     "argocd_health", Path(__file__).resolve().parents[1] / "packaging" / "test_argocd_health.py")

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
 from llmfleet.operator.api.spotpool import SpotPool
-from llmfleet.operator.scrape import EngineScrape
 from llmfleet.operator.spot import EngineDrain, Notice
 from llmfleet.operator.spot.drain import DRAIN_STARTED, DRAIN_SURGE
 from llmfleet.operator.sync import Observation, plan_status, plan_sync, with_marks

@@ -44,6 +44,7 @@ EXPECTED_RULES = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
+    ("inference.networking.k8s.io", "inferencepools"): {"create", "patch", "delete"},  # spec.inferencePool
     ("", "pods"): {"get", "list", "watch", "patch", "delete"},  # delete: a spot drain past its last safe moment
     ("", "pods/eviction"): {"create"},
     ("", "events"): {"create", "patch", "list", "watch"},  # list/watch: Karpenter's Events on Nodes

@@ -91,3 +91,16 @@ def test_the_operator_can_find_the_routers_held_requests(helm):
     off = render(helm, "router.enabled=false")
     operator = by_kind(off, "Deployment")[0]
     assert "LLMFLEET_ROUTER_SELECTOR" not in {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def operator_env(docs: list[dict]) -> dict[str, str | None]:
+    operator = next(d for d in by_kind(docs, "Deployment") if d not in router_objects(docs))
+    return {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_the_operator_is_told_the_router_url_for_kubectl_get_llms(helm):
+    env = operator_env(render(helm, namespace="serving"))
+    assert env["LLMFLEET_ROUTER_URL"] == "http://llmfleet-router.serving.svc.cluster.local/v1"
+    env = operator_env(render(helm, "router.service.port=8080"))
+    assert env["LLMFLEET_ROUTER_URL"] == "http://llmfleet-router.llmfleet-system.svc.cluster.local:8080/v1"
+    assert "LLMFLEET_ROUTER_URL" not in operator_env(render(helm, "router.enabled=false"))

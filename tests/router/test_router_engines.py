@@ -5,29 +5,16 @@ reading real gauges, and a drained engine costing the clients nothing."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
+from engine_process import EngineProcess
 from llmfleet.router.fleet import Replica, ServiceInfo
 from llmfleet.router.poller import poll_once
 from router_fakes import open_bench
 
-
-def _engine_process_class():
-    """tests/conftest.py's EngineProcess, loaded by path: `from conftest import` finds whichever
-    conftest pytest imported last (tests/packaging's, when the whole suite runs)."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("llmfleet_tests_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.EngineProcess
-
-
-EngineProcess = _engine_process_class()
 SYSTEM = "You are a helpful assistant who answers questions about the Python standard library. " * 3
 
 

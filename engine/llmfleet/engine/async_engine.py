@@ -79,7 +79,8 @@ class AsyncEngine:
         """Yield outputs of one request; closing the iterator early aborts it and frees its blocks."""
         self.engine.check_lengths(len(prompt_ids), params)
         if self.num_waiting >= self.max_waiting:
-            self.metrics.rejected.labels(reason="queue_full").inc()
+            # Counted in llmfleet_engine_requests_rejected_total by the HTTP edge (server.py), which
+            # counts every rejection once, whatever raised it.
             raise Unavailable(f"the waiting queue is full ({self.max_waiting} requests); retry later",
                               retry_after=1.0, code="queue_full")
         stream = _Stream(asyncio.get_running_loop(), asyncio.Queue(), arrival or time.monotonic(), params.max_tokens)

@@ -215,13 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- node-agent (the SpotPool DaemonSet; operator/spot/agent.py) -----------------------------
+# --- node-agent (the SpotPool DaemonSet; operator/adapters/node_agent.py) -----------------------------
 
 
 def _cmd_node_agent(args: argparse.Namespace) -> int:
     import logging
 
-    from llmfleet.operator.spot.agent import ImdsClient, KubeNodeClient, run_agent
+    from llmfleet.operator.adapters.node_agent import ImdsClient, KubeNodeClient, run_agent
 
     node = args.node_name or os.environ.get("NODE_NAME")
     if not node:

@@ -282,8 +282,18 @@ def write_csv(rows: Sequence[SimRow], out: TextIO) -> None:
         )
 
 
+def _require_matplotlib() -> None:
+    """The plot is the one use of matplotlib: the operator's install (and image) leaves it out."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SimulateError("--plot needs matplotlib, which the operator does not install: "
+                            "`pip install matplotlib` (or llmfleet[dev])") from None
+
+
 def plot(rows: Sequence[SimRow], spec: AutoscalePolicySpec, path: str | Path, title: str = "") -> None:
     """Replicas and load over time, as a PNG (matplotlib, Agg backend: no display needed)."""
+    _require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -333,6 +343,8 @@ def run_simulation(
     start: datetime = DEFAULT_START,
 ) -> list[SimRow]:
     """Everything `llmfleet-operator simulate` does; raises SimulateError on bad input."""
+    if plot_path is not None:
+        _require_matplotlib()  # before any output, not after the table
     policy = load_policy(policy_path)
     trace = load_trace(trace_path)
     rows = simulate(policy.spec, trace, initial_replicas, startup_seconds, start)

@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import Phase
@@ -84,16 +85,16 @@ class Problem:
     failure: bool = True
 
 
-def _condition(pod: dict, type_: str) -> dict | None:
+def _condition(pod: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
 
 
-def pod_ready(pod: dict) -> bool:
+def pod_ready(pod: dict[str, Any]) -> bool:
     cond = _condition(pod, "Ready")
     return cond is not None and cond.get("status") == "True" and not pod_terminating(pod)
 
 
-def pod_terminating(pod: dict) -> bool:
+def pod_terminating(pod: dict[str, Any]) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp")) or (pod.get("status") or {}).get(
         "phase"
     ) in ("Failed", "Succeeded")
@@ -108,7 +109,7 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def _container_problem(status: dict, *, init: bool) -> Problem | None:
+def _container_problem(status: dict[str, Any], *, init: bool) -> Problem | None:
     name = status.get("name", "?")
     state = status.get("state") or {}
     waiting = state.get("waiting")
@@ -149,7 +150,7 @@ def _container_problem(status: dict, *, init: bool) -> Problem | None:
     return None
 
 
-def diagnose_pod(pod: dict, now: datetime) -> Problem | None:
+def diagnose_pod(pod: dict[str, Any], now: datetime) -> Problem | None:
     """Why this pod does not serve, or None when it is Ready (or on its way out)."""
     if pod_terminating(pod):
         if (pod.get("status") or {}).get("phase") == "Failed":
@@ -184,7 +185,7 @@ def diagnose_pod(pod: dict, now: datetime) -> Problem | None:
     return Problem("ContainerCreating", "starting containers", failure=False)
 
 
-def deployment_problems(deployment: dict) -> list[Problem]:
+def deployment_problems(deployment: dict[str, Any]) -> list[Problem]:
     """ProgressDeadlineExceeded and ReplicaFailure from a Deployment's conditions."""
     out = []
     for cond in (deployment.get("status") or {}).get("conditions") or []:
@@ -195,13 +196,13 @@ def deployment_problems(deployment: dict) -> list[Problem]:
     return out
 
 
-def rollout_complete(deployment: dict) -> bool:
+def rollout_complete(deployment: dict[str, Any]) -> bool:
     """The Deployment controller has seen its spec, and every replica runs the current template."""
     meta = deployment.get("metadata") or {}
     spec = deployment.get("spec") or {}
     st = deployment.get("status") or {}
     want = spec.get("replicas", 1)
-    return (
+    return bool(
         st.get("observedGeneration", 0) >= meta.get("generation", 0)
         and st.get("updatedReplicas", 0) >= want
         and st.get("replicas", 0) <= want
@@ -248,8 +249,8 @@ def compute_status(
     *,
     generation: int | None,
     desired: int,
-    deployments: Sequence[dict],
-    pods: Sequence[dict],
+    deployments: Sequence[dict[str, Any]],
+    pods: Sequence[dict[str, Any]],
     now: datetime,
     reference_problem: Problem | None = None,
 ) -> ServiceState:
@@ -335,7 +336,7 @@ def compute_status(
     )
 
 
-def model_startup_seconds(pods: Sequence[dict]) -> float | None:
+def model_startup_seconds(pods: Sequence[dict[str, Any]]) -> float | None:
     """Start → Ready of the most recently started ready pod (model load, as observed)."""
     best: tuple[datetime, float] | None = None
     for pod in pods:

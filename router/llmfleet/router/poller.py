@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-from llmfleet.operator.scrape import engine_scrape
+from llmfleet.operator.adapters.scrape import engine_scrape
 
 from .config import RouterConfig
 from .fleet import Fleet, Load

@@ -35,6 +35,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "SpotPool": ("spotpools", False),
     "Node": ("nodes", False),
     "Event": ("events", True),
+    "InferencePool": ("inferencepools", True),
 }
 
 API_VERSIONS = {
@@ -48,6 +49,7 @@ API_VERSIONS = {
     "SpotPool": "llmfleet.dev/v1alpha1",
     "Node": "v1",
     "Event": "v1",
+    "InferencePool": "inference.networking.k8s.io/v1",
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -417,7 +417,7 @@ class ScalingStatus(ApiModel):
     )
 
     @classmethod
-    def from_status(cls, raw: dict | None) -> ScalingStatus:
+    def from_status(cls, raw: dict[str, Any] | None) -> ScalingStatus:
         """Read `status.scaling` as the API server returns it (camelCase, RFC 3339 times); None → empty."""
         return cls.model_validate(raw or {})
 

@@ -4,6 +4,8 @@ Python attributes are snake_case; the Kubernetes wire names are camelCase
 aliases, as every Kubernetes API spells them.
 """
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -13,6 +15,6 @@ class ApiModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase keys, unset optional fields left out."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -188,6 +188,68 @@ class Pricing(ApiModel):
     )
 
 
+class PortNumber(ApiModel):
+    """A port, as the Gateway API Inference Extension writes one."""
+
+    number: int = Field(description="The port number.", ge=1, le=65535)
+
+
+class EndpointPickerRef(ApiModel):
+    """The endpoint picker (EPP) an inference gateway asks which pod of the pool takes a request.
+
+    The same fields as the InferencePool's `spec.endpointPickerRef`, copied into it verbatim.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            Rule(
+                "(has(self.kind) && self.kind != 'Service') || has(self.port)",
+                "spec.inferencePool.endpointPickerRef.port is required when kind is Service (the default)",
+                field_path=".port",
+                reason="FieldValueRequired",
+            ),
+        )
+    )
+
+    name: str = Field(description="Name of the endpoint picker object (usually its Service).", min_length=1, max_length=253)
+    kind: str | None = Field(
+        None, description="Kind of the referent; unset means Service.", min_length=1, max_length=63,
+        pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$",
+    )
+    group: str | None = Field(
+        None, description="API group of the referent; unset means the core group.", max_length=253,
+        pattern=r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
+    port: PortNumber | None = Field(None, description="The picker Service's port (its gRPC ext-proc port, e.g. 9002).")
+    failure_mode: Literal["FailOpen", "FailClose"] | None = Field(
+        None,
+        description="What the gateway does while the picker does not answer: FailClose (unset) refuses, FailOpen picks any pod.",
+    )
+
+    @model_validator(mode="after")
+    def _port_for_service(self) -> EndpointPickerRef:
+        if self.kind in (None, "Service") and self.port is None:
+            raise ValueError("spec.inferencePool.endpointPickerRef.port is required when kind is Service (the default)")
+        return self
+
+
+class InferencePoolSpec(ApiModel):
+    """An InferencePool (Gateway API Inference Extension, inference.networking.k8s.io/v1) over the engine pods.
+
+    Rendered only while the InferencePool CRD is installed; without it the InferencePool
+    condition says so and everything else is served as usual.
+    """
+
+    enabled: bool = Field(True, description="Render the InferencePool; false removes one rendered before.")
+    endpoint_picker_ref: EndpointPickerRef | None = Field(
+        None,
+        description=(
+            "The endpoint picker the gateway consults (llm-d's or the extension's EPP, deployed by you). "
+            "Unset leaves it out of the pool, for gateways that bring their own."
+        ),
+    )
+
+
 class LLMServiceSpec(ApiModel):
     """The desired state of an LLMService."""
 
@@ -250,6 +312,13 @@ class LLMServiceSpec(ApiModel):
         default_factory=lambda: Scheduling.model_validate({}), description="Node placement of the engine pods."
     )
     pricing: Pricing | None = Field(None, description="Hourly prices, for the cost figures in status and metrics.")
+    inference_pool: InferencePoolSpec | None = Field(
+        None,
+        description=(
+            "Also render a Gateway API Inference Extension InferencePool named after the service over its pods, "
+            "so an inference gateway can route to them (docs/router.md)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_replica_writer(self) -> LLMServiceSpec:
@@ -298,6 +367,13 @@ class SpotStatus(ApiModel):
     )
 
 
+class RouterStatus(ApiModel):
+    """How clients reach the service through llmfleet-router."""
+
+    url: str = Field(description="The router's in-cluster OpenAI base URL (every model of the fleet).", max_length=1024)
+    model: str = Field(description="The `model` to send in requests for this service.", max_length=253)
+
+
 class LLMServiceStatus(ApiModel):
     """The observed state of an LLMService, written by the operator only."""
 
@@ -323,6 +399,13 @@ class LLMServiceStatus(ApiModel):
     )
     endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible API.", max_length=1024)
     served_model_name: str | None = Field(None, description="The model name clients use.", max_length=253)
+    router: RouterStatus | None = Field(
+        None,
+        description=(
+            "The llmfleet-router endpoint serving this model (the ROUTER column): prefix- and load-aware, "
+            "unlike `endpoint`. Absent when the operator runs without a router."
+        ),
+    )
     average_queue_depth: float | None = Field(
         None, description="Requests waiting per ready replica at the last sync (the QUEUE column).", ge=0
     )
@@ -388,6 +471,7 @@ CRD = CrdInfo(
         PrinterColumn("Queue", ".status.averageQueueDepth", "number", "Requests waiting per ready replica."),
         PrinterColumn("Phase", ".status.phase", "string", "Lifecycle phase."),
         PrinterColumn("Spot", ".status.spotReplicas", "integer", "Replicas on spot nodes."),
+        PrinterColumn("Router", ".status.router.url", "string", "llmfleet-router base URL (model: its served name)."),
         PrinterColumn("Last Scale", ".status.lastScaleReason", "string", "Why the count last changed.", priority=1),
         PrinterColumn("Endpoint", ".status.endpoint", "string", "In-cluster API URL.", priority=1),
     ),

@@ -80,7 +80,7 @@ def _type(node: dict[str, Any]) -> str:
         return f"[]{_type(node.get('items', {}))}"
     if kind == "object" and "additionalProperties" in node:
         return f"map[string]{_type(node['additionalProperties'])}"
-    return kind
+    return str(kind)
 
 
 def _constraints(node: dict[str, Any]) -> list[str]:

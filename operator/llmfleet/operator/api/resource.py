@@ -28,7 +28,7 @@ class PrinterColumn:
     description: str
     priority: int = 0
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
             "name": self.name, "type": self.type, "jsonPath": self.json_path, "description": self.description
         }
@@ -45,7 +45,7 @@ class ScaleSubresource:
     status_replicas_path: str
     label_selector_path: str | None = None
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, Any]:
         wire = {"specReplicasPath": self.spec_replicas_path, "statusReplicasPath": self.status_replicas_path}
         if self.label_selector_path:
             wire["labelSelectorPath"] = self.label_selector_path

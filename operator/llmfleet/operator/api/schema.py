@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema
 
 from .cel import VALIDATIONS_KEY
 
@@ -36,11 +37,11 @@ _DROPPED = {"title", "$defs", "examples"}
 class _Generator(GenerateJsonSchema):
     """Also emits defaults built by `default_factory`, which pydantic leaves out."""
 
-    def get_default_value(self, schema):  # noqa: ANN001 - pydantic's own signature
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
         factory = schema.get("default_factory")
         if factory is None or schema.get("default_factory_takes_data"):
             return super().get_default_value(schema)
-        value = factory()
+        value = factory()  # type: ignore[call-arg]  # takes no data: checked above
         if isinstance(value, BaseModel):
             # The whole default object, not `{}`: the API server checks a default against the
             # CEL rules as written, before nested defaults would fill it in.

@@ -10,7 +10,7 @@ The default interruption signals cover what real clusters emit today (see DEFAUL
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -108,7 +108,7 @@ class InterruptionSignal(ApiModel):
     )
 
 
-def _signal(source: SignalSource, key: str, notice: int, **kw) -> InterruptionSignal:
+def _signal(source: SignalSource, key: str, notice: int, **kw: Any) -> InterruptionSignal:
     return InterruptionSignal(source=source, key=key, notice_seconds=notice, **kw)
 
 

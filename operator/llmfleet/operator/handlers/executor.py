@@ -23,6 +23,7 @@ from datetime import datetime
 
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.kube import Kube, KubeError
+from llmfleet.operator.inference_pool import sync_inference_pool
 from llmfleet.operator.render import Images, render_drain_secret, uses_drain_token
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
 from llmfleet.operator.spot import RecordEvent
@@ -53,6 +54,7 @@ class Executed:
     outcome: Outcome = field(default_factory=Outcome)
     pool_obj: dict | None = None  # the SpotPool as written (None: not written)
     deleted: list[str] = field(default_factory=list)  # Deployments of a capacity no longer used
+    conditions: list = field(default_factory=list)  # from optional objects (the InferencePool's)
 
 
 @dataclass
@@ -110,6 +112,11 @@ class Executor:
                 done.deployments = await self.apply(body, plan, counts, obs.deployments, versions=versions)
                 done.applied = True
                 done.deleted = plan.stale(obs.deployments)
+                pool_cond = await sync_inference_pool(  # optional; never blocks the Deployments
+                    self.kube, plan.service, obs.old_status.get("conditions") or [],
+                    lambda *e: self.post_event(body, *e))
+                if pool_cond is not None:
+                    done.conditions.append(pool_cond)
             except KubeError as exc:
                 done.problem = Problem("ApplyFailed", f"server-side apply refused: {exc.message}"[:1000])
         if started:

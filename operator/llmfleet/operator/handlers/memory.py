@@ -16,9 +16,9 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.api.autoscalepolicy import ScalingStatus
 from llmfleet.operator.cost import TokenReading
-from llmfleet.operator.scrape import EngineScrape
 from llmfleet.operator.sync.plan import DEFAULT_SYNC_SECONDS
 
 from .store import Overlay

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmfleet.operator.adapters.kube import Kube
+from llmfleet.operator.adapters.scrape import ScrapeTarget
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPool
 from llmfleet.operator.cost import TokenReading, token_rate
@@ -25,7 +26,6 @@ from llmfleet.operator.render import selector_string
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.router_demand import RouterDemand
-from llmfleet.operator.scrape import ScrapeTarget
 from llmfleet.operator.spot import EngineDrain
 from llmfleet.operator.status import pod_ready
 from llmfleet.operator.sync import Observation, needs_engine

@@ -29,10 +29,11 @@ from datetime import UTC, datetime
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import Kube, KubeError
+from llmfleet.operator.adapters.scrape import scrape_engines
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy
 from llmfleet.operator.render import Images
 from llmfleet.operator.router_demand import RouterDemand
-from llmfleet.operator.scrape import scrape_engines
+from llmfleet.operator.router_endpoint import router_url_from_environment
 from llmfleet.operator.sync import failed_status, merge_patch, plan_status, plan_sync
 from llmfleet.operator.sync.plan import policy_status
 from pydantic import ValidationError
@@ -72,6 +73,7 @@ class Reconciler:
     store: Store | None = None  # kopf's indexes (handlers/store.py); None: read the API
     drain_key: DrainKey = field(default_factory=DrainKey)  # each service's drain token derives from it
     router_demand: RouterDemand | None = None  # requests held by llmfleet-router (scale from zero)
+    router_url: str | None = field(default_factory=router_url_from_environment)  # status.router
 
     def __post_init__(self) -> None:
         if self.spot is None:
@@ -80,6 +82,11 @@ class Reconciler:
             self.spot.drain_token = self.drain_key.token
         self.observer = Observer(self.kube, self.spot, self.scrape, self.check_secrets, self.store, self.router_demand)
         self.executor = Executor(self.kube, self.post_event, self.spot.engine, self.images, self.spot.drain_token)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name == "kube" and "executor" in self.__dict__:  # a swapped adapter reaches the reads and writes
+            self.observer.kube = self.executor.kube = value  # type: ignore[assignment]
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -222,7 +229,7 @@ class Reconciler:
         obs = await self.observer.observe(body, mem, refresh=refresh, periodic=periodic, now=now, mono=mono)
         if refresh:
             mem.last_read = mono
-        obs.apply = apply_now
+        obs.apply, obs.router_url = apply_now, self.router_url
         for kind, ref in mem.refs:
             if kind == "AutoscalePolicy":
                 obs.policy_users = frozenset(self.policy_users(namespace, ref))
@@ -257,7 +264,8 @@ class Reconciler:
         if done.pool_obj is not None and plan.service is not None and plan.service.spec.spot_pool_ref is not None:
             mem.ref_cache[("SpotPool", plan.service.spec.spot_pool_ref.name)] = done.pool_obj
 
-        status = plan_status(obs, plan, done.deployments, done.pods, done.problem or plan.problem, now)
+        status = plan_status(obs, plan, done.deployments, done.pods, done.problem or plan.problem, now,
+                             done.conditions)
         metrics.DESIRED_REPLICAS.labels(service=name, service_namespace=namespace).set(status.desired)
         if status.cost is not None and status.cost.per_hour is not None:
             metrics.COST_PER_HOUR.labels(service=name, service_namespace=namespace).set(status.cost.per_hour)

@@ -9,12 +9,14 @@
 | pod           | the hardened pod template and its placement                      |
 | drain_token   | the per-service drain credential (derived) and its Secret        |
 | deployment, service, pdb | the three applied objects                             |
+| inference_pool | the optional Gateway API Inference Extension InferencePool    |
 """
 
 from .context import Capacity, Images, RenderContext
 from .deployment import render_deployment
 from .drain_token import derive_drain_token, drain_secret_name, render_drain_secret, uses_drain_token
 from .engine import served_model_name, termination_grace_seconds
+from .inference_pool import render_inference_pool, wants_inference_pool
 from .labels import deployment_name, endpoint_url, selector_labels, selector_string
 from .pdb import render_pdb
 from .service import render_service
@@ -29,6 +31,7 @@ __all__ = [
     "endpoint_url",
     "render_deployment",
     "render_drain_secret",
+    "render_inference_pool",
     "render_pdb",
     "render_service",
     "selector_labels",
@@ -36,4 +39,5 @@ __all__ = [
     "served_model_name",
     "termination_grace_seconds",
     "uses_drain_token",
+    "wants_inference_pool",
 ]

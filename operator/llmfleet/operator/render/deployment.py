@@ -8,6 +8,8 @@ args rolls the fleet without failing a request. The replica count comes from the
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmfleet.operator.api.llmservice import LLMService
 
 from .context import RenderContext
@@ -18,7 +20,7 @@ from .pod import render_pod_template
 ROLLOUT_EXTRA_SECONDS = 600
 
 
-def render_deployment(service: LLMService, ctx: RenderContext) -> dict:
+def render_deployment(service: LLMService, ctx: RenderContext) -> dict[str, Any]:
     name = service.metadata.name
     meta = object_meta(service, deployment_name(name, ctx.capacity))
     meta["labels"] = {**meta["labels"], **deployment_selector(name, ctx.capacity)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Any
 
 from llmfleet.operator.api.llmservice import LLMService
 
@@ -45,7 +46,7 @@ def uses_drain_token(service: LLMService) -> bool:
     return service.spec.engine.kind == "embedded"
 
 
-def render_drain_secret(service: LLMService, token: str) -> dict:
+def render_drain_secret(service: LLMService, token: str) -> dict[str, Any]:
     meta = object_meta(service, drain_secret_name(service.metadata.name))
     meta["labels"] = {**meta["labels"], SECRET_ROLE_LABEL: DRAIN_TOKEN_ROLE}
     return {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from llmfleet.operator.api.llmservice import LLMService, LLMServiceSpec
 
@@ -37,9 +38,9 @@ class EngineProcess:
 
     command: list[str]
     args: list[str]
-    env: list[dict]
+    env: list[dict[str, Any]]
     readiness_path: str
-    pre_stop: dict
+    pre_stop: dict[str, Any]
 
 
 def served_model_name(service: LLMService) -> str:
@@ -66,7 +67,7 @@ def _tuning_args(spec: LLMServiceSpec) -> list[str]:
     return args
 
 
-def _common_env() -> list[dict]:
+def _common_env() -> list[dict[str, Any]]:
     """Point every cache at the writable volumes: the root filesystem is read-only."""
     return [
         {"name": "HOME", "value": TMP_DIR},
@@ -128,7 +129,7 @@ def engine_process(service: LLMService, model_path: str) -> EngineProcess:
     return embedded_process(service, model_path)
 
 
-def probes(spec: LLMServiceSpec, readiness_path: str) -> dict:
+def probes(spec: LLMServiceSpec, readiness_path: str) -> dict[str, Any]:
     """startupProbe (the model-load budget), then readiness and liveness.
 
     Readiness is polled every second and fails after 2 misses, so a drained engine (/ready →
@@ -137,7 +138,7 @@ def probes(spec: LLMServiceSpec, readiness_path: str) -> dict:
     take a busy pod out. (Every 2 s it took 3-4 s on the bed, on the edge of the grace.)
     """
 
-    def http(path: str) -> dict:
+    def http(path: str) -> dict[str, Any]:
         return {"path": path, "port": HTTP_PORT_NAME}
 
     return {

@@ -13,6 +13,8 @@ it so they span both.
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.resource import API_VERSION
 
@@ -51,7 +53,7 @@ def deployment_name(name: str, capacity: Capacity) -> str:
     return name if capacity == "any" else f"{name}-{capacity}"
 
 
-def owner_reference(service: LLMService) -> dict:
+def owner_reference(service: LLMService) -> dict[str, Any]:
     """Makes the LLMService the controller of a child, so deleting it garbage-collects the child."""
     return {
         "apiVersion": API_VERSION,
@@ -63,7 +65,7 @@ def owner_reference(service: LLMService) -> dict:
     }
 
 
-def object_meta(service: LLMService, name: str) -> dict:
+def object_meta(service: LLMService, name: str) -> dict[str, Any]:
     """metadata of a child object: same namespace, managed-by labels, owner reference."""
     return {
         "name": name,

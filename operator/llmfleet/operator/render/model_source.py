@@ -13,6 +13,7 @@ renamed (`huggingface-cli` → `hf`) across versions, the function was not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmfleet.operator.api.llmservice import ModelSource
 
@@ -32,8 +33,8 @@ class ModelMount:
     """What the pod needs so the engine can read the model at `path`."""
 
     path: str
-    volumes: list[dict] = field(default_factory=list)
-    mounts: list[dict] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
     hf_repo: str | None = None  # set for hf://: the init container downloads it to `path`
 
 
@@ -60,9 +61,9 @@ def model_mount(model: ModelSource) -> ModelMount:
     raise ValueError(f"unsupported model URI {uri!r}")  # the CRD pattern rejects these first
 
 
-def download_init_container(model: ModelSource, mount: ModelMount, image: str, security_context: dict) -> dict:
+def download_init_container(model: ModelSource, mount: ModelMount, image: str, security_context: dict[str, Any]) -> dict[str, Any]:
     """The init container that fills the cache volume from the Hugging Face Hub (hf:// only)."""
-    env: list[dict] = [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": HF_HOME}]
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": HF_HOME}]
     if model.token_secret_ref is not None:
         env.append(
             {

@@ -7,6 +7,8 @@ still counts against the budget and a second eviction waits (issue 5's PDB scena
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmfleet.operator.api.llmservice import LLMService
 
 from .labels import object_meta, selector_labels
@@ -14,7 +16,7 @@ from .labels import object_meta, selector_labels
 MAX_UNAVAILABLE = 1
 
 
-def render_pdb(service: LLMService) -> dict:
+def render_pdb(service: LLMService) -> dict[str, Any]:
     name = service.metadata.name
     return {
         "apiVersion": "policy/v1",

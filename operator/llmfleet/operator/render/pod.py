@@ -9,6 +9,8 @@ nodeSelector wins on a shared key, so a user cannot pull spot replicas onto othe
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmfleet.operator.api.common import NodePlacement
 from llmfleet.operator.api.llmservice import LLMService
 
@@ -38,7 +40,7 @@ SHM_SIZE = "1Gi"
 
 
 
-def container_security_context() -> dict:
+def container_security_context() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -48,7 +50,7 @@ def container_security_context() -> dict:
     }
 
 
-def pod_security_context() -> dict:
+def pod_security_context() -> dict[str, Any]:
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS_USER,
@@ -57,11 +59,11 @@ def pod_security_context() -> dict:
     }
 
 
-def resources(service: LLMService) -> dict:
+def resources(service: LLMService) -> dict[str, Any]:
     """Requests from spec.resources; memory and GPUs are also limits, CPU is not (throttling hurts latency)."""
     spec = service.spec.resources
-    requests: dict = {}
-    limits: dict = {}
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
     if spec.cpu is not None:
         requests["cpu"] = spec.cpu
     if spec.memory is not None:
@@ -76,7 +78,7 @@ def resources(service: LLMService) -> dict:
     return out
 
 
-def _placement_parts(ctx: RenderContext) -> tuple[NodePlacement | None, dict | None]:
+def _placement_parts(ctx: RenderContext) -> tuple[NodePlacement | None, dict[str, Any] | None]:
     """The pool side this capacity runs on, and a node affinity keeping on-demand pods off spot nodes."""
     if ctx.pool is None:
         return None, None
@@ -91,7 +93,7 @@ def _placement_parts(ctx: RenderContext) -> tuple[NodePlacement | None, dict | N
     return ctx.pool.on_demand, affinity
 
 
-def placement(service: LLMService, ctx: RenderContext) -> dict:
+def placement(service: LLMService, ctx: RenderContext) -> dict[str, Any]:
     """nodeSelector, tolerations, affinity and priorityClassName of the pod spec."""
     scheduling = service.spec.scheduling
     pool_side, affinity = _placement_parts(ctx)
@@ -100,7 +102,7 @@ def placement(service: LLMService, ctx: RenderContext) -> dict:
     if pool_side is not None:
         node_selector.update(pool_side.node_selector)
         tolerations += [t.to_wire() for t in pool_side.tolerations if t.to_wire() not in tolerations]
-    out: dict = {}
+    out: dict[str, Any] = {}
     if node_selector:
         out["nodeSelector"] = dict(sorted(node_selector.items()))
     if tolerations:
@@ -112,7 +114,7 @@ def placement(service: LLMService, ctx: RenderContext) -> dict:
     return out
 
 
-def _volumes(service: LLMService, model_volumes: list[dict]) -> list[dict]:
+def _volumes(service: LLMService, model_volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     volumes = [
         {"name": TMP_VOLUME, "emptyDir": {}},
         {"name": CACHE_VOLUME, "emptyDir": {}},
@@ -142,7 +144,7 @@ def _volumes(service: LLMService, model_volumes: list[dict]) -> list[dict]:
     return volumes
 
 
-def _mounts(service: LLMService, model_mounts: list[dict]) -> list[dict]:
+def _mounts(service: LLMService, model_mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     mounts = [
         {"name": TMP_VOLUME, "mountPath": TMP_DIR},
         {"name": CACHE_VOLUME, "mountPath": CACHE_DIR},
@@ -162,7 +164,7 @@ def image(service: LLMService, ctx: RenderContext) -> str:
     return engine.image or (ctx.images.vllm if engine.kind == "vllm" else ctx.images.embedded)
 
 
-def render_pod_template(service: LLMService, ctx: RenderContext) -> dict:
+def render_pod_template(service: LLMService, ctx: RenderContext) -> dict[str, Any]:
     """The Deployment's spec.template for one capacity."""
     spec = service.spec
     name = service.metadata.name
@@ -182,7 +184,7 @@ def render_pod_template(service: LLMService, ctx: RenderContext) -> dict:
         "securityContext": container_security_context(),
         "volumeMounts": _mounts(service, mount.mounts),
     }
-    pod_spec: dict = {}
+    pod_spec: dict[str, Any] = {}
     if mount.hf_repo is not None:
         pod_spec["initContainers"] = [
             download_init_container(spec.model, mount, image(service, ctx), container_security_context())

@@ -6,6 +6,8 @@ false): a draining engine turns not-ready first, and leaves the endpoints before
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmfleet.operator.api.llmservice import LLMService
 
 from .labels import object_meta, selector_labels
@@ -14,7 +16,7 @@ from .paths import HTTP_PORT_NAME
 SERVICE_PORT = 80
 
 
-def render_service(service: LLMService) -> dict:
+def render_service(service: LLMService) -> dict[str, Any]:
     name = service.metadata.name
     return {
         "apiVersion": "v1",

@@ -24,12 +24,12 @@ from llmfleet.operator.api.autoscalepolicy import (
     DECISION_HISTORY_LIMIT,
     AutoscalePolicySpec,
     BoundsInForce,
-    Condition,
     OnMetricsUnavailable,
     Recommendation,
     ScaleDecisionRecord,
     ScalingStatus,
 )
+from llmfleet.operator.api.common import Condition
 from llmfleet.operator.scaling.behavior import (
     limit_scale_rate,
     prune_scale_events,

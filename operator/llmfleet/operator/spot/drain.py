@@ -22,10 +22,10 @@ engine (GET /drain: draining, in_flight); nothing is kept in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from .signals import Notice, format_rfc3339, parse_rfc3339
 
@@ -145,7 +145,7 @@ class PodDrain:
     marks: DrainMarks = field(default_factory=DrainMarks)
 
     @classmethod
-    def from_pod(cls, pod: Mapping) -> PodDrain:
+    def from_pod(cls, pod: Mapping[str, Any]) -> PodDrain:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         capacity = (meta.get("labels") or {}).get(CAPACITY_LABEL)
         return cls(
@@ -170,7 +170,7 @@ class EngineDrain:
     seconds_left: tuple[float, ...] | None = None
 
     @classmethod
-    def from_json(cls, body: Mapping) -> EngineDrain:
+    def from_json(cls, body: Mapping[str, Any]) -> EngineDrain:
         left = body.get("seconds_left")
         seconds_left = None
         if isinstance(left, list) and all(isinstance(x, int | float) for x in left):
@@ -395,18 +395,18 @@ def clear_advisory(pod: PodDrain) -> list[Action]:
     return [Annotate(pod.name, {DRAIN_SURGE: None}), Surge(pod.marks.surge, -1)]
 
 
-def is_leaving(pod: Mapping) -> bool:
+def is_leaving(pod: Mapping[str, Any]) -> bool:
     """A pod being drained or terminating: it is leaving, not capacity."""
     meta = pod.get("metadata") or {}
     return meta.get("deletionTimestamp") is not None or DRAIN_STARTED in (meta.get("annotations") or {})
 
 
-def serving_pods(pods: Iterable[Mapping]) -> list[Mapping]:
+def serving_pods(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The pods the autoscaler counts as capacity (current replicas, metric sources)."""
     return [p for p in pods if not is_leaving(p)]
 
 
-def surge_by_capacity(pods: Iterable[Mapping]) -> dict[Capacity, int]:
+def surge_by_capacity(pods: Iterable[Mapping[str, Any]]) -> dict[Capacity, int]:
     """Extra replicas kept for drained or advised pods that are still there (not terminating)."""
     counts: dict[Capacity, int] = {"any": 0, "ondemand": 0, "spot": 0}
     for pod in pods:
@@ -417,7 +417,7 @@ def surge_by_capacity(pods: Iterable[Mapping]) -> dict[Capacity, int]:
     return counts
 
 
-def deployment_replicas(split: Sequence[int], pods: Iterable[Mapping]) -> dict[Capacity, int]:
+def deployment_replicas(split: Iterable[int], pods: Iterable[Mapping[str, Any]]) -> dict[Capacity, int]:
     """spec.replicas of the -ondemand and -spot Deployments: the split plus the surge.
     (A service without a pool has one Deployment: its replicas + surge_by_capacity(pods)["any"].)
 
@@ -429,7 +429,7 @@ def deployment_replicas(split: Sequence[int], pods: Iterable[Mapping]) -> dict[C
     return {"ondemand": ondemand + surge["ondemand"], "spot": spot + surge["spot"]}
 
 
-def replicas_without_surge(spec_replicas: int, pods: Iterable[Mapping]) -> int:
+def replicas_without_surge(spec_replicas: int, pods: Iterable[Mapping[str, Any]]) -> int:
     """The autoscaler's current_replicas: the Deployments' spec.replicas minus the replicas
     kept for drained or advised pods, so a drain neither looks like a scale-up nor hides one.
     Pair it with serving_pods() for the metric samples."""

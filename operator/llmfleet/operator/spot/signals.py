@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from llmfleet.operator.api.spotpool import InterruptionSignal, SpotPoolSpec, TimestampSource
 
@@ -96,11 +96,11 @@ def _parse_time(text: object, fmt: str) -> datetime | None:
     return parse_rfc3339(text)
 
 
-def _meta(obj: Mapping) -> Mapping:
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
-def _node_value(node: Mapping, source: str, key: str) -> str | None:
+def _node_value(node: Mapping[str, Any], source: str, key: str) -> str | None:
     """The taint value, label value or annotation value of `key`, or None if absent."""
     if source == "NodeTaint":
         for taint in (node.get("spec") or {}).get("taints") or []:
@@ -112,19 +112,19 @@ def _node_value(node: Mapping, source: str, key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _taint_time(node: Mapping, key: str) -> datetime | None:
+def _taint_time(node: Mapping[str, Any], key: str) -> datetime | None:
     for taint in (node.get("spec") or {}).get("taints") or []:
         if taint.get("key") == key:
             return parse_rfc3339(taint.get("timeAdded"))
     return None
 
 
-def _event_node(event: Mapping) -> str | None:
+def _event_node(event: Mapping[str, Any]) -> str | None:
     obj = event.get("involvedObject") or event.get("regarding") or {}
     return obj.get("name") if obj.get("kind") == "Node" else None
 
 
-def _event_time(event: Mapping) -> datetime | None:
+def _event_time(event: Mapping[str, Any]) -> datetime | None:
     for key in ("eventTime", "lastTimestamp", "firstTimestamp"):
         value = parse_rfc3339(event.get(key))
         if value is not None:
@@ -143,9 +143,9 @@ class _Hit:
 
 
 def _hits(
-    nodes: Sequence[Mapping],
-    pods: Sequence[Mapping],
-    events: Sequence[Mapping],
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
     signals: Iterable[InterruptionSignal],
 ) -> Iterable[_Hit]:
     names = {_meta(n).get("name") for n in nodes}
@@ -181,7 +181,7 @@ def _hits(
                     yield _Hit(on, signal, parse_rfc3339(cond.get("lastTransitionTime")))
 
 
-def _timestamp(node: Mapping | None, ts: TimestampSource) -> tuple[datetime | None, str | None]:
+def _timestamp(node: Mapping[str, Any] | None, ts: TimestampSource) -> tuple[datetime | None, str | None]:
     """(the parsed time, or None) and the raw text when present but malformed."""
     raw = None if node is None else _node_value(node, ts.source, ts.key)
     if raw is None:
@@ -191,9 +191,9 @@ def _timestamp(node: Mapping | None, ts: TimestampSource) -> tuple[datetime | No
 
 
 def scan_signals(
-    nodes: Sequence[Mapping],
-    pods: Sequence[Mapping],
-    events: Sequence[Mapping],
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
     pool: SpotPoolSpec,
     now: datetime,
     first_seen: Mapping[tuple[str, str], datetime] | None = None,
@@ -258,9 +258,9 @@ def _merge(found: list[Notice]) -> Notice:
 
 
 def detect_interruptions(
-    nodes: Sequence[Mapping],
-    pods: Sequence[Mapping],
-    events: Sequence[Mapping],
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
     pool: SpotPoolSpec,
     now: datetime,
     first_seen: Mapping[tuple[str, str], datetime] | None = None,
@@ -288,7 +288,7 @@ class NoticeCheck:
     reason: str
     message: str
 
-    def condition(self) -> dict:
+    def condition(self) -> dict[str, Any]:
         """The SpotPool's NoticeTooShort condition (merge it like any other by type)."""
         return {
             "type": "NoticeTooShort",
@@ -299,7 +299,7 @@ class NoticeCheck:
 
 
 def check_notice_length(
-    spot_nodes: Sequence[Mapping], pool: SpotPoolSpec, needed_seconds: int, notices: Sequence[Notice] = ()
+    spot_nodes: Sequence[Mapping[str, Any]], pool: SpotPoolSpec, needed_seconds: int, notices: Sequence[Notice] = ()
 ) -> NoticeCheck:
     """Too short when the usable notice (notice - drainDeadlineMarginSeconds) on some cloud of the
     pool's spot nodes, or of a notice actually received, is below `needed_seconds`: the longest
@@ -329,7 +329,7 @@ def check_notice_length(
     )
 
 
-def first_seen_from_status(interrupted_nodes: Sequence[Mapping] | None) -> dict[tuple[str, str], datetime]:
+def first_seen_from_status(interrupted_nodes: Sequence[Mapping[str, Any]] | None) -> dict[tuple[str, str], datetime]:
     """SpotPool status.interruptedNodes → the `first_seen` argument of scan_signals."""
     seen: dict[tuple[str, str], datetime] = {}
     for entry in interrupted_nodes or []:
@@ -341,8 +341,8 @@ def first_seen_from_status(interrupted_nodes: Sequence[Mapping] | None) -> dict[
 
 
 def interrupted_nodes_status(
-    notices: Sequence[Notice], previous: Sequence[Mapping] | None, now: datetime
-) -> tuple[list[dict], int]:
+    notices: Sequence[Notice], previous: Sequence[Mapping[str, Any]] | None, now: datetime
+) -> tuple[list[dict[str, Any]], int]:
     """SpotPool status.interruptedNodes for these notices, and how many of them are new
     (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays."""
     before = first_seen_from_status(previous)

@@ -20,9 +20,10 @@ read from the nodes themselves (Ready condition's lastTransitionTime).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from llmfleet.operator.api.common import Toleration
 from llmfleet.operator.api.spotpool import SpotPoolSpec
@@ -51,7 +52,7 @@ class FallbackState:
     # the return waits returnAfterSeconds from here, whatever the nodes' Ready history
     since: datetime | None = None
 
-    def to_status(self) -> dict:
+    def to_status(self) -> dict[str, Any]:
         return {
             "fallbackActive": self.replicas > 0,
             "fallbackReplicas": self.replicas,
@@ -59,7 +60,7 @@ class FallbackState:
         }
 
     @classmethod
-    def from_status(cls, spot_status: Mapping | None) -> FallbackState:
+    def from_status(cls, spot_status: Mapping[str, Any] | None) -> FallbackState:
         spot_status = spot_status or {}
         replicas = spot_status.get("fallbackReplicas")
         if replicas is None:  # written before fallbackReplicas existed: a bool only
@@ -77,7 +78,7 @@ class Split:
     fallback: FallbackState
     reason: str  # one sentence, for the event / the status' last scale reason
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter((self.ondemand, self.spot))
 
 
@@ -88,7 +89,9 @@ def target_split(total: int, pool: SpotPoolSpec) -> tuple[int, int]:
     return total - spot, spot
 
 
-def _fallback(state: FallbackState, wanted_spot: int, cap: SpotCapacity, pool: SpotPoolSpec, now: datetime):
+def _fallback(
+    state: FallbackState, wanted_spot: int, cap: SpotCapacity, pool: SpotPoolSpec, now: datetime
+) -> tuple[FallbackState, str | None]:
     """(new state, why) — how many of the wanted spot replicas run on-demand instead.
 
     Only replicas spot cannot hold move: pods running on spot nodes without a notice stay
@@ -158,7 +161,7 @@ def split_replicas(
     return Split(total - spot + state.replicas, spot - state.replicas, state, why)
 
 
-def _ready_since(node: Mapping) -> datetime | None:
+def _ready_since(node: Mapping[str, Any]) -> datetime | None:
     for cond in (node.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             if cond.get("status") != "True":
@@ -169,7 +172,7 @@ def _ready_since(node: Mapping) -> datetime | None:
     return None
 
 
-def tolerates(tolerations: Sequence[Toleration], taint: Mapping) -> bool:
+def tolerates(tolerations: Sequence[Toleration], taint: Mapping[str, Any]) -> bool:
     """core/v1 toleration matching, for NoSchedule/NoExecute taints."""
     for tol in tolerations:
         if tol.effect and tol.effect != taint.get("effect"):
@@ -185,12 +188,12 @@ def tolerates(tolerations: Sequence[Toleration], taint: Mapping) -> bool:
     return False
 
 
-def is_spot_node(node: Mapping, pool: SpotPoolSpec) -> bool:
+def is_spot_node(node: Mapping[str, Any], pool: SpotPoolSpec) -> bool:
     labels = (node.get("metadata") or {}).get("labels") or {}
     return all(labels.get(k) == v for k, v in pool.spot.node_selector.items())
 
 
-def node_schedulable(node: Mapping, tolerations: Sequence[Toleration]) -> bool:
+def node_schedulable(node: Mapping[str, Any], tolerations: Sequence[Toleration]) -> bool:
     spec = node.get("spec") or {}
     if spec.get("unschedulable"):
         return False
@@ -200,7 +203,7 @@ def node_schedulable(node: Mapping, tolerations: Sequence[Toleration]) -> bool:
     )
 
 
-def _unschedulable_since(pod: Mapping) -> datetime | None:
+def _unschedulable_since(pod: Mapping[str, Any]) -> datetime | None:
     status = pod.get("status") or {}
     if status.get("phase") != "Pending" or (pod.get("spec") or {}).get("nodeName"):
         return None
@@ -213,8 +216,8 @@ def _unschedulable_since(pod: Mapping) -> datetime | None:
 
 
 def observe_spot_capacity(
-    nodes: Sequence[Mapping],
-    spot_pods: Sequence[Mapping],
+    nodes: Sequence[Mapping[str, Any]],
+    spot_pods: Sequence[Mapping[str, Any]],
     pool: SpotPoolSpec,
     notices: Sequence[Notice],
     now: datetime,

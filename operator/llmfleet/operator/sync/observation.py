@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.api.autoscalepolicy import ScalingStatus
-from llmfleet.operator.scrape import EngineScrape
 from llmfleet.operator.spot import EngineDrain, Notice
 
 if TYPE_CHECKING:  # the pooled view: scan + notices + capacity + nodes
@@ -46,6 +46,7 @@ class Observation:
     spot: SpotView | None = None
     notices: Mapping[str, Notice] | None = None  # without a pool: None when no pod has drain work
     engines: Mapping[str, EngineDrain | None] = field(default_factory=dict)
+    router_url: str | None = None  # llmfleet-router's base URL (status.router)
     held: int = 0  # requests llmfleet-router holds for this service (scale from zero)
     last_active: datetime | None = None  # minReplicas 0: when a request was last in flight or held
 

@@ -7,6 +7,7 @@ Events fire on transitions only: a sync that changes nothing announces nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import Cost
 from llmfleet.operator.cost import fleet_cost
 from llmfleet.operator.render import endpoint_url, selector_string, served_model_name
+from llmfleet.operator.router_endpoint import router_status
 from llmfleet.operator.scaling import merge_conditions
 from llmfleet.operator.status import (
     Problem,
@@ -78,7 +80,8 @@ def _with_condition(conditions: list[dict], cond: Condition) -> list[dict]:
 
 
 def plan_status(obs: Observation, plan: SyncPlan, deployments: list[dict], pods: list[dict],
-                problem: Problem | None, now: datetime) -> StatusPlan:
+                problem: Problem | None, now: datetime, extra: Sequence[Condition] = ()) -> StatusPlan:
+    """`extra`: conditions the writes produced (the InferencePool's)."""
     assert plan.service is not None
     service, old = plan.service, obs.old_status
     name, namespace = service.metadata.name, service.metadata.namespace or ""
@@ -105,6 +108,7 @@ def plan_status(obs: Observation, plan: SyncPlan, deployments: list[dict], pods:
         "selector": selector_string(name),
         "endpoint": endpoint_url(name, namespace),
         "servedModelName": served_model_name(service),
+        "router": router_status(obs.router_url, service),
         "averageQueueDepth": avg_queue,
         "modelStartupSeconds": round(startup, 1) if startup is not None else None,
         "cost": cost.to_wire() if cost is not None else None,
@@ -117,7 +121,8 @@ def plan_status(obs: Observation, plan: SyncPlan, deployments: list[dict], pods:
     conditions = merge_conditions(
         [Condition.model_validate(c) for c in old.get("conditions") or []
          if plan.policy is not None or c.get("type") not in AUTOSCALER_CONDITIONS],
-        [*state.conditions, *[c.model_copy(update={"observed_generation": generation}) for c in plan.conditions]],
+        [*state.conditions, *[c.model_copy(update={"observed_generation": generation}) for c in plan.conditions],
+         *extra],
     )
     new["conditions"] = [c.to_wire() for c in conditions]
     new.update(plan.status)
