@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +26,7 @@ from llmfleet.operator.render import selector_string
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.router_demand import RouterDemand
-from llmfleet.operator.spot import EngineDrain
+from llmfleet.operator.spot import EngineDrain, Notice
 from llmfleet.operator.status import pod_ready
 from llmfleet.operator.sync import Observation, needs_engine
 from llmfleet.operator.sync.children import owned_by
@@ -99,6 +99,7 @@ class Observer:
         if periodic and obs.policy_obj is not None and self.router_demand is not None:
             obs.held = await self.router_demand.held(namespace, name)  # one read serves every service for a second
 
+        notices: Mapping[str, Notice] | None
         if obs.pool_obj is not None:
             pool = SpotPool.model_validate(obs.pool_obj).spec
             nodes = await self.spot.all_nodes(now)  # kept by the Node watch: no list per sync

@@ -24,6 +24,7 @@ from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.render import Images, RenderContext, render_deployment, render_pdb, render_service
+from llmfleet.operator.render.context import Capacity
 from llmfleet.operator.scaling import bounds_in_force
 from llmfleet.operator.scaling.zero import Demand, recommend_with_zero
 from llmfleet.operator.spot import (
@@ -71,7 +72,7 @@ class ReplicaTarget:
     split: tuple[int, int] | None = None
     replicas: int = 0
 
-    def counts(self, pods: Sequence[Mapping]) -> dict:
+    def counts(self, pods: Sequence[Mapping]) -> dict[Capacity, int]:
         if self.split is not None:
             return dict(deployment_replicas(self.split, pods))
         return {"any": self.replicas + surge_by_capacity(pods)["any"]}
@@ -107,7 +108,7 @@ class SyncPlan:
     def scaling(self) -> ScalingStatus | None:
         return self.autoscale.scaling if self.autoscale is not None else None
 
-    def render(self, counts: Mapping[str, int], images: Images) -> list[dict]:
+    def render(self, counts: Mapping[Capacity, int], images: Images) -> list[dict]:
         """The objects to apply for these Deployment counts: Deployments, Service, PDB."""
         assert self.service is not None
         return [*(render_deployment(self.service, RenderContext(replicas=n, capacity=c, pool=self.pool, images=images))
