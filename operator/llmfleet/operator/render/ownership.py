@@ -16,19 +16,20 @@ condition names the objects, and the owner of the name keeps it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class NameConflict(Exception):
     """Rendered names that other owners hold; the message names each."""
 
 
-def controlled_by(obj: Mapping, uid: str | None) -> bool:
+def controlled_by(obj: Mapping[str, Any], uid: str | None) -> bool:
     """`obj` has a controller ownerReference to the object with `uid`."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return bool(uid) and any(r.get("uid") == uid and r.get("controller") for r in refs)
 
 
-def foreign_names(existing: Iterable[tuple[str, str, Mapping | None]], uid: str | None) -> list[str]:
+def foreign_names(existing: Iterable[tuple[str, str, Mapping[str, Any] | None]], uid: str | None) -> list[str]:
     """`Kind name` of each existing object (kind, name, object or None) not controlled by `uid`."""
     out = []
     for kind, name, obj in existing:
@@ -45,7 +46,9 @@ def conflict_message(names: list[str]) -> str:
             "rename the LLMService or remove the object")
 
 
-def existing_by_name(objects: Mapping[tuple[str, str], Mapping | None]) -> list[tuple[str, str, Mapping | None]]:
+def existing_by_name(
+    objects: Mapping[tuple[str, str], Mapping[str, Any] | None],
+) -> list[tuple[str, str, Mapping[str, Any] | None]]:
     """{(kind, name): object or None} → the rows foreign_names takes."""
     return [(kind, name, obj) for (kind, name), obj in sorted(objects.items())]
 

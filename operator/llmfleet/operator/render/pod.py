@@ -136,7 +136,7 @@ def cache_size(service: LLMService) -> str:
     return CACHE_SIZE_HF if service.spec.model.uri.startswith("hf://") else CACHE_SIZE
 
 
-def _volumes(service: LLMService, model_volumes: list[dict]) -> list[dict]:
+def _volumes(service: LLMService, model_volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # sizeLimit: the kubelet evicts the pod that outgrows it, before the node's disk fills
     volumes = [
         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": TMP_SIZE}},

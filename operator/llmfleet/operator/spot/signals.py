@@ -416,7 +416,7 @@ def first_seen_from_status(interrupted_nodes: Sequence[Mapping[str, Any]] | None
 def interrupted_nodes_status(
     notices: Sequence[Notice], previous: Sequence[Mapping[str, Any]] | None, now: datetime,
     limit: int = MAX_INTERRUPTED_NODES,
-) -> tuple[list[dict], int]:
+) -> tuple[list[dict[str, Any]], int]:
     """SpotPool status.interruptedNodes for these notices, and how many of them are new
     (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays.
 
