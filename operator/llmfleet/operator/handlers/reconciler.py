@@ -128,7 +128,7 @@ class Reconciler:
             mem.wake.set()
 
     def reference_changed(self, kind: str, namespace: str | None, name: str) -> None:
-        """An AutoscalePolicy, SpotPool or Secret appeared, changed or went: its users re-read it.
+        """An AutoscalePolicy or SpotPool appeared, changed or went: its users re-read it.
 
         A SpotPool also shapes the rendered pods (placement), so its users re-apply too.
         """
