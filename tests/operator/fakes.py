@@ -103,7 +103,38 @@ class FakeKube:
         return [w for w in self.log if w[0].startswith(verb_prefix)]
 
 
+class Index:
+    """kopf's indexes as the watch keeps them (handlers/store.py's Store): the fake API server's
+    objects, read without a request. With `lagging`, it serves the copy taken at `deliver()`."""
+
+    def __init__(self, kube: FakeKube, lagging: bool = False) -> None:
+        self.kube, self.lagging = kube, lagging
+        self.snapshot = copy.deepcopy(kube.objects)
+
+    def deliver(self) -> None:
+        self.snapshot = copy.deepcopy(self.kube.objects)
+
+    def _objects(self) -> dict:
+        return self.snapshot if self.lagging else self.kube.objects
+
+    def _children(self, kind: str, namespace: str, service: str) -> list[dict]:
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self._objects().items())
+                if k == kind and ns == namespace
+                and (o["metadata"].get("labels") or {}).get("llmfleet.dev/service") == service]
+
+    def pods(self, namespace, service):
+        return self._children("Pod", namespace, service)
+
+    def deployments(self, namespace, service):
+        return self._children("Deployment", namespace, service)
+
+    def get(self, kind, namespace, name):
+        obj = self._objects().get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+
 class World:
+    indexed = False  # the reconcilers read through kopf's indexes (Index), as in production
     """The fake API server plus a scraper and clocks the test moves."""
 
     def __init__(self) -> None:
@@ -124,6 +155,8 @@ class World:
         rec = Reconciler(kube=self.kube, post_event=lambda body, t, r, m: self.events.append((t, r, m)),
                          scrape=self.scrape, clock=lambda: self.now, monotonic=lambda: self.mono,
                          admission=MODELS_ALLOWED)
+        if self.indexed:
+            rec.use_store(Index(self.kube))
         self.watchers.append(rec)
         return rec
 
@@ -249,6 +282,8 @@ class SpotWorld(World):
         rec = Reconciler(kube=self.kube, post_event=post, scrape=self.scrape, clock=lambda: self.now,
                          monotonic=lambda: self.mono, admission=MODELS_ALLOWED,
                          spot=SpotRuntime(kube=self.kube, post_event=post, engine=self.engine))
+        if self.indexed:
+            rec.use_store(Index(self.kube))
         if watch_nodes:
             for (kind, _, _), obj in sorted(self.kube.objects.items()):
                 if kind == "Node":

@@ -29,4 +29,4 @@ def test_handlers_cover_services_children_and_references():
                  for h in reg.get_all_handlers()}
     plurals = {r[0] for r in resources}
     assert {"llmservices", "deployments", "pods", "autoscalepolicies", "spotpools"} <= plurals
-    assert any(r[0] == "llmservices" and r[1] == "TimerHandler" for r in resources)
+    assert any(r[0] == "llmservices" and r[1] == "DaemonHandler" for r in resources)

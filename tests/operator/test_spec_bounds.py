@@ -15,12 +15,12 @@ from llmfleet.operator.api.llmservice import CRD as LLMS_CRD
 from llmfleet.operator.api.llmservice import LLMServiceSpec, LLMServiceStatus
 from llmfleet.operator.api.spotpool import CRD as POOL_CRD
 from llmfleet.operator.api.spotpool import SpotPoolSpec, SpotPoolStatus
-from llmfleet.operator.handlers.spot import SpotRuntime
 from llmfleet.operator.scaling import recommend_replicas
 from llmfleet.operator.scaling.behavior import stabilize_recommendation
 from llmfleet.operator.scaling.replica_calculator import PodMetric
 from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED
 from llmfleet.operator.spot.signals import Notice, interrupted_nodes_status
+from llmfleet.operator.sync.spot_status import draining_status, interrupted_condition
 from pydantic import ValidationError
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -168,8 +168,8 @@ def test_status_stays_within_bounds_under_a_mass_interruption():
     pods = [{"metadata": {"name": f"chat-{i:03d}", "annotations": {DRAIN_STARTED: "2026-11-22T00:00:00Z",
                                                                    DRAIN_DEADLINE: "2026-11-22T00:02:00Z"}},
              "spec": {"nodeName": f"node-{i:03d}"}} for i in range(100)]
-    spot = SpotRuntime.draining_status(pods)
+    spot = draining_status(pods)
     assert len(spot["drainingPods"]) == 64 and spot["drainingPodCount"] == 100
-    cond = SpotRuntime.interrupted_condition(pods, None)
+    cond = interrupted_condition(pods)
     LLMServiceStatus.model_validate({"spot": spot, "conditions": [cond.to_wire()]})
     assert len(cond.message) < 2000 and "and 80 more" in cond.message

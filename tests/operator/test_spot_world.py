@@ -2,34 +2,30 @@
 scheduler, kubelets that honour grace periods, engines with requests in flight, a PDB with
 maxUnavailable 1 evaluated as the API server does, and nodes that vanish at their deadline.
 
-`operator_step` is the thin handler: it reads the world as API objects, calls the pure
-functions of llmfleet.operator.spot and applies their actions — nothing else decides.
+`Operator.step` is the thin handler: it reads the world as API objects, plans with the
+operator's own pure functions (sync.plan_drains, split_replicas) and runs the plan with the
+production DrainExecutor against `WorldAPI`, the world answering as the API server and the
+engines would — nothing else decides, and no test-only executor stands in for the real one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from llmfleet.operator.api.spotpool import SpotPoolSpec
+from llmfleet.operator.handlers.drain_executor import DrainExecutor
 from llmfleet.operator.spot.drain import (
-    Annotate,
-    Delete,
     EngineDrain,
-    Evict,
-    PodDrain,
-    PostDrain,
     RecordEvent,
-    Surge,
-    Wait,
-    after_eviction,
     deployment_replicas,
     is_leaving,
-    plan_drain,
     serving_pods,
 )
 from llmfleet.operator.spot.signals import detect_interruptions, format_rfc3339
 from llmfleet.operator.spot.split import FallbackState, observe_spot_capacity, split_replicas
+from llmfleet.operator.sync.drains import needs_engine, plan_drains, set_annotations
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 GRACE_PERIOD = 135  # drainGraceSeconds 5 + drainTimeoutSeconds 120 + 10
@@ -118,7 +114,7 @@ class World:
         }
         if pod.kill_at is not None:
             meta["deletionTimestamp"] = format_rfc3339(at(self.t))
-        status: dict = {"phase": "Running" if pod.node else "Pending", "conditions": []}
+        status: dict = {"phase": "Running" if pod.node else "Pending", "conditions": [], "podIP": pod.name}
         if pod.node is None:
             status["conditions"].append(
                 {
@@ -206,6 +202,31 @@ class World:
                     break
 
 
+class WorldAPI:
+    """The calls the DrainExecutor makes (Kube's patch / evict / delete, and the engines'
+    /drain), answered by the world; a pod's IP is its name."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def patch(self, kind, namespace, name, body, subresource=None) -> dict:
+        sim = self.world.pod(name)
+        set_annotations({"metadata": {"annotations": sim.annotations}}, body["metadata"]["annotations"])
+        return self.world.pod_obj(sim)
+
+    async def evict(self, namespace, name, grace_seconds) -> str:
+        return self.world.evict(self.world.pod(name), grace_seconds)
+
+    async def delete(self, kind, namespace, name, grace_seconds=None) -> None:
+        self.world.terminate(self.world.pod(name), grace_seconds)
+
+    async def engine(self, ip: str, post: bool, token: str | None = None) -> dict:
+        sim = self.world.pod(ip)
+        if post:
+            sim.draining = True
+        return {"draining": sim.draining, "in_flight": self.world.in_flight(sim)}
+
+
 @dataclass
 class Operator:
     """The thin handler: state it keeps is only what status would hold (the fallback)."""
@@ -218,61 +239,35 @@ class Operator:
     at_risk: dict[str, int] = field(default_factory=dict)  # pod → requests reported at risk
 
     def step(self, world: World) -> None:
+        asyncio.run(self._step(world))
+
+    async def _step(self, world: World) -> None:
         now = at(world.t)
+        api = WorldAPI(world)
         nodes, pods = world.node_objs(), world.pod_objs()
         notices = detect_interruptions(nodes, pods, [], self.pool, now)
         by_node = {n.node: n for n in notices if n.kind == "Interruption"}
-        for pod_obj in pods:
-            pod = PodDrain.from_pod(pod_obj)
-            notice = by_node.get(pod.node)
-            if notice is None and pod.marks.started is None:
-                continue
-            sim = world.pod(pod.name)
-            engine = EngineDrain(sim.draining, world.in_flight(sim))
-            plan = plan_drain(
-                pod,
-                notice,
-                now,
-                margin=self.pool.drain_deadline_margin_seconds,
-                drain_grace=self.drain_grace,
-                engine=engine,
-            )
-            if plan.at_risk:
-                self.at_risk[pod.name] = plan.at_risk
-            self.apply(world, pod, plan.actions, now)
-        pods = world.pod_objs()
-        spot_pods = [p for p in pods if p["metadata"]["labels"]["llmfleet.dev/capacity"] == "spot"]
-        capacity = observe_spot_capacity(
-            nodes, [p for p in spot_pods if not is_leaving(p)], self.pool, notices, now
-        )
-        split = split_replicas(self.total, self.pool, capacity, self.fallback, now, current=self.current)
-        self.fallback, self.current = split.fallback, tuple(split)
-        world.replicas = deployment_replicas(split, pods)
+        engines = {p["metadata"]["name"]: EngineDrain.from_json(await api.engine(p["status"]["podIP"], False, None))
+                   for p in pods if needs_engine(p, by_node, True)}
+        steps = plan_drains(pods, by_node, engines, now, margin=self.pool.drain_deadline_margin_seconds,
+                            drain_grace=self.drain_grace, supports_drain=True)
+        self.at_risk.update({s.pod: s.at_risk for s in steps if s.at_risk})
 
-    def apply(self, world: World, pod: PodDrain, actions, now) -> None:
-        sim = world.pod(pod.name)
-        for action in actions:
-            if isinstance(action, Annotate):
-                for key, value in action.annotations.items():
-                    if value is None:
-                        sim.annotations.pop(key, None)
-                    else:
-                        sim.annotations[key] = value
-            elif isinstance(action, PostDrain):
-                sim.draining = True
-            elif isinstance(action, Evict):
-                result = world.evict(sim, action.grace_seconds)
-                fresh = PodDrain.from_pod(world.pod_obj(sim))
-                self.apply(world, fresh, after_eviction(fresh, result, now), now)
-            elif isinstance(action, Delete):
-                world.terminate(sim, action.grace_seconds)
-            elif isinstance(action, RecordEvent):
-                world.events.append((world.t, action.pod, action.reason))
-            elif isinstance(action, Surge):
-                # Scale now, before the Evict of the same plan; deployment_replicas agrees at the end.
-                world.replicas[action.capacity] += action.delta
-            else:
-                assert isinstance(action, Wait)
+        def record(action: RecordEvent) -> None:
+            world.events.append((world.t, action.pod, action.reason))
+
+        executor = DrainExecutor(api, api.engine)
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        started = await executor.begin("sim", steps, by_name, record)
+        # The Deployments as the production executor applies them: the split plus the surge of
+        # the marked pods, before the evictions; again after them (an evicted pod's surge drops).
+        spot_pods = [p for p in pods if p["metadata"]["labels"]["llmfleet.dev/capacity"] == "spot"]
+        capacity = observe_spot_capacity(nodes, [p for p in spot_pods if not is_leaving(p)], self.pool, notices, now)
+        split = split_replicas(self.total, self.pool, capacity, self.fallback, now, current=self.current)
+        self.fallback, self.current = split.fallback, (split.ondemand, split.spot)
+        world.replicas = deployment_replicas(split, pods)
+        await executor.finish("sim", started, by_name, record, now)
+        world.replicas = deployment_replicas(split, pods)
 
 
 def run(world: World, operator: Operator, until: float, on_tick=None) -> None:

@@ -91,3 +91,34 @@ def test_no_kopf_watch_of_events_or_secrets(monkeypatch):
     kopf_handlers.configure_runtime(engine_image=None, check_secrets=True, metrics_address=None, metrics_port=8080)
     watched = {h.selector.any_name for h in kopf.get_default_registry()._watching.get_all_handlers()}
     assert watched.isdisjoint({"events", "secrets"})
+
+
+def test_a_secrets_existence_costs_one_metadata_read_per_minute_on_the_indexes():
+    world = World()
+    world.indexed = True  # production: kopf's indexes, which hold no Secret
+    checks: list[str] = []
+    plain_exists = world.kube.exists
+
+    async def exists(kind, namespace, name):
+        checks.append(name)
+        return await plain_exists(kind, namespace, name)
+
+    world.kube.exists = exists
+    rec = world.reconciler()
+    world.service(replicas=1, apiKeySecretRef={"name": "chat-key", "key": "key"})
+    sync(world, rec)
+    assert cond(world, "Ready") == ("False", "SecretNotFound") and checks == ["chat-key"]
+    world.kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-key", "namespace": NS},
+                    "data": {"key": "c2VjcmV0"}})
+    world.advance(61)  # no Secret watch wakes the service: the next re-read asks again
+    sync(world, rec)
+    assert cond(world, "Ready")[1] != "SecretNotFound" and len(checks) == 2
+    for _ in range(5):  # found: not asked again within the minute, whatever else wakes the service
+        world.advance(5)
+        rec.mark_status(NS, "chat")
+        sync(world, rec)
+    assert len(checks) == 2
+    world.advance(60)
+    rec.mark_status(NS, "chat")
+    sync(world, rec)
+    assert len(checks) == 3

@@ -24,9 +24,9 @@ VERBS = {"get": {"get"}, "exists": {"get"}, "list": {"list"}, "apply": {"create"
 
 # Calls whose kind is computed: (file, method) -> (how many such call sites, the kinds they take).
 DYNAMIC = {
-    ("handlers/reconciler.py", "get"): (2, {"AutoscalePolicy", "SpotPool", "Deployment", "Service",
-                                            "PodDisruptionBudget"}),
-    ("handlers/reconciler.py", "apply"): (3, {"Deployment", "Service", "PodDisruptionBudget", "Secret"}),
+    ("handlers/observe.py", "get"): (1, {"AutoscalePolicy", "SpotPool"}),  # references, without kopf's indexes
+    ("handlers/executor.py", "get"): (1, {"Deployment", "Service", "PodDisruptionBudget"}),  # the name check
+    ("handlers/executor.py", "apply"): (3, {"Deployment", "Service", "PodDisruptionBudget", "Secret"}),
     ("inference_pool.py", "apply"): (1, {"InferencePool"}),
 }
 

@@ -3,10 +3,11 @@
 | kopf handler                                   | does                                                      |
 | ---------------------------------------------- | --------------------------------------------------------- |
 | startup                                        | settings (status storage, events, scanning), Reconciler, /metrics |
+| indexes: Pods, Deployments, AutoscalePolicies, SpotPools | the world a sync reads (handlers/store.py): no API read in steady state; no Secret index (see observe.py) |
 | LLMService create / update / resume            | sync with apply                                           |
-| LLMService timer (every TICK_SECONDS)          | sync when due: periodic (scrape, autoscale), a child changed, a reference appeared |
+| LLMService daemon (one worker per service)     | sync when due: periodic (scrape, autoscale), a drain's next step, or woken by a watch event below (a child changed, a reference appeared) |
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
-| Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty (next tick)        |
+| Deployment / Pod events (llmfleet labels)      | mark the owning service's status dirty and wake its worker |
 | AutoscalePolicy create / update / resume       | policy status; wake its services                          |
 | AutoscalePolicy / SpotPool events              | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes); Secrets are not watched (existence is checked by metadata at each re-read) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
@@ -15,7 +16,7 @@
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
 annotations, so GitOps tools see no drift. The one piece of metadata kopf writes is its
-finalizer: kopf requires one on objects that have timers, so it can stop them before
+finalizer: kopf requires one on objects that have daemons, so it can stop them before
 the object goes (deleting an LLMService therefore needs the operator running).
 """
 
@@ -41,8 +42,8 @@ from llmfleet.operator.router_demand import RouterDemand
 from .node_events import REASONS, NodeEventWatch, watched_events_namespace
 from .reconciler import Reconciler
 from .scope import cluster_events_namespace, scanning_disabled
+from .store import INDEXES, IndexStore, brief
 
-TICK_SECONDS = 1.0  # the timer's idle tick; the real work runs when due (see Reconciler.tick)
 FINALIZER = "llmfleet.dev/operator"
 
 
@@ -63,10 +64,14 @@ class Runtime:
     drain_key_file: str | None = None  # the key drain tokens derive from (adapters/drain_key.py)
 
 
-def reconciler() -> Reconciler:
+def reconciler(handler_kwargs: dict | None = None) -> Reconciler:
+    """The Reconciler, reading kopf's indexes (kopf passes them to every handler as kwargs)."""
     if Runtime.reconciler is None:
         raise kopf.TemporaryError("operator not started yet", delay=1)
-    return Runtime.reconciler
+    rec = Runtime.reconciler
+    if rec.store is None and handler_kwargs is not None and all(i in handler_kwargs for i in INDEXES):
+        rec.use_store(IndexStore({i: handler_kwargs[i] for i in INDEXES}))
+    return rec
 
 
 def post_event(body: dict, type_: str, reason: str, message: str) -> None:
@@ -144,13 +149,23 @@ async def stop_node_event_watch(**_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
 @kopf.on.create(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
 @kopf.on.update(GROUP, VERSION, "llmservices", errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
-async def llmfleet_reconcile(body: kopf.Body, **_: Any) -> None:
-    await reconciler().sync(dict(body), force_apply=True)
+async def llmfleet_reconcile(body: kopf.Body, **kwargs: Any) -> None:
+    await reconciler(kwargs).sync(dict(body), force_apply=True)
 
 
-@kopf.timer(GROUP, VERSION, "llmservices", interval=TICK_SECONDS, errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
-async def llmfleet_tick(body: kopf.Body, **_: Any) -> None:
-    await reconciler().tick(dict(body))
+@kopf.daemon(GROUP, VERSION, "llmservices", cancellation_timeout=5.0, errors=kopf.ErrorsMode.TEMPORARY, backoff=5)
+async def llmfleet_worker(stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str | None, name: str,
+                          **kwargs: Any) -> None:
+    """The service's worker: sleeps until a watch event wakes it or its next sync is due (no
+    polling); `body` is kopf's live view of the LLMService."""
+    rec = reconciler(kwargs)
+    stop = asyncio.ensure_future(stopped.wait())  # the service is going (or the operator): leave at once
+    try:
+        while not stopped:
+            await rec.tick(dict(body))
+            await rec.wait_for_work(namespace or "", name, stop=stop)
+    finally:
+        stop.cancel()
 
 
 @kopf.on.delete(GROUP, VERSION, "llmservices", optional=True)
@@ -159,7 +174,30 @@ async def llmfleet_forget(namespace: str | None, name: str, **_: Any) -> None:
         await Runtime.reconciler.forget(namespace or "", name)
 
 
-# --- children: status follows readiness within a tick -------------------------------------
+# --- indexes: what a sync reads (handlers/store.py) ---------------------------------------
+
+
+@kopf.index("", "v1", "pods", labels={SERVICE_LABEL: kopf.PRESENT})
+def llmfleet_pods_index(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[SERVICE_LABEL]): brief(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER, SERVICE_LABEL: kopf.PRESENT})
+def llmfleet_deployments_index(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[SERVICE_LABEL]): brief(body)}
+
+
+@kopf.index(GROUP, VERSION, "autoscalepolicies")
+def llmfleet_policies_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, name): brief(body)}
+
+
+@kopf.index(GROUP, VERSION, "spotpools")
+def llmfleet_pools_index(name: str, body: kopf.Body, **_: Any) -> dict:
+    return {name: brief(body)}
+
+
+# --- children: status follows readiness at once -------------------------------------------
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGER, SERVICE_LABEL: kopf.PRESENT})

@@ -46,7 +46,9 @@ def conflict_message(names: list[str]) -> str:
             "rename the LLMService or remove the object")
 
 
-def existing_by_name(objects: Mapping[tuple[str, str], Mapping[str, Any] | None]) -> list[tuple[str, str, Mapping[str, Any] | None]]:
+def existing_by_name(
+    objects: Mapping[tuple[str, str], Mapping[str, Any] | None],
+) -> list[tuple[str, str, Mapping[str, Any] | None]]:
     """{(kind, name): object or None} → the rows foreign_names takes."""
     return [(kind, name, obj) for (kind, name), obj in sorted(objects.items())]
 
