@@ -71,7 +71,8 @@ from controlplane import (
 from procs import is_same_process, proc_start_time, stop_process
 
 REPO = BED.parent.parent
-STATE_DIR = Path(os.environ.get("LLMFLEET_CLUSTER_DIR", REPO / ".cluster"))
+# An empty LLMFLEET_CLUSTER_DIR means unset: Path("") is the working directory, which `down` would wipe.
+STATE_DIR = Path(os.environ.get("LLMFLEET_CLUSTER_DIR") or REPO / ".cluster")
 
 #: Stop order: the runner first (it stops the pods' processes), etcd last.
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "podrunner"]
@@ -319,6 +320,13 @@ PORT_ENV = {
     "scheduler": "LLMFLEET_SCHEDULER_PORT",
     "kwok": "LLMFLEET_KWOK_PORT",
 }
+
+
+def looks_like_bed_dir(path: Path) -> bool:
+    """Whether `down` may empty `path`: never a checkout (a .git inside) nor the repository or a
+    folder above it, whatever LLMFLEET_CLUSTER_DIR says."""
+    here = path.resolve()
+    return not (here / ".git").exists() and not (here == REPO.resolve() or here in REPO.resolve().parents)
 
 
 def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
@@ -606,7 +614,10 @@ def _down(quiet: bool = False, keep_logs: bool = True, state: dict | None = None
             pods = []
         for p in pods:
             stop_process(f"pod process {p.get('name')}", p["pid"], p.get("start_time"), grace=5.0)
-    if STATE_DIR.exists():
+    if STATE_DIR.exists() and not looks_like_bed_dir(STATE_DIR):
+        print(f"cluster: {STATE_DIR} holds more than a bed's state (a .git, or it is a parent of the "
+              "repository): left as it is", file=sys.stderr)
+    elif STATE_DIR.exists():
         for child in STATE_DIR.iterdir():
             if child.name == "lock" or (keep_logs and child.name in ("logs", "pods")):
                 continue
