@@ -23,6 +23,8 @@ def cands(**loads: float) -> list[Candidate]:
     [
         ("idle fleet: the key's own replica", cands(), KEY, (), Pick(FIRST, "prefix")),
         ("busy but within 1.25x the mean", cands(first=4, second=3, third=3), KEY, (), Pick(FIRST, "prefix")),
+        # a lagging gauge still shows the last request: the prefix stays where its cache is
+        ("one stale request on an idle fleet", cands(first=1), KEY, (), Pick(FIRST, "prefix")),
         # total 12, bound ceil(1.25 * 13 / 3) = 6: 6 + 1 > 6, so the walk goes on
         ("over the bound: the next replica on the ring", cands(first=6, second=3, third=3), KEY, (),
          Pick(SECOND, "overflow")),
@@ -53,7 +55,8 @@ def test_same_key_same_replica_whatever_the_order():
 @pytest.mark.parametrize(
     ("loads", "factor", "bound"),
     [
-        ([0, 0, 0], 1.25, 1),  # ceil(1.25 * 1 / 3)
+        ([0, 0, 0], 1.25, 2),  # ceil(1.25 * 1 / 3) = 1, raised to MIN_LOAD_BOUND
+        ([1, 0, 0], 1.25, 2),  # one (possibly stale) request in flight does not divert a prefix
         ([4, 4, 4], 1.25, 6),  # ceil(1.25 * 13 / 3) = ceil(5.42)
         ([10, 0], 1.0, 6),  # ceil(11 / 2): a factor of 1 balances exactly
         ([100], 1.25, 127),  # one replica: it takes everything

@@ -83,9 +83,16 @@ def ring_order(key: str, names: Collection[str]) -> list[str]:
     return order
 
 
+# Below this the bound never diverts: a replica may always carry one request besides the new
+# one. At low load the paper's bound is 1, so a single stale reading (engine gauges lag up to a
+# poll period, and another router's requests are seen only through them) would move a prefix
+# off its replica, losing its cache for nothing: there is no overload to spread at that load.
+MIN_LOAD_BOUND = 2
+
+
 def load_bound(loads: Sequence[float], load_factor: float) -> float:
     """The most load one replica may carry after taking the new request."""
-    return math.ceil(load_factor * (sum(loads) + 1) / len(loads))
+    return max(MIN_LOAD_BOUND, math.ceil(load_factor * (sum(loads) + 1) / len(loads)))
 
 
 def least_loaded(candidates: Sequence[Candidate]) -> Candidate:
