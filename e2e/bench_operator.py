@@ -45,6 +45,12 @@ E2E = ROOT / "e2e"
 STANDIN = E2E / "standin_engine"
 DEFAULT_DIR = "/tmp/llmfleet-bench-operator"
 FLOW_SCHEMA = "llmfleet-bench-operator"
+# One FlowSchema per (resource, verb) the operator may use, ahead of FLOW_SCHEMA (which then
+# counts the rest): the API server's dispatched-requests counter per schema is the breakdown.
+BREAKDOWN_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+BREAKDOWN_RESOURCES = ("pods", "pods/eviction", "deployments", "services", "poddisruptionbudgets", "events",
+                       "nodes", "secrets", "llmservices", "llmservices/status", "autoscalepolicies",
+                       "autoscalepolicies/status", "spotpools", "spotpools/status", "inferencepools")
 MODEL_PATH = Path("/var/lib/llmfleet/models/tiny-chat")
 
 # --- pure helpers -------------------------------------------------------------------
@@ -82,6 +88,36 @@ def metric_by(text: str, name: str, label: str) -> dict[str, float]:
     for n, ls, v in parse_samples(text):
         if n == name:
             out[ls.get(label, "")] = out.get(ls.get(label, ""), 0.0) + v
+    return out
+
+
+def breakdown_schemas(sa: str, namespace: str) -> list[dict]:
+    """FlowSchemas matching one (resource, verb) each for the service account `sa`, named
+    FLOW_SCHEMA-<resource>-<verb>; they take precedence over FLOW_SCHEMA's catch-all."""
+    out = []
+    for resource in BREAKDOWN_RESOURCES:
+        for verb in BREAKDOWN_VERBS:
+            out.append({
+                "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+                "metadata": {"name": f"{FLOW_SCHEMA}-{resource.replace('/', '-')}-{verb}"},
+                "spec": {"priorityLevelConfiguration": {"name": "workload-low"}, "matchingPrecedence": 900,
+                         "distinguisherMethod": {"type": "ByUser"},
+                         "rules": [{"subjects": [{"kind": "ServiceAccount",
+                                                  "serviceAccount": {"name": sa, "namespace": namespace}}],
+                                    "resourceRules": [{"verbs": [verb], "apiGroups": ["*"], "resources": [resource],
+                                                       "clusterScope": True, "namespaces": ["*"]}]}]}})
+    return out
+
+
+def schema_counts(text: str) -> dict[str, float]:
+    """{"<resource>-<verb>" or "other": dispatched requests} of the bench's FlowSchemas."""
+    out: dict[str, float] = {}
+    for schema, value in metric_by(text, "apiserver_flowcontrol_dispatched_requests_total", "flow_schema").items():
+        if schema == FLOW_SCHEMA:
+            out["other"] = out.get("other", 0.0) + value
+        elif schema.startswith(FLOW_SCHEMA + "-"):
+            key = schema[len(FLOW_SCHEMA) + 1:]
+            out[key] = out.get(key, 0.0) + value
     return out
 
 
@@ -142,6 +178,7 @@ class Snapshot:
     apiserver: float | None
     reconciles: float
     others_cpu: dict[str, float] = field(default_factory=dict)
+    schemas: dict[str, float] = field(default_factory=dict)  # schema_counts
 
 
 @dataclass
@@ -154,6 +191,7 @@ class Window:
     apiserver_per_min: float | None
     reconciles_per_min: float
     others_cpu_percent: dict[str, float]
+    apiserver_by: dict[str, float] = field(default_factory=dict)  # per minute, by "<resource>-<verb>"
 
     @property
     def reconciler_total_per_min(self) -> float:
@@ -172,6 +210,9 @@ class Window:
             + (f"{self.apiserver_per_min / per:.2f} apiserver" if self.apiserver_per_min is not None else "")
             + f"; syncs/min {self.reconciles_per_min:.1f}; bed: "
             + ", ".join(f"{k} {v:.1f} %" for k, v in self.others_cpu_percent.items())
+            + ("; apiserver by resource-verb: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(self.apiserver_by.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+               if self.apiserver_by else "")
         )
 
 
@@ -186,6 +227,7 @@ def window_of(label: str, services: int, a: Snapshot, b: Snapshot) -> Window:
         per_minute(a.apiserver, b.apiserver, s) if a.apiserver is not None and b.apiserver is not None else None,
         per_minute(a.reconciles, b.reconciles, s),
         {k: 100.0 * (b.others_cpu[k] - a.others_cpu.get(k, 0.0)) / s for k in b.others_cpu},
+        {k: v * 60.0 / s for k, v in counter_deltas(a.schemas, b.schemas).items()},
     )
 
 
@@ -300,7 +342,7 @@ class Bench:
                                 "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
                                                    "clusterScope": True, "namespaces": ["*"]}],
                                 "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}}
-        self._apply(fs)
+        self._apply({"apiVersion": "v1", "kind": "List", "items": [fs, *breakdown_schemas(sa, ops.OPERATOR_NS)]})
         print(f"operator: pid {self.op_pid}, metrics http://{self.op_ip}:8080/metrics, "
               f"service account {ops.OPERATOR_NS}/{sa} counted by FlowSchema {FLOW_SCHEMA}", flush=True)
 
@@ -331,9 +373,10 @@ class Bench:
             time.monotonic(),
             proc_cpu_seconds(Path(f"/proc/{self.op_pid}/stat").read_text(), self.clk),
             metric_by(op, "llmfleet_operator_api_requests_total", "verb"),
-            metric_sum(apis, "apiserver_flowcontrol_dispatched_requests_total", flow_schema=FLOW_SCHEMA),
+            sum(schema_counts(apis).values()) or None,
             metric_sum(op, "llmfleet_operator_reconciles_total", kind="LLMService") or 0.0,
             others,
+            schema_counts(apis),
         )
 
     def measure(self, label: str, services: int, seconds: float) -> Window:

@@ -86,3 +86,31 @@ def test_spread():
     with pytest.raises(ValueError):
         bench.spread([])
 
+
+
+def test_breakdown_schemas_match_one_resource_and_verb_of_the_operator_each():
+    schemas = bench.breakdown_schemas("llmfleet", "llmfleet-system")
+    names = [s["metadata"]["name"] for s in schemas]
+    assert len(names) == len(set(names)) == len(bench.BREAKDOWN_RESOURCES) * len(bench.BREAKDOWN_VERBS)
+    status_patch = next(s for s in schemas if s["metadata"]["name"] == f"{bench.FLOW_SCHEMA}-llmservices-status-patch")
+    rule = status_patch["spec"]["rules"][0]
+    assert rule["resourceRules"][0]["resources"] == ["llmservices/status"]
+    assert rule["resourceRules"][0]["verbs"] == ["patch"]
+    assert rule["subjects"][0]["serviceAccount"] == {"name": "llmfleet", "namespace": "llmfleet-system"}
+    assert status_patch["spec"]["matchingPrecedence"] < 1000  # ahead of the catch-all FLOW_SCHEMA
+
+
+def test_schema_counts_split_the_operator_requests_and_keep_the_rest_as_other():
+    name = "apiserver_flowcontrol_dispatched_requests_total"
+    text = "\n".join([
+        f'{name}{{flow_schema="{bench.FLOW_SCHEMA}",priority_level="workload-low"}} 4',
+        f'{name}{{flow_schema="{bench.FLOW_SCHEMA}-pods-list",priority_level="workload-low"}} 7',
+        f'{name}{{flow_schema="{bench.FLOW_SCHEMA}-llmservices-status-patch",priority_level="workload-low"}} 30',
+        f'{name}{{flow_schema="global-default",priority_level="global-default"}} 99',
+    ])
+    assert bench.schema_counts(text) == {"other": 4.0, "pods-list": 7.0, "llmservices-status-patch": 30.0}
+    a = bench.Snapshot(0, 0, {}, 41.0, 0, schemas={"pods-list": 7.0})
+    b = bench.Snapshot(60, 0, {}, 101.0, 0, schemas={"pods-list": 10.0, "nodes-list": 1.0})
+    w = bench.window_of("x", 1, a, b)
+    assert w.apiserver_by == {"nodes-list": 1.0, "pods-list": 3.0}
+    assert "pods-list 3.0" in w.line()

@@ -70,3 +70,34 @@ async def test_held_requests_are_summed_over_the_routers():
         for server, task in servers:
             server.should_exit = True
             await task
+
+
+async def test_the_router_pods_are_listed_again_only_after_pods_ttl_or_when_one_did_not_answer():
+    port = _port()
+    text = exposition(("team-a", "chat", "chat", 1)).encode()
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": text})
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.2", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    kube = FakeKube([{"metadata": {"name": "r0"}, "status": {"podIP": "127.0.0.2"}}])
+    demand = RouterDemand(kube, "llmfleet-system", "app.kubernetes.io/component=router", port=port, ttl=0,
+                          pods_ttl=60)
+    try:
+        for _ in range(3):  # scraped at every read, listed once
+            assert await demand.held("team-a", "chat") == 1
+        assert kube.calls == 1
+        kube.pods.append({"metadata": {"name": "r1"}, "status": {"podIP": "127.0.0.10"}})  # nothing listens there
+        demand.pods_ttl = 0
+        assert await demand.held("team-a", "chat") == 1
+        demand.pods_ttl = 60
+        calls = kube.calls
+        assert await demand.held("team-a", "chat") == 1  # r1 did not answer: listed again
+        assert kube.calls == calls + 1
+    finally:
+        server.should_exit = True
+        await task

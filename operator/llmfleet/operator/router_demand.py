@@ -4,7 +4,9 @@ scales a service from zero (scaling/zero.py).
 Each router pod exports `llmfleet_router_requests_held{namespace,service,model}`; the
 operator lists the router pods (label selector $LLMFLEET_ROUTER_SELECTOR in
 $POD_NAMESPACE, both set by the chart), reads every router's /metrics and sums per
-service. One read serves every service's sync for `ttl` seconds. A router that does not
+service. One read serves every service's sync for `ttl` seconds; the router pods are
+listed again after `pods_ttl` seconds, or at once when one of them did not answer (a router
+replaced). A router that does not
 answer within the timeout counts as holding nothing: it cannot wake a service, but it
 cannot stall the operator either.
 """
@@ -44,7 +46,7 @@ def held_by_service(text: str) -> dict[tuple[str, str], float]:
 
 class RouterDemand:
     def __init__(self, kube: Kube, namespace: str, selector: str, *, ttl: float = 1.0, timeout: float = 1.0,
-                 port: int = ROUTER_PORT):
+                 port: int = ROUTER_PORT, pods_ttl: float = 30.0):
         self.kube = kube
         self.port = port
         self.namespace = namespace
@@ -52,6 +54,9 @@ class RouterDemand:
         self.ttl = ttl
         self.timeout = timeout
         self._read_at = -1e9
+        self.pods_ttl = pods_ttl
+        self._listed_at = -1e9
+        self._ips: list[str] = []
         self._held: dict[tuple[str, str], float] = {}
         self._lock = asyncio.Lock()
 
@@ -68,26 +73,31 @@ class RouterDemand:
         return int(self._held.get((namespace, service), 0))
 
     async def _read(self) -> dict[tuple[str, str], float]:
-        try:
-            pods = await self.kube.list("Pod", self.namespace, self.selector)
-        except KubeError as exc:
-            log.warning("listing router pods failed: %s", exc)
-            return {}
-        ips = [p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")
-               and not (p.get("metadata") or {}).get("deletionTimestamp")]
+        if time.monotonic() - self._listed_at >= self.pods_ttl:
+            try:
+                pods = await self.kube.list("Pod", self.namespace, self.selector)
+            except KubeError as exc:
+                log.warning("listing router pods failed: %s", exc)
+                return {}
+            self._listed_at = time.monotonic()
+            self._ips = [p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")
+                         and not (p.get("metadata") or {}).get("deletionTimestamp")]
         async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-            texts = await asyncio.gather(*(self._scrape(client, ip) for ip in ips))
+            texts = await asyncio.gather(*(self._scrape(client, ip) for ip in self._ips))
+        if any(text is None for text in texts):
+            self._listed_at = -1e9  # a router that did not answer may have been replaced: list at the next read
         total: dict[tuple[str, str], float] = {}
         for text in texts:
-            for key, value in held_by_service(text).items():
+            for key, value in held_by_service(text or "").items():
                 total[key] = total.get(key, 0.0) + value
         return total
 
-    async def _scrape(self, client: httpx.AsyncClient, ip: str) -> str:
+    async def _scrape(self, client: httpx.AsyncClient, ip: str) -> str | None:
+        """The router's /metrics text; None when it did not answer."""
         try:
             resp = await client.get(f"http://{ip}:{self.port}/metrics")
         except (httpx.HTTPError, OSError):
-            return ""
+            return None
         if resp.status_code != 200 or len(resp.content) > MAX_BODY_BYTES:
             return ""
         return resp.text

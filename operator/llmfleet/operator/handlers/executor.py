@@ -58,6 +58,11 @@ class Executed:
     pool_obj: dict | None = None  # the SpotPool as written (None: not written)
     deleted: list[str] = field(default_factory=list)  # Deployments of a capacity no longer used
     conditions: list = field(default_factory=list)  # from optional objects (the InferencePool's)
+    generations: dict[str, int] = field(default_factory=dict)  # Deployment -> metadata.generation as applied
+
+    def applied_now(self, deployments: list[dict]) -> None:
+        self.deployments = deployments
+        self.generations.update({d["metadata"]["name"]: int(d["metadata"].get("generation") or 0) for d in deployments})
 
 
 @dataclass
@@ -112,7 +117,7 @@ class Executor:
         assert plan.service is not None
         if counts is not None and (plan.apply or counts != deployment_counts(obs.deployments, obs.name, plan.pooled)):
             try:
-                done.deployments = await self.apply(body, plan, counts, obs.deployments, versions=versions)
+                done.applied_now(await self.apply(body, plan, counts, obs.deployments, versions=versions))
                 done.applied = True
                 done.deleted = plan.stale(obs.deployments)
                 pool_cond = await sync_inference_pool(  # optional; never blocks the Deployments
@@ -132,7 +137,7 @@ class Executor:
                 # ReplicaSet would start one pod too many until the next sync.
                 assert after is not None
                 try:
-                    done.deployments = await self.apply(body, plan, after, done.deployments, deployments_only=True)
+                    done.applied_now(await self.apply(body, plan, after, done.deployments, deployments_only=True))
                 except NameConflict as exc:
                     done.problem = Problem("NameConflict", str(exc)[:1000])
                 except KubeError as exc:

@@ -4,7 +4,7 @@
 | ------------------------------------------------- | -------------------------------------------- |
 | apply_wanted, status_dirty, refs_dirty, next_sync, spot_due, retry_at, wake | the worker: is a sync due, and when (Reconciler.seconds_to_work) |
 | last_status, scaling                              | our last status write, newer than a watched body that predates it |
-| overlay, versions                                 | our writes the indexes do not show yet; the Service/PDB resourceVersions |
+| overlay, versions, applied_generations            | our writes the indexes do not show yet; the Service/PDB resourceVersions; the Deployments' generations as applied (a hand edit moves them on) |
 | scrapes, tokens, tokens_per_second, last_active   | the engines' last good /metrics, the token rate, the scale-to-zero idle clock |
 | refs, blocked                                     | which references wake the service; it waited on a missing one |
 | observed, ref_cache, last_read, last_apply, period | what was read last (without indexes: the API cache), when applied |
@@ -51,4 +51,5 @@ class ServiceMemory:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by the watch events that make work
     overlay: Overlay = field(default_factory=Overlay)  # our writes the indexes do not show yet
     versions: dict[str, str] = field(default_factory=dict)  # Service / PDB resourceVersion as last applied
+    applied_generations: dict[str, int] = field(default_factory=dict)  # Deployment -> generation our apply returned
     last_active: datetime | None = None  # minReplicas 0: when a request was last in flight or held

@@ -36,7 +36,9 @@ from llmfleet.operator.render import Images
 from llmfleet.operator.router_demand import RouterDemand
 from llmfleet.operator.router_endpoint import router_url_from_environment
 from llmfleet.operator.sync import failed_status, merge_patch, plan_status, plan_sync
+from llmfleet.operator.sync.children import edited_since_applied
 from llmfleet.operator.sync.plan import policy_status
+from llmfleet.operator.sync.status_write import status_patch
 from pydantic import ValidationError
 
 from .executor import EventPoster, Executor
@@ -48,7 +50,11 @@ from .store import Store
 log = logging.getLogger("llmfleet.operator")
 
 APPLY_RETRY_SECONDS = 10  # after the API server refused an apply
-REAPPLY_SECONDS = 300  # re-apply rendered objects this often even without a change (repairs drift)
+# A hand edit of a Deployment's spec shows in the index (its generation moves past the one our
+# apply returned) and is repaired at the next sync; a Service or PDB is not watched, and an
+# edit that moves no generation (labels) shows nowhere: every object is applied again this
+# often as a safety net.
+RESYNC_SECONDS = 1800
 COALESCE_SECONDS = 0.5  # after a wake-up, let the rest of a burst of watch events arrive first
 RELIST_SECONDS = 60  # a safety net under the watch events: re-read children and references this often
 
@@ -223,7 +229,7 @@ class Reconciler:
         periodic = mono >= mem.next_sync
         # A quiet periodic sync reads nothing: Deployments, pods and references are re-read
         # only when their watch events said they changed, on apply, and every RELIST_SECONDS.
-        apply_now = mem.apply_wanted or mono - mem.last_apply >= REAPPLY_SECONDS
+        apply_now = mem.apply_wanted or mono - mem.last_apply >= RESYNC_SECONDS
         refresh = (mem.status_dirty or mem.refs_dirty or apply_now or mem.observed is None
                    or mono - mem.last_read >= RELIST_SECONDS)
         mem.status_dirty = mem.refs_dirty = False
@@ -232,7 +238,11 @@ class Reconciler:
         obs = await self.observer.observe(body, mem, refresh=refresh, periodic=periodic, now=now, mono=mono)
         if refresh:
             mem.last_read = mono
-        obs.apply, obs.router_url = apply_now, self.router_url
+        drifted = edited_since_applied(obs.deployments, mem.applied_generations)
+        if drifted:
+            log.info("LLMService %s/%s: Deployment %s edited since our apply: applying again", namespace, name,
+                     ", ".join(drifted))
+        obs.apply, obs.router_url = apply_now or bool(drifted), self.router_url
         for kind, ref in mem.refs:
             if kind == "AutoscalePolicy":
                 obs.policy_users = frozenset(self.policy_users(namespace, ref))
@@ -246,7 +256,7 @@ class Reconciler:
             if plan.invalid.reason == "NotAllowed" and (old_ready.get("reason"), old_ready.get("message")) != (
                     plan.invalid.reason, plan.invalid.message):  # outside the admin's allow-lists: say so once
                 self.post_event(body, "Warning", plan.invalid.reason, plan.invalid.message)
-            await self._write_status(body, obs.old_status, failed_status(obs, plan.invalid, now))
+            await self._write_status(body, obs.old_status, failed_status(obs, plan.invalid, now), now)
             return
         # A missing reference: its own watch event wakes us (reference_changed), no polling meanwhile.
         mem.blocked = plan.problem is not None
@@ -258,6 +268,7 @@ class Reconciler:
         done = await self.executor.run(obs, plan, now, mem.versions)
         if done.applied:
             mem.apply_wanted, mem.last_apply = False, mono
+        mem.applied_generations.update(done.generations)
         if done.problem is not None:
             mem.retry_at = mono + APPLY_RETRY_SECONDS
         if done.marked or done.applied or done.outcome.killed:
@@ -278,10 +289,10 @@ class Reconciler:
             metrics.COST_PER_HOUR.labels(service=name, service_namespace=namespace).set(status.cost.per_hour)
         for event in status.events:
             self.post_event(body, *event)
-        await self._write_status(body, obs.old_status, status.fields)
+        await self._write_status(body, obs.old_status, status.fields, now)
 
-    async def _write_status(self, body: dict, old: dict, new: dict) -> None:
-        patch = merge_patch(old, new)
+    async def _write_status(self, body: dict, old: dict, new: dict, now: datetime) -> None:
+        patch = status_patch(old, new, now)
         if not patch:
             return
         meta = body["metadata"]

@@ -9,6 +9,7 @@
 | pod_metrics           | how does each pod look to the replica calculator?                 |
 | scale_down_costs      | which pod-deletion-cost annotations must change before a scale-down? |
 | stale_deployments     | which owned Deployments are no longer wanted (pool added/removed)? |
+| edited_since_applied  | which Deployments did someone else edit since our last apply (their generation moved on)? |
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def stale_deployments(deployments: Sequence[dict], name: str, pooled: bool) -> l
     """Owned Deployments of a capacity this service no longer has (its spotPoolRef changed)."""
     wanted = {deployment_name(name, c) for c in capacities(pooled)}
     return sorted(d["metadata"]["name"] for d in deployments if d["metadata"]["name"] not in wanted)
+
+
+def edited_since_applied(deployments: Sequence[dict], applied: Mapping[str, int]) -> list[str]:
+    """The Deployments whose metadata.generation is past the one our last apply returned: their
+    spec was edited by someone else since (the API server moves the generation on every spec
+    change, and only then). A Deployment we never applied in this process is not judged."""
+    return sorted(d["metadata"]["name"] for d in deployments
+                  if d["metadata"]["name"] in applied
+                  and int(d["metadata"].get("generation") or 0) > applied[d["metadata"]["name"]])
 
 
 def pod_metrics(
