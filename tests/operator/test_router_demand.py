@@ -101,3 +101,117 @@ async def test_the_router_pods_are_listed_again_only_after_pods_ttl_or_when_one_
     finally:
         server.should_exit = True
         await task
+
+
+class DemandRouter:
+    """A router's /demand long poll (the router's own HeldDemand) on a loopback address."""
+
+    def __init__(self, host: str, port: int):
+        from llmfleet.router.demand import HeldDemand
+
+        self.held = HeldDemand()
+        self.host, self.port = host, port
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        import json
+        from urllib.parse import parse_qs
+
+        query = parse_qs(scope["query_string"].decode())
+        body = json.dumps(await self.held.wait(query.get("after", [""])[0], float(query["wait"][0]))).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def start(self):
+        self.server = uvicorn.Server(uvicorn.Config(self, host=self.host, port=self.port, log_level="warning",
+                                                    lifespan="off", timeout_graceful_shutdown=0))
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self):
+        self.server.should_exit = True
+        self.server.force_exit = True
+        await self.task
+
+
+async def _until(check, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_watch_wakes_a_service_the_moment_a_router_holds_a_request_for_it():
+    """Watch mode: one long poll per router pod; an increase in what any router holds for a
+    service calls on_demand for it at once, and held() sums the routers' last answers."""
+    port = _port()
+    routers = [await DemandRouter(f"127.0.0.{2 + i}", port).start() for i in range(2)]
+    kube = FakeKube([{"metadata": {"name": f"r{i}"}, "status": {"podIP": r.host}} for i, r in enumerate(routers)])
+    demand = RouterDemand(kube, "llmfleet-system", "app.kubernetes.io/component=router", port=port, mode="watch",
+                          pods_ttl=0.1, poll_wait=5)
+    woken: list[tuple[str, str]] = []
+    watch = asyncio.create_task(demand.watch(lambda ns, name: woken.append((ns, name))))
+    try:
+        await _until(lambda: _polling(demand, 2))
+        routers[0].held.add(("team-a", "chat"), 1)
+        await _until(lambda: _is(woken == [("team-a", "chat")]))
+        routers[1].held.add(("team-a", "chat"), 2)
+        await _until(lambda: _is(len(woken) == 2))
+        assert await demand.held("team-a", "chat") == 3
+        assert await demand.held("team-b", "chat") == 0
+        routers[0].held.add(("team-a", "chat"), -1)  # served: a decrease wakes nobody
+        await _until(lambda: _equals(demand.held("team-a", "chat"), 2))
+        assert len(woken) == 2
+
+        # a router pod gone from the list takes its held requests with it
+        kube.pods = kube.pods[:1]
+        await _until(lambda: _equals(demand.held("team-a", "chat"), 0))
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        for r in routers:
+            await r.stop()
+
+
+async def test_watch_drops_a_router_that_stops_answering():
+    port = _port()
+    router = await DemandRouter("127.0.0.2", port).start()
+    kube = FakeKube([{"metadata": {"name": "r0"}, "status": {"podIP": "127.0.0.2"}}])
+    demand = RouterDemand(kube, "llmfleet-system", "app.kubernetes.io/component=router", port=port, mode="watch",
+                          pods_ttl=0.1, poll_wait=0.2)
+    watch = asyncio.create_task(demand.watch(lambda ns, name: None))
+    try:
+        router.held.add(("team-a", "chat"), 4)
+        await _until(lambda: _equals(demand.held("team-a", "chat"), 4))
+        await router.stop()
+        await _until(lambda: _equals(demand.held("team-a", "chat"), 0))
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+
+
+def test_the_mode_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LLMFLEET_ROUTER_SELECTOR", "app.kubernetes.io/component=router")
+    monkeypatch.setenv("POD_NAMESPACE", "llmfleet-system")
+    assert RouterDemand.from_environment(FakeKube([])).watching  # the default
+    monkeypatch.setenv("LLMFLEET_ROUTER_DEMAND", "scrape")
+    assert not RouterDemand.from_environment(FakeKube([])).watching
+    monkeypatch.setenv("LLMFLEET_ROUTER_DEMAND", "push")
+    assert RouterDemand.from_environment(FakeKube([])).watching  # unknown: the default, with a warning
+    monkeypatch.delenv("LLMFLEET_ROUTER_SELECTOR")
+    assert RouterDemand.from_environment(FakeKube([])) is None  # no router installed
+
+
+async def _polling(demand: RouterDemand, n: int) -> bool:
+    return len(demand._polled) == n
+
+
+async def _is(value: bool) -> bool:
+    return value
+
+
+async def _equals(held, n: int) -> bool:
+    return await held == n

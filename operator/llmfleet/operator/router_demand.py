@@ -1,23 +1,29 @@
 """The requests llmfleet-router holds for services with no ready replica: the demand that
 scales a service from zero (scaling/zero.py).
 
-Each router pod exports `llmfleet_router_requests_held{namespace,service,model}`; the
-operator lists the router pods (label selector $LLMFLEET_ROUTER_SELECTOR in
-$POD_NAMESPACE, both set by the chart), reads every router's /metrics and sums per
-service. One read serves every service's sync for `ttl` seconds; the router pods are
-listed again after `pods_ttl` seconds, or at once when one of them did not answer (a router
-replaced). A router that does not
-answer within the timeout counts as holding nothing: it cannot wake a service, but it
+Two ways to read it, by $LLMFLEET_ROUTER_DEMAND (the chart's `router.demandSignal`):
+
+| mode            | how                                                    | a held request reaches the service's sync |
+| --------------- | ------------------------------------------------------ | ----------------------------------------- |
+| watch (default) | a long poll per router pod (`GET /demand?after=<token>`, router/…/demand.py): the router answers the moment its held counts change; an increase wakes the service's worker at once (`on_demand`), which syncs (and autoscales) then | a round trip plus the worker's 0.5 s coalescing |
+| scrape          | at each periodic sync, every router's /metrics (`llmfleet_router_requests_held{namespace,service,model}`), one read per `ttl` for every service | up to one `syncPeriodSeconds` |
+
+Either way the operator lists the router pods (label selector $LLMFLEET_ROUTER_SELECTOR in
+$POD_NAMESPACE, both set by the chart): `list` on pods there, nothing more; again after
+`pods_ttl` seconds (30), or at once when one of them did not answer (a router replaced). The router
+writes nothing anywhere (it stays read-only); the operator opens the connections. A
+router that does not answer counts as holding nothing: it cannot wake a service, but it
 cannot stall the operator either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 from llmfleet.operator.adapters.kube import Kube, KubeError
@@ -26,6 +32,10 @@ from prometheus_client.parser import text_string_to_metric_families
 log = logging.getLogger("llmfleet.operator")
 
 HELD = "llmfleet_router_requests_held"
+WATCH, SCRAPE = "watch", "scrape"
+PODS_TTL_SECONDS = 30.0  # router pods listed again this often, or at once when one did not answer
+POLL_WAIT_SECONDS = 30.0  # the router answers at once on a change, at the latest after this
+RETRY_SECONDS = 1.0  # after a failed poll (the router restarting, say)
 ROUTER_PORT = 8080
 MAX_BODY_BYTES = 4 * 2**20
 
@@ -44,44 +54,142 @@ def held_by_service(text: str) -> dict[tuple[str, str], float]:
     return out
 
 
+OnDemand = Callable[[str, str], None]  # (namespace, service): a router holds more requests for it
+
+
+def held_from_answer(body: object) -> dict[tuple[str, str], float] | None:
+    """{(namespace, service): held} from a router's /demand answer; None when it is not one."""
+    if not isinstance(body, dict) or not isinstance(body.get("held"), list) or not body.get("token"):
+        return None
+    out: dict[tuple[str, str], float] = {}
+    for item in body["held"]:
+        if not isinstance(item, dict):
+            return None
+        n = item.get("requests")
+        if isinstance(n, int | float) and n > 0:
+            key = (str(item.get("namespace", "")), str(item.get("service", "")))
+            out[key] = out.get(key, 0.0) + float(n)
+    return out
+
+
 class RouterDemand:
-    def __init__(self, kube: Kube, namespace: str, selector: str, *, ttl: float = 1.0, timeout: float = 1.0,
-                 port: int = ROUTER_PORT, pods_ttl: float = 30.0):
+    def __init__(self, kube: Kube, namespace: str, selector: str, *, mode: str = SCRAPE, ttl: float = 1.0,
+                 timeout: float = 1.0, port: int = ROUTER_PORT, pods_ttl: float = PODS_TTL_SECONDS,
+                 poll_wait: float = POLL_WAIT_SECONDS):
         self.kube = kube
         self.port = port
         self.namespace = namespace
         self.selector = selector
+        self.mode = mode
         self.ttl = ttl
         self.timeout = timeout
-        self._read_at = -1e9
         self.pods_ttl = pods_ttl
+        self.poll_wait = poll_wait
+        self._read_at = -1e9
         self._listed_at = -1e9
         self._ips: list[str] = []
+        self._relist = asyncio.Event()  # watch: a poll failed, list the router pods now
         self._held: dict[tuple[str, str], float] = {}
         self._lock = asyncio.Lock()
+        self._polled: dict[str, dict[tuple[str, str], float]] = {}  # watch: router IP -> what it holds
+        self._polls: dict[str, asyncio.Task] = {}
 
     @classmethod
     def from_environment(cls, kube: Kube) -> RouterDemand | None:
         selector, namespace = os.environ.get("LLMFLEET_ROUTER_SELECTOR"), os.environ.get("POD_NAMESPACE")
-        return cls(kube, namespace, selector) if selector and namespace else None
+        mode = os.environ.get("LLMFLEET_ROUTER_DEMAND", WATCH) or WATCH
+        if mode not in (WATCH, SCRAPE):
+            log.warning("LLMFLEET_ROUTER_DEMAND=%r is neither %r nor %r: using %r", mode, WATCH, SCRAPE, WATCH)
+            mode = WATCH
+        return cls(kube, namespace, selector, mode=mode) if selector and namespace else None
+
+    @property
+    def watching(self) -> bool:
+        return self.mode == WATCH
 
     async def held(self, namespace: str, service: str) -> int:
+        if self.watching:  # what the long polls last said: no I/O
+            return int(sum(held.get((namespace, service), 0.0) for held in self._polled.values()))
         async with self._lock:
             if time.monotonic() - self._read_at >= self.ttl:
                 self._held = await self._read()
                 self._read_at = time.monotonic()
         return int(self._held.get((namespace, service), 0))
 
+    # --- watch: one long poll per router pod ---------------------------------------------------
+
+    async def watch(self, on_demand: OnDemand) -> None:
+        """Keep a long poll open on every router pod until cancelled; list the pods again every
+        `pods_ttl` seconds or as soon as a poll failed (a new router is polled from then on, a
+        gone one dropped)."""
+        try:
+            while True:
+                self._relist.clear()
+                ips = await self._router_ips()
+                if ips is not None:
+                    for ip in set(self._polls) - set(ips):
+                        self._polls.pop(ip).cancel()
+                        self._polled.pop(ip, None)
+                    for ip in set(ips) - set(self._polls):
+                        self._polls[ip] = asyncio.create_task(self._poll(ip, on_demand))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._relist.wait(), self.pods_ttl)
+                await asyncio.sleep(RETRY_SECONDS)  # at most one list per second, however many polls fail
+        finally:
+            for task in self._polls.values():
+                task.cancel()
+            self._polls.clear()
+            self._polled.clear()
+
+    async def _poll(self, ip: str, on_demand: OnDemand) -> None:
+        token = ""
+        timeout = httpx.Timeout(self.timeout, read=self.poll_wait + 10)
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            while True:
+                asked = time.monotonic()
+                body: object = None
+                try:
+                    resp = await client.get(f"http://{ip}:{self.port}/demand",
+                                            params={"after": token, "wait": f"{self.poll_wait:g}"})
+                    if resp.status_code == 200 and len(resp.content) <= MAX_BODY_BYTES:
+                        body = resp.json()
+                except (httpx.HTTPError, OSError, ValueError):
+                    pass
+                held = held_from_answer(body)
+                if held is None:  # down, replaced, or not a router: it holds nothing we can see
+                    self._polled.pop(ip, None)
+                    self._relist.set()
+                    token = ""
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                before = self._polled.get(ip, {})
+                self._polled[ip] = held
+                for key, n in held.items():
+                    if n > before.get(key, 0.0):
+                        on_demand(*key)
+                new_token = str(body["token"]) if isinstance(body, dict) else ""
+                if new_token == token and time.monotonic() - asked < RETRY_SECONDS:
+                    await asyncio.sleep(RETRY_SECONDS)  # a router that does not wait must not spin us
+                token = new_token
+
+    # --- scrape: every router's /metrics at a periodic sync -------------------------------------
+
+    async def _router_ips(self) -> list[str] | None:
+        try:
+            pods = await self.kube.list("Pod", self.namespace, self.selector)
+        except KubeError as exc:
+            log.warning("listing router pods failed: %s", exc)
+            return None
+        self._listed_at = time.monotonic()
+        return [p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")
+                and not (p.get("metadata") or {}).get("deletionTimestamp")]
+
     async def _read(self) -> dict[tuple[str, str], float]:
         if time.monotonic() - self._listed_at >= self.pods_ttl:
-            try:
-                pods = await self.kube.list("Pod", self.namespace, self.selector)
-            except KubeError as exc:
-                log.warning("listing router pods failed: %s", exc)
+            ips = await self._router_ips()
+            if ips is None:
                 return {}
-            self._listed_at = time.monotonic()
-            self._ips = [p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")
-                         and not (p.get("metadata") or {}).get("deletionTimestamp")]
+            self._ips = ips
         async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
             texts = await asyncio.gather(*(self._scrape(client, ip) for ip in self._ips))
         if any(text is None for text in texts):

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -22,6 +24,7 @@ from . import keys
 from .config import RouterConfig
 from .errors import (
     BodyTooLarge,
+    InvalidRequest,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
@@ -84,6 +87,16 @@ class RouterApp:
             elif path == "/ready":
                 ok = self.synced()
                 await _send_json(send, 200 if ok else 503, {"ready": ok})
+            elif path == "/demand":
+                # the operator's long poll for held requests (demand.py): scale from zero at once
+                query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                try:
+                    wait = float(query.get("wait", ["30"])[0])
+                except ValueError:
+                    wait = math.nan
+                if not math.isfinite(wait) or wait < 0:
+                    raise InvalidRequest("wait must be a number of seconds, 0 or more", param="wait")
+                await _send_json(send, 200, await self.proxy.held.wait(query.get("after", [""])[0], wait))
             elif path == "/metrics":
                 await _send(send, 200, self.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
             else:
@@ -181,7 +194,7 @@ class RouterApp:
         self.metrics.latency.labels(model).observe(time.monotonic() - started)
 
 
-ROUTES = ("/v1/models", "/health", "/ready", "/metrics")
+ROUTES = ("/v1/models", "/health", "/ready", "/metrics", "/demand")
 
 
 def _header(scope: dict, name: bytes) -> str | None:

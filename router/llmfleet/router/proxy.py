@@ -17,7 +17,6 @@ non-streamed answer (whole by nature) is read first, so garbage can still be ret
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from .config import RouterConfig
+from .demand import HeldDemand
 from .errors import BadGateway, RouterError, Unavailable
 from .fleet import Fleet, ServiceInfo
 from .metrics import RouterMetrics
@@ -85,7 +85,7 @@ class Proxy:
         self.fleet = fleet
         self.metrics = metrics
         self.client = client
-        self.held: collections.Counter[tuple[str, str]] = collections.Counter()  # per service, now
+        self.held = HeldDemand()  # per service, now; the operator long-polls it (GET /demand)
 
     async def forward(self, req: InferenceRequest, service: ServiceInfo, key: Key | None, raw: bytes,
                       headers: list[tuple[bytes, bytes]], send: Send, started: float) -> int:
@@ -130,7 +130,7 @@ class Proxy:
             raise Unavailable(f"model {req.model!r} has no ready replica and {self.config.max_held_per_service} "
                               "requests are already waiting for one", retry_after=5)
         gauge.inc()
-        self.held[service.id] += 1
+        self.held.add(service.id, 1)
         try:
             while not self.fleet.serving_replicas(service):
                 left = started + self.config.hold_timeout_seconds - time.monotonic()
@@ -141,7 +141,7 @@ class Proxy:
                 await self.fleet.wait_changed(left)
         finally:
             gauge.dec()
-            self.held[service.id] -= 1
+            self.held.add(service.id, -1)
 
     async def _attempt(self, url: str, req: InferenceRequest, raw: bytes, headers: list[tuple[bytes, bytes]],
                        send: Send, started: float) -> int:

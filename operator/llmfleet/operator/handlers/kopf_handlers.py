@@ -12,6 +12,7 @@
 | AutoscalePolicy / SpotPool events              | wake services waiting on (or using) that name (SpotPool: spec changes only, not our status writes); Secrets are not watched (existence is checked by metadata at each re-read) |
 | Node events                                    | a taint/label/annotation/readiness change wakes pooled services (handlers/spot.py) |
 | login                                          | kopf's client login; with `--namespace`, Events on cluster-scoped objects go to `$POD_NAMESPACE` |
+| startup / cleanup: the routers' held requests  | a long poll per router pod (router_demand.py): held requests wake their service's worker at once (scale from zero) |
 | startup / cleanup: the Node Event watch        | Events on Nodes in `default` (only there: no tenant can write them), with a reason a NodeEvent signal names: cached for the signal scan, wakes pooled services (handlers/node_events.py) |
 
 kopf keeps its progress and diff-base in `status.kopf` (status storage), never in
@@ -58,6 +59,7 @@ class Runtime:
     metrics_port: int = metrics.METRICS_PORT
     node_events_namespace: str | None = None  # where Node Events are watched (handlers/node_events.py)
     node_event_watch: NodeEventWatch | None = None
+    demand_watch: asyncio.Task | None = None  # the routers' held requests (router_demand.py)
     namespaces: tuple[str, ...] = ()  # served by name; empty: all
     scanning_disabled: bool = False  # kopf's settings.scanning.disabled (handlers/scope.py)
     cluster_events_namespace: str | None = None  # where Events on SpotPools go (None: kopf's, `default`)
@@ -116,6 +118,9 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger | lo
         router_demand=RouterDemand.from_environment(kube),  # requests held by llmfleet-router: scale from zero
         admission=Runtime.admission,
     )
+    demand = Runtime.reconciler.router_demand
+    if demand is not None and demand.watching and Runtime.demand_watch is None:
+        Runtime.demand_watch = asyncio.get_running_loop().create_task(demand.watch(Runtime.reconciler.demand_seen))
     if Runtime.node_events_namespace and Runtime.node_event_watch is None:
         Runtime.node_event_watch = NodeEventWatch(
             KubeClient.from_environment(), Runtime.node_events_namespace, feed_node_event
@@ -141,6 +146,9 @@ async def stop_node_event_watch(**_: Any) -> None:
     if Runtime.node_event_watch is not None:
         Runtime.node_event_watch.stop()
         Runtime.node_event_watch = None
+    if Runtime.demand_watch is not None:
+        Runtime.demand_watch.cancel()
+        Runtime.demand_watch = None
 
 
 # --- LLMService --------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Invariants:
 - One sync per service at a time (a lock per service): kopf runs change handlers,
   the worker daemon and event handlers concurrently.
 - No polling: the worker sleeps until a watch event sets a flag (mark_status,
-  reference_changed, spot_changed) or a sync period or drain step is due (memory.py).
+  reference_changed, spot_changed), a router reports held requests (demand_seen), or a
+  sync period or drain step is due (memory.py).
 """
 
 from __future__ import annotations
@@ -156,6 +157,14 @@ class Reconciler:
                     (p.get("spec") or {}).get("nodeName") in changed for p in mem.observed[1])):
                 mem.status_dirty = True
                 mem.wake.set()
+
+    def demand_seen(self, namespace: str, name: str) -> None:
+        """A router holds more requests for this service (router_demand.py's watch): sync and
+        autoscale now rather than at the next period, so a service at zero starts at once."""
+        mem = self.services.get((namespace, name))
+        if mem is not None:
+            mem.next_sync = min(mem.next_sync, self.monotonic())
+            mem.wake.set()
 
     def policy_users(self, namespace: str, policy: str) -> list[str]:
         return sorted(n for (ns, n), m in self.services.items() if ns == namespace and ("AutoscalePolicy", policy) in m.refs)
