@@ -248,3 +248,66 @@ def test_every_spot_node_going_through_the_router_fails_no_request(
             unmark()
         cluster.kubectl("delete", "llms", "chat", "-n", namespace, "--wait=true", "--timeout=60s")
         custom.delete_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", pool_name)
+
+
+def test_without_secret_access_the_router_leaves_the_key_check_to_the_engine(
+    llmfleet_operator: E2ECluster, namespace: str, tiny_model: Path
+) -> None:
+    """With router.readSecrets=false the router may not read the key Secret (403): it forwards
+    requests that carry a key and the engine accepts or refuses it; a request without a key is
+    refused by the router; the keyed model is not listed in /v1/models."""
+    import http.client
+    import json
+
+    from operator_support import OPERATOR_NS, RELEASE, helm
+
+    cluster = llmfleet_operator
+    from kubernetes import client
+
+    helm(cluster, "upgrade", RELEASE, str(_chart()), "-n", OPERATOR_NS, "--reuse-values",
+         "--set", "router.readSecrets=false", "--wait", "--timeout", "120s")
+    try:
+        cluster.core.create_namespaced_secret(namespace, {"metadata": {"name": "keys"},
+                                                          "stringData": {"api-key": "tenant-key\n"}})
+        client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
+            "llmfleet.dev", "v1alpha1", namespace, "llmservices", {
+                "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "locked"},
+                "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxModelLen": 256}, "replicas": 1,
+                         "apiKeySecretRef": {"name": "keys", "key": "api-key"}}})
+        wait_until("locked Ready 1/1", lambda: (llms(cluster, namespace, "locked").get("status") or {}).get(
+            "readyText") == "1/1", timeout=180, interval=1)
+        routers = both_routers(cluster)
+
+        def ask(ip: str, key: str | None) -> tuple[int, dict]:
+            conn = http.client.HTTPConnection(ip, 8080, timeout=120)
+            try:
+                conn.request("POST", "/v1/completions", json.dumps({"model": "locked", "prompt": "hi", "max_tokens": 4}),
+                             {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})})
+                resp = conn.getresponse()
+                return resp.status, json.loads(resp.read() or b"{}")
+            finally:
+                conn.close()
+
+        wait_until("the right key answered through both routers", lambda: all(
+            ask(ip, "tenant-key")[0] == 200 for ip in routers), timeout=60, interval=1)
+        seen = {ip: (ask(ip, None), ask(ip, "other-tenant")) for ip in routers}
+        for (missing, wrong) in seen.values():
+            assert missing[0] == 401 and missing[1]["error"]["code"] == "invalid_api_key", missing
+            assert wrong[0] == 401, wrong  # refused by the engine, passed on by the router
+        conn = http.client.HTTPConnection(routers[0], 8080, timeout=10)
+        conn.request("GET", "/v1/models", headers={"Authorization": "Bearer tenant-key"})
+        listed = [m["id"] for m in json.loads(conn.getresponse().read())["data"]]
+        conn.close()
+        print(f"\nrouter.readSecrets=false: right key 200, no key {seen[routers[0]][0][0]} (router), wrong key "
+              f"{seen[routers[0]][1][0]} (engine); /v1/models lists {listed}")
+        assert "locked" not in listed
+    finally:
+        helm(cluster, "upgrade", RELEASE, str(_chart()), "-n", OPERATOR_NS, "--reuse-values",
+             "--set", "router.readSecrets=true", "--wait", "--timeout", "120s")
+        cluster.kubectl("delete", "llms", "locked", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def _chart() -> Path:
+    from operator_support import CHART
+
+    return CHART

@@ -114,3 +114,30 @@ async def test_a_missing_key_secret_fails_closed():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await api.aclose()
+
+
+async def test_a_key_secret_the_router_may_not_read_leaves_the_key_to_the_engine():
+    """403 on the Secret (router.readSecrets=false): not an error that refuses the service, but
+    a service whose engines check the key; once the router may read it, it checks again itself."""
+    server = ApiServer()
+    forbidden = True
+
+    def handler(request):
+        if "/secrets/" in request.url.path and forbidden:
+            return httpx.Response(403, json={"message": 'secrets "keys" is forbidden'})
+        return server(request)
+
+    fleet = Fleet()
+    api = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="https://api")
+    discovery = Discovery(api, fleet, RouterConfig(namespaces=("team-a",), key_refresh_seconds=0.05))
+    task = asyncio.create_task(discovery.run())
+    try:
+        await until(lambda: ("team-a", "chat") in fleet.engine_checks_keys)
+        assert ("team-a", "chat") not in fleet.keys and ("team-a", "chat") not in fleet.key_errors
+        forbidden = False  # the grant arrives: the next refresh reads the keys
+        await until(lambda: fleet.keys.get(("team-a", "chat")) == ("k1", "k2"))
+        assert ("team-a", "chat") not in fleet.engine_checks_keys
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await api.aclose()

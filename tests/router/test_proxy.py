@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from llmfleet.router.fleet import Replica
 from router_fakes import FakeEngine, open_bench
 
 CHAT_BODY = {"model": "chat", "messages": [{"role": "system", "content": "You are terse."},
@@ -183,6 +184,42 @@ async def test_unreadable_keys_fail_closed(bench):
     resp = await post(bench, headers={"authorization": "Bearer anything"})
     assert resp.status_code == 503 and "not found" in error_of(resp)["message"]
     assert fake.requests == []
+
+
+async def test_keys_the_router_may_not_read_are_checked_by_the_engine(bench):
+    """router.readSecrets=false: the router forwards a request that carries a key and the
+    engine answers for it; one without a key is refused before any engine; the model is not
+    listed (the router cannot tell who may know of it)."""
+    svc = bench.service(keys=())
+    bench.fleet.keys_checked_by_engine(svc.id)
+    fake = await bench.engine(svc)
+    missing = await post(bench)
+    assert missing.status_code == 401 and error_of(missing)["code"] == "invalid_api_key"
+    assert fake.requests == []
+    resp = await post(bench, headers={"authorization": "Bearer key-a"})
+    assert resp.status_code == 200
+    assert fake.headers[-1]["authorization"] == "Bearer key-a"  # the engine checks it
+    models = (await bench.client.get("/v1/models", headers={"authorization": "Bearer key-a"})).json()
+    assert models["data"] == []
+
+
+async def test_a_key_the_router_cannot_check_never_wakes_a_service_from_zero(bench):
+    svc = bench.service(keys=())
+    bench.fleet.keys_checked_by_engine(svc.id)
+    at_zero = await post(bench, headers={"authorization": "Bearer key-a"})
+    assert at_zero.status_code == 503 and "does not wake it from zero" in error_of(at_zero)["message"]
+    assert (await bench.client.get("/demand")).json()["held"] == []
+
+    # a pod that is starting: the request waits for it, but is no demand (nothing held for the operator)
+    bench.fleet.set_replica(Replica(svc.namespace, "chat-0", svc.name, "", False))
+    pending = asyncio.create_task(post(bench, headers={"authorization": "Bearer key-a"}))
+    await asyncio.sleep(0.3)
+    assert not pending.done()
+    assert (await bench.client.get("/demand")).json()["held"] == []
+    assert bench.metric("llmfleet_router_requests_held", namespace="team-a", service="chat", model="chat") == 0
+    fake = await bench.engine(svc, FakeEngine(name="ready"))
+    resp = await asyncio.wait_for(pending, 10)
+    assert resp.status_code == 200 and len(fake.requests) == 1
 
 
 async def test_a_request_is_held_until_a_replica_is_ready(bench):

@@ -123,6 +123,8 @@ class RouterApp:
     # --- routes -----------------------------------------------------------------------------------
     def _models(self, authorization: str | None) -> dict:
         """Every served name this caller's key can use (a keyless service is everyone's)."""
+        # a service whose keys only its engines can check is left out: the router cannot tell
+        # whether this caller may know of it
         names = sorted({s.served_name for s in self.fleet.services.values()
                         if keys.accepts(self.fleet.keys.get(s.id, ()), authorization)})
         return {"object": "list",
@@ -134,10 +136,16 @@ class RouterApp:
             raise ModelNotFound(f"The model {model!r} does not exist", param="model")
         for service in services:
             if service.id not in self.fleet.keys:
-                continue  # its key Secret is not read yet
+                continue  # its key Secret is not read yet, or this router may not read it
             if keys.accepts(self.fleet.keys[service.id], authorization):
                 return service
+        if keys.bearer(authorization):
+            for service in services:
+                if service.id in self.fleet.engine_checks_keys:
+                    return service  # its engine checks the key (forwarded): a wrong one gets its 401
         for service in services:
+            if service.id in self.fleet.engine_checks_keys:
+                continue
             problem = self.fleet.key_errors.get(service.id)
             if problem:
                 raise Unavailable(f"the API keys of model {model!r} cannot be read: {problem}", retry_after=10)
@@ -168,7 +176,10 @@ class RouterApp:
             return
 
         headers = [(k, v) for k, v in scope["headers"]]
-        work = asyncio.create_task(self.proxy.forward(req, service, key, raw, headers, send, started))
+        # a key the router could not check must not wake a service from zero: only its engine knows it
+        verified = service.id not in self.fleet.engine_checks_keys
+        work = asyncio.create_task(self.proxy.forward(req, service, key, raw, headers, send, started,
+                                                      wake=verified))
         gone = asyncio.create_task(_disconnected(receive))
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():

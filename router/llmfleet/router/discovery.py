@@ -4,7 +4,7 @@
 | -------------------------------- | -------------------------------------- | -------------------------------- |
 | LLMServices                      | each configured namespace (or all)     | served name → service, key ref   |
 | Pods labelled llmfleet-engine    | same                                   | replicas, readiness, drains      |
-| Secret named by apiKeySecretRef  | GET on change and every key_refresh_seconds | the service's API keys     |
+| Secret named by apiKeySecretRef  | GET on change and every key_refresh_seconds | the service's API keys (403: its engines check them) |
 
 Pods rather than EndpointSlices: a pod carries the operator's drain mark and its
 deletionTimestamp the moment they are written, while an EndpointSlice changes only after
@@ -143,7 +143,16 @@ class Discovery:
             return
         try:
             secret = await kube.get(self.api, f"{PODS}/namespaces/{info.namespace}/secrets/{ref.name}")
-        except (kube.KubeError, httpx.HTTPError, OSError, ValueError) as e:
+        except kube.KubeError as e:
+            if e.status == 403:  # not granted (router.readSecrets=false): the engine checks the key
+                if info.id not in self.fleet.engine_checks_keys:
+                    log.info("may not read Secret %s/%s: the engines of %s check its API keys", info.namespace,
+                             ref.name, info.name)
+                self.fleet.keys_checked_by_engine(info.id)
+            else:
+                self.fleet.set_keys(info.id, (), f"reading Secret {ref.name}: {e}")
+            return
+        except (httpx.HTTPError, OSError, ValueError) as e:
             self.fleet.set_keys(info.id, (), f"reading Secret {ref.name}: {e}")
             return
         if self.fleet.services.get(info.id) != info:

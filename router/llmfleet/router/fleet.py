@@ -123,6 +123,9 @@ class Fleet:
     # read (every request refused: failing open would hand the model to anyone)
     keys: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     key_errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Services whose key Secret this router may not read (403: router.readSecrets=false, or no
+    # grant in that namespace): their engines check the key the router forwards (keys_checked_by_engine)
+    engine_checks_keys: set[tuple[str, str]] = field(default_factory=set)
     clock: Callable[[], float] = time.monotonic
     _changed: asyncio.Event | None = None
 
@@ -136,14 +139,22 @@ class Fleet:
     def remove_service(self, namespace: str, name: str) -> None:
         self.services.pop((namespace, name), None)
         self.keys.pop((namespace, name), None)
+        self.engine_checks_keys.discard((namespace, name))
         self._notify()
 
     def set_keys(self, service: tuple[str, str], keys: tuple[str, ...] | None, error: str = "") -> None:
         self.keys[service] = keys
+        self.engine_checks_keys.discard(service)
         if error:
             self.key_errors[service] = error
         else:
             self.key_errors.pop(service, None)
+
+    def keys_checked_by_engine(self, service: tuple[str, str]) -> None:
+        """This router may not read the service's key Secret: its engines check the key."""
+        self.keys.pop(service, None)
+        self.key_errors.pop(service, None)
+        self.engine_checks_keys.add(service)
 
     def set_replica(self, replica: Replica) -> None:
         self.replicas[(replica.namespace, replica.pod)] = replica
@@ -176,6 +187,10 @@ class Fleet:
         """Services serving this name, oldest first (ties by namespace/name, so routers agree)."""
         found = [s for s in self.services.values() if s.served_name == served_name]
         return sorted(found, key=lambda s: (s.created or "~", s.namespace, s.name))
+
+    def has_pods(self, service: ServiceInfo) -> bool:
+        """Whether the service has any engine pod (starting, serving or leaving): not at zero."""
+        return any(r.namespace == service.namespace and r.service == service.name for r in self.replicas.values())
 
     def serving_replicas(self, service: ServiceInfo) -> list[Replica]:
         return [r for r in self.replicas.values()

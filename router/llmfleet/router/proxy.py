@@ -17,6 +17,7 @@ non-streamed answer (whole by nature) is read first, so garbage can still be ret
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -86,11 +87,13 @@ class Proxy:
         self.metrics = metrics
         self.client = client
         self.held = HeldDemand()  # per service, now; the operator long-polls it (GET /demand)
+        self.waiting: collections.Counter[tuple[str, str]] = collections.Counter()  # held or not demand
 
     async def forward(self, req: InferenceRequest, service: ServiceInfo, key: Key | None, raw: bytes,
-                      headers: list[tuple[bytes, bytes]], send: Send, started: float) -> int:
+                      headers: list[tuple[bytes, bytes]], send: Send, started: float, *, wake: bool = True) -> int:
         """Serve the request through some replica; returns the HTTP status the client got.
-        Raises RouterError only before anything was sent."""
+        Raises RouterError only before anything was sent. `wake`: a held request counts as
+        demand (scale from zero); False for a key the router could not check."""
         budget = Attempts(self.config)
         backoff = 0.1
         first = True
@@ -102,7 +105,7 @@ class Proxy:
                           kv_saturation=self.config.kv_saturation, exclude=budget.tried)
             if choice is None:
                 if not self.fleet.serving_replicas(service):
-                    await self._hold(req, service, started)
+                    await self._hold(req, service, started, wake)
                 else:  # every replica in rotation was tried or is cooling down: back off, then again
                     if budget.first_failure is None:
                         budget.first_failure = now
@@ -122,17 +125,25 @@ class Proxy:
                 self.fleet.cool_down(choice.name, self.config.failure_cooldown_seconds)
                 budget.failed(choice.name, failure, time.monotonic())
 
-    async def _hold(self, req: InferenceRequest, service: ServiceInfo, started: float) -> None:
-        """Wait for a replica of `service` to come into rotation (cold start or scale from zero)."""
-        gauge = self.metrics.held.labels(service.namespace, service.name, req.model)
-        if self.held[service.id] >= self.config.max_held_per_service:
+    async def _hold(self, req: InferenceRequest, service: ServiceInfo, started: float, wake: bool = True) -> None:
+        """Wait for a replica of `service` to come into rotation (cold start or scale from zero).
+        Without `wake` the request is no demand: it waits only while the service has pods."""
+        if self.waiting[service.id] >= self.config.max_held_per_service:
             self.metrics.hold_timeouts.labels(req.model).inc()
             raise Unavailable(f"model {req.model!r} has no ready replica and {self.config.max_held_per_service} "
                               "requests are already waiting for one", retry_after=5)
-        gauge.inc()
-        self.held.add(service.id, 1)
+        gauge = self.metrics.held.labels(service.namespace, service.name, req.model)
+        self.waiting[service.id] += 1
+        if wake:
+            gauge.inc()
+            self.held.add(service.id, 1)
         try:
             while not self.fleet.serving_replicas(service):
+                if not wake and not self.fleet.has_pods(service):
+                    raise Unavailable(
+                        f"model {req.model!r} has no replica, and this router cannot check its API keys (it may "
+                        "not read the key Secret), so it does not wake it from zero; give the router `get` on "
+                        "that Secret (chart: router.readSecrets) or keep minReplicas at 1 or more", retry_after=10)
                 left = started + self.config.hold_timeout_seconds - time.monotonic()
                 if left <= 0:
                     self.metrics.hold_timeouts.labels(req.model).inc()
@@ -140,8 +151,10 @@ class Proxy:
                                       f"{self.config.hold_timeout_seconds:g} s)", retry_after=10)
                 await self.fleet.wait_changed(left)
         finally:
-            gauge.dec()
-            self.held.add(service.id, -1)
+            self.waiting[service.id] -= 1
+            if wake:
+                gauge.dec()
+                self.held.add(service.id, -1)
 
     async def _attempt(self, url: str, req: InferenceRequest, raw: bytes, headers: list[tuple[bytes, bytes]],
                        send: Send, started: float) -> int:
