@@ -9,7 +9,9 @@
    found / looked up) and TTFT p50/p95.
 2. The router's own cost: a fake engine answering at once; latency p50/p99 of small requests
    straight to it and through the router (interleaved), and requests/s through one router
-   process with 32 concurrent clients against the same straight to the fake.
+   process with 32 concurrent clients against the same straight to the fake; since that
+   client shares the machine, also the router's CPU time per request (what one router
+   process carries on one full core), next to the fake engine's own.
 
 The router runs in a process of its own over a fixed fleet (no cluster). Figures vary a lot
 on a shared machine: compare the two arms of one run, not runs.
@@ -231,7 +233,8 @@ async def latencies(urls: list[str], n: int) -> dict[str, list[float]]:
     return out
 
 
-async def throughput(url: str, seconds: float, concurrency: int = 32) -> float:
+async def throughput(url: str, seconds: float, concurrency: int = 32) -> tuple[float, int]:
+    """(requests/s, requests answered) with `concurrency` clients for `seconds`."""
     body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
     done = 0
     stop = time.perf_counter() + seconds
@@ -246,12 +249,31 @@ async def throughput(url: str, seconds: float, concurrency: int = 32) -> float:
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=None)) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
+        return done / (time.perf_counter() - started), done
 
 
-def _best_rps(direct: str, router: str, seconds: float) -> dict:
-    rounds = [(asyncio.run(throughput(direct, seconds)), asyncio.run(throughput(router, seconds))) for _ in range(2)]
-    return {"direct_rps": max(d for d, _ in rounds), "router_rps": max(r for _, r in rounds)}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _best_rps(direct: str, router: str, seconds: float, router_pid: int, engine_pid: int) -> dict:
+    """Requests/s straight and through the router (alternated, best of two: the machine's load
+    changes between slices), and the CPU each process spent per request through the router:
+    the client shares the machine, so requests/s is bounded by it as much as by the router,
+    while CPU per request says what one router process carries on one full core."""
+    rounds, router_cpu, engine_cpu, served = [], 0.0, 0.0, 0
+    for _ in range(2):
+        d, _ = asyncio.run(throughput(direct, seconds))
+        r0, e0 = cpu_seconds(router_pid), cpu_seconds(engine_pid)
+        r, n = asyncio.run(throughput(router, seconds))
+        router_cpu += cpu_seconds(router_pid) - r0
+        engine_cpu += cpu_seconds(engine_pid) - e0
+        served += n
+        rounds.append((d, r))
+    return {"direct_rps": max(d for d, _ in rounds), "router_rps": max(r for _, r in rounds),
+            "router_cpu_per_request": router_cpu / served, "engine_cpu_per_request": engine_cpu / served}
 
 
 def router_cost(args) -> dict:
@@ -269,7 +291,7 @@ def router_cost(args) -> dict:
             "router_p50": percentile(lat[router], 0.5), "router_p99": percentile(lat[router], 0.99),
             "added_p50": statistics.median(r - d for r, d in zip(lat[router], lat[direct], strict=True)),
             # alternated, best of two each: the machine's load changes between slices
-            **_best_rps(direct, router, args.throughput_seconds),
+            **_best_rps(direct, router, args.throughput_seconds, rproc.pid, fake.pid),
         }
     finally:
         for proc in procs:
@@ -315,6 +337,10 @@ def main() -> None:
     print(f"| through llmfleet-router | {cost['router_p50'] * 1000:.2f} ms | {cost['router_p99'] * 1000:.2f} ms "
           f"| {cost['router_rps']:.0f} |")
     print(f"added by the router, p50 of paired differences: {cost['added_p50'] * 1000:.2f} ms")
+    print(f"CPU per request through the router: router {cost['router_cpu_per_request'] * 1000:.2f} ms, the fake engine "
+          f"behind it {cost['engine_cpu_per_request'] * 1000:.2f} ms: one router process at one full core carries "
+          f"~{1 / cost['router_cpu_per_request']:.0f} requests/s (the fake engine ~"
+          f"{1 / cost['engine_cpu_per_request']:.0f}/s)")
 
 
 if __name__ == "__main__":
