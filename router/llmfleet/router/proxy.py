@@ -152,6 +152,8 @@ class Proxy:
                 await self.fleet.wait_changed(left)
         finally:
             self.waiting[service.id] -= 1
+            if self.waiting[service.id] <= 0:
+                del self.waiting[service.id]  # a deleted service leaves nothing behind
             if wake:
                 gauge.dec()
                 self.held.add(service.id, -1)
