@@ -72,13 +72,22 @@ async def test_a_failing_replica_is_skipped_before_the_first_byte(bench, bad):
         bench.add_replica(svc, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", "junk")
     else:
         await bench.engine(svc, FakeEngine(mode=bad, name=bad))
-    for i in range(6):  # different prefixes land on both replicas
-        body = {**CHAT_BODY, "messages": [{"role": "system", "content": f"tenant {i}"}]}
+    # Different prefixes hash to both replicas, but where each lands depends on the replicas'
+    # (random) ports: send until one has met the bad replica, at least 6, at most 40 (all 40
+    # on the healthy one by chance: about 1e-12).
+    sent = 0
+    while sent < 40 and (sent < 6 or not _retries(bench)):
+        body = {**CHAT_BODY, "messages": [{"role": "system", "content": f"tenant {sent}"}]}
         resp = await post(bench, body)
+        sent += 1
         assert resp.status_code == 200, resp.text
         assert resp.json()["served_by"] == "healthy"
-    assert len(healthy.requests) == 6
-    assert sum(v for k, v in _samples(bench, "llmfleet_router_retries_total").items()) >= 1
+    assert len(healthy.requests) == sent
+    assert _retries(bench) >= 1
+
+
+def _retries(bench) -> float:
+    return sum(_samples(bench, "llmfleet_router_retries_total").values())
 
 
 async def _garbage_writer(reader, writer):
