@@ -5,7 +5,8 @@ each prefill chunk's tokens. New keys and values are written into the block pool
 at their slots (slot = block id * block_size + offset), then
 
 - decodes gather their context from the pool through a padded block table and
-  attend in one batched scaled_dot_product_attention call with a length mask;
+  attend in one batched scaled_dot_product_attention call with a length mask; a lone
+  decode whose context fills consecutive blocks reads it as a view, with no gather;
 - a prefill chunk that starts at position 0 attends causally to its own keys;
   one that continues a cached prefix or an earlier chunk gathers its context and
   uses a causal mask shifted by the context already computed.
@@ -43,6 +44,10 @@ class AttentionMetadata:
     decode_context_lens: torch.Tensor | None  # [B] int64, including the new token
     prefills: list[PrefillChunk]
     decode_mask: torch.Tensor | None = None  # [B, 1, 1, max_blocks * block_size], built once per step
+    # A lone decode whose context fills consecutive blocks (the usual case at batch 1: the block
+    # manager hands out fresh blocks in order): (first slot, context length), read as a view of the
+    # pool with no gather and no mask.
+    decode_span: tuple[int, int] | None = None
 
     def mask_for_decodes(self, block_size: int) -> torch.Tensor:
         if self.decode_mask is None:
@@ -74,13 +79,18 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
 def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
                     v_cache: torch.Tensor, meta: AttentionMetadata, scale: float) -> torch.Tensor:
     """q: [T, Hq, D]; k, v: [T, Hkv, D] for this step's tokens. Returns [T, Hq, D]."""
-    write_kv(k_cache, v_cache, k, v, meta.slot_mapping)
-    out = torch.empty_like(q)
     block_size = k_cache.shape[1]
     hkv, d = k_cache.shape[2], k_cache.shape[3]
+    span = meta.decode_span
+    if span is not None and not meta.prefills:
+        return _lone_decode(q, k, v, k_cache.view(-1, hkv, d), v_cache.view(-1, hkv, d), span, scale)
+    write_kv(k_cache, v_cache, k, v, meta.slot_mapping)
+    out = torch.empty_like(q)
 
     b = meta.num_decodes
-    if b:
+    if span is not None:
+        out[:1] = _lone_decode(q, None, None, k_cache.view(-1, hkv, d), v_cache.view(-1, hkv, d), span, scale)
+    elif b:
         tables = meta.decode_block_tables
         assert tables is not None and meta.decode_context_lens is not None
         length = tables.shape[1] * block_size
@@ -111,6 +121,19 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: 
             o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale, enable_gqa=True)
         out[s:s + n] = o[0].transpose(0, 1)
     return out
+
+
+def _lone_decode(q: torch.Tensor, k: torch.Tensor | None, v: torch.Tensor | None, k_slots: torch.Tensor,
+                 v_slots: torch.Tensor, span: tuple[int, int], scale: float) -> torch.Tensor:
+    """One decode whose context is the slots [first, first + length): written (unless k and v are None:
+    already written) and attended to as views of the pool, with no gather and no mask. Returns [1, Hq, D]."""
+    first, length = span
+    if k is not None and v is not None:
+        k_slots[first + length - 1].copy_(k[0])
+        v_slots[first + length - 1].copy_(v[0])
+    keys = k_slots[first:first + length].transpose(0, 1).unsqueeze(0)
+    values = v_slots[first:first + length].transpose(0, 1).unsqueeze(0)
+    return F.scaled_dot_product_attention(q[:1].unsqueeze(2), keys, values, scale=scale, enable_gqa=True).squeeze(2)
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,

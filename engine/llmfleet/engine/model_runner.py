@@ -128,8 +128,10 @@ class ModelRunner:
                 logits_idx.append(len(input_ids) - 1)
                 sampled.append(seq)
         dev = self.device
-        tables = lens = None
-        if decodes:
+        tables = lens = span = None
+        if len(decodes) == 1:
+            span = self._contiguous_context(decodes[0].seq)
+        if decodes and span is None:
             width = max(len(s.seq.block_table) for s in decodes)
             tables = torch.tensor([s.seq.block_table + [0] * (width - len(s.seq.block_table)) for s in decodes],
                                   dtype=torch.long, device=dev)
@@ -141,10 +143,19 @@ class ModelRunner:
                                        torch.tensor(item.seq.block_table, dtype=torch.long, device=dev)))
             offset += item.num_new_tokens
         meta = AttentionMetadata(torch.tensor(slots, dtype=torch.long, device=dev), len(decodes), tables, lens,
-                                 chunks)
+                                 chunks, decode_span=span)
         return (torch.tensor(input_ids, dtype=torch.long, device=dev),
                 torch.tensor(positions, dtype=torch.long, device=dev), meta,
                 torch.tensor(logits_idx, dtype=torch.long, device=dev), sampled)
+
+    def _contiguous_context(self, seq) -> tuple[int, int] | None:
+        """(first slot, length) when the sequence's context lies in consecutive blocks, else None."""
+        n = len(seq)
+        table = seq.block_table[:-(-n // self.block_size)]
+        first = table[0]
+        if table[-1] - first != len(table) - 1 or table != list(range(first, first + len(table))):
+            return None
+        return first * self.block_size, n
 
     def enable_compiled_decode(self, cache_dir: pathlib.Path) -> float:
         """Compile (CPU) or capture (CUDA) the decode step; returns the seconds it took."""

@@ -74,9 +74,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        # Hugging Face's order (normalise in fp32, round, then scale): torch.rms_norm gives the same bits as
+        # x * rsqrt(mean(x²) + eps) in one op where that formula takes six small ones per call.
+        return self.weight * torch.rms_norm(x.float(), self.weight.shape, None, self.eps).to(x.dtype)
 
 
 # (q, k, v, k_cache, v_cache, scale) -> attention output [T, Hq, D]; writes k and v into the cache
@@ -101,10 +101,10 @@ class DecoderLayer(nn.Module):
         t = x.shape[0]
         residual = x
         hs = self.input_layernorm(x)
-        qkv = self.qkv(hs)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = apply_rotary(q.view(t, self.num_heads, self.head_dim), *rope)
-        k = apply_rotary(k.view(t, self.num_kv_heads, self.head_dim), *rope)
+        qk, v = self.qkv(hs).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
+        # q and k rotate together, as the heads of one [T, Hq + Hkv, D] view: half the small ops
+        qk = apply_rotary(qk.view(t, self.num_heads + self.num_kv_heads, self.head_dim), *rope)
+        q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(t, self.num_kv_heads, self.head_dim)
         attn = attend(q, k, v, kv_cache[0], kv_cache[1], self.scale)
         x = residual + self.o(attn.view(t, self.q_size))
