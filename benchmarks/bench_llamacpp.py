@@ -430,6 +430,9 @@ def ratio_lines(figures: dict, ratio: Callable[..., str]) -> list[str]:
         f"mixed output tok/s       llama.cpp / transformers: "
         f"{ratio(m, figures['mixed_transformers'], 'out_tok_per_s')}",
         f"single decode tok/s      llmfleet / llama.cpp:     {ratio(figures['single_llmfleet'], s, 'out_tok_per_s')}",
+        # the same dtype as llama.cpp's GGUF: without bf16 weights' halved bytes
+        f"single decode tok/s      llmfleet fp32 / llama.cpp: "
+        f"{ratio(figures.get('single_llmfleet_fp32', {}), s, 'out_tok_per_s')}",
         f"single decode tok/s      llama.cpp / transformers: "
         f"{ratio(s, figures['single_transformers'], 'out_tok_per_s')}",
     ]

@@ -2,8 +2,9 @@
 
 Each configuration (dtype x compiled or eager, and optionally another revision's engine via
 --before) runs in a child process of its own, one after another, for --rounds rounds, so
-configurations measured in the same round saw about the same machine. Prompts are prefilled
-first (not timed), so the figure is decode: batch-1 and batch-16 output tokens per second.
+configurations measured in the same round saw about the same machine. Fresh prompts are
+prefilled first (not timed: steps run until every sequence has its first token), so the figure
+is decode: batch-1 and batch-16 output tokens per second.
 
     python -m benchmarks.decode_loop [--threads 1] [--rounds 2] [--before REV]
 """
@@ -30,12 +31,19 @@ cfg = EngineConfig(model=model, device="cpu", dtype=dtype, max_model_len=1024, m
 t = time.monotonic(); eng = LLMEngine(cfg); load = time.monotonic() - t
 rng = random.Random(0)
 out = {"load_s": round(load, 1)}
+warm = [rng.randrange(300, 8000) for _ in range(128)]
+eng.generate([warm], SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True))
 for b in (1, 16):
-    prompts = [[rng.randrange(300, 8000) for _ in range(128)] for _ in range(b)]
-    eng.generate(prompts, SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True))  # prefill, cached
-    t = time.monotonic()
-    eng.generate(prompts, SamplingParams(max_tokens=new, temperature=0.0, ignore_eos=True))
-    out[f"b{b}_tok_s"] = round(b * new / (time.monotonic() - t), 1)
+    params = SamplingParams(max_tokens=new + 1, temperature=0.0, ignore_eos=True)
+    for i in range(b):  # fresh prompts: no prefix-cache hit, blocks as a new request gets them
+        eng.add_request(f"b{b}-{i}", [rng.randrange(300, 8000) for _ in range(128)], params)
+    started = set()
+    while len(started) < b:  # prefill (not timed) until every sequence has its first token
+        started.update(o.request_id for o in eng.step())
+    t, tokens = time.monotonic(), 0
+    while eng.has_work:
+        tokens += sum(len(o.new_token_ids) for o in eng.step())
+    out[f"b{b}_tok_s"] = round(tokens / (time.monotonic() - t), 1)
 print(json.dumps(out))
 """
 
