@@ -6,7 +6,7 @@ configurations measured in the same round saw about the same machine. Fresh prom
 prefilled first (not timed: steps run until every sequence has its first token), so the figure
 is decode: batch-1 and batch-16 output tokens per second.
 
-    python -m benchmarks.decode_loop [--threads 1] [--rounds 2] [--before REV]
+    python -m benchmarks.decode_loop [--threads 1] [--rounds 2] [--before REV] [--no-compiled]
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ for b in (1, 16):
     started = set()
     while len(started) < b:  # prefill (not timed) until every sequence has its first token
         started.update(o.request_id for o in eng.step())
-    t, tokens = time.monotonic(), 0
+    t, tokens, steps = time.monotonic(), 0, []
     while eng.has_work:
+        s = time.perf_counter()
         tokens += sum(len(o.new_token_ids) for o in eng.step())
+        steps.append(time.perf_counter() - s)
     out[f"b{b}_tok_s"] = round(tokens / (time.monotonic() - t), 1)
+    steps.sort()  # on a shared machine the fastest steps show the code's speed, the mean the neighbours'
+    out[f"b{b}_step_ms_p10"] = round(1000 * steps[len(steps) // 10], 2)
+    out[f"b{b}_step_ms_p50"] = round(1000 * steps[len(steps) // 2], 2)
 print(json.dumps(out))
 """
 
@@ -55,15 +60,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--before", metavar="REV", help="also run this revision's engine (fp32, eager: its defaults)")
+    ap.add_argument("--before", metavar="REV", help="also run this revision's engine (eager, fp32 and bf16)")
+    ap.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the compiled configurations (each compiles for a minute or more on a small CPU)")
     args = ap.parse_args(argv)
     model = str(bench_model(args.threads))
     print(machine_line(), flush=True)
     configs = [("after fp32 eager", "float32", "0", None), ("after fp32 compiled", "float32", "1", None),
                ("after bf16 eager", "bfloat16", "0", None), ("after bf16 compiled", "bfloat16", "1", None)]
+    if not args.compiled:
+        configs = [c for c in configs if c[2] == "0"]
     if args.before:
         sha, tree = git_tree(args.before, CACHE / "bench-trees")
-        configs.insert(0, (f"before {args.before} ({sha[:12]})", "float32", "0", tree))
+        configs[:0] = [(f"before {args.before} ({sha[:12]}) {name}", dtype, "0", tree)
+                       for name, dtype in (("fp32", "float32"), ("bf16", "bfloat16"))]
     results: dict[str, list[dict]] = {}
     for r in range(args.rounds):
         for name, dtype, compiled, tree in random.Random(r).sample(configs, len(configs)):
