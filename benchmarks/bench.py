@@ -100,7 +100,9 @@ def workload_shared_prefix(n: int, seed: int = 1) -> list[Req]:
 # -- the llmfleet server -------------------------------------------------------------------------
 class Server:
     """`llmfleet-engine serve` on a loopback port; `code` is a PYTHONPATH entry holding another
-    revision's llmfleet package (the "before" engine), or None for this checkout's.
+    revision's llmfleet package (the "before" engine), or None for this checkout's. The other
+    revision's server also runs in that folder: `python -m` puts the working directory first on
+    sys.path, and from the repository root this checkout's llmfleet/ would shadow the revision's.
 
     Records `ready_s` (process start to /ready 200) and, with `--compile` among the flags,
     `compiled_s` (process start to llmfleet_engine_decode_compiled 1); with `wait_compiled` the
@@ -123,7 +125,7 @@ class Server:
             [sys.executable, "-m", "llmfleet.engine.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--threads", str(threads), "--max-model-len", "1024", "--max-num-seqs", "32",
              "--max-waiting", "1024", "--log-level", "warning", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=code)
         import httpx
 
         self.ready_s = self.compiled_s = None

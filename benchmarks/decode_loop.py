@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
             if tree is not None:
                 env["PYTHONPATH"] = str(tree)
             out = subprocess.run([sys.executable, "-c", CHILD, model, dtype, compiled, str(args.threads),
-                                  str(args.new_tokens)], capture_output=True, text=True, env=env, check=True)
+                                  str(args.new_tokens)], capture_output=True, text=True, env=env, check=True,
+                                 cwd=tree)  # in the repository root, this checkout's llmfleet/ comes first
             fig = json.loads(out.stdout.strip().splitlines()[-1])
             results.setdefault(name, []).append(fig)
             print(f"round {r + 1} {name:<32} {fig} ({time.strftime('%H:%M:%S')})", flush=True)
