@@ -100,9 +100,7 @@ def workload_shared_prefix(n: int, seed: int = 1) -> list[Req]:
 # -- the llmfleet server -------------------------------------------------------------------------
 class Server:
     """`llmfleet-engine serve` on a loopback port; `code` is a PYTHONPATH entry holding another
-    revision's llmfleet package (the "before" engine), or None for this checkout's. The other
-    revision's server also runs in that folder: `python -m` puts the working directory first on
-    sys.path, and from the repository root this checkout's llmfleet/ would shadow the revision's.
+    revision's llmfleet package (the "before" engine), or None for this checkout's (`child_env`).
 
     Records `ready_s` (process start to /ready 200) and, with `--compile` among the flags,
     `compiled_s` (process start to llmfleet_engine_decode_compiled 1); with `wait_compiled` the
@@ -117,15 +115,12 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        if code is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
         started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llmfleet.engine.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--threads", str(threads), "--max-model-len", "1024", "--max-num-seqs", "32",
              "--max-waiting", "1024", "--log-level", "warning", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=code)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **child_env(code))
         import httpx
 
         self.ready_s = self.compiled_s = None
@@ -159,6 +154,18 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+def child_env(code: pathlib.Path | None) -> dict:
+    """`env` and `cwd` for a child process that imports llmfleet: from `code` (a `git_tree` folder), or
+    this checkout's when None. The child runs in `code`: `python -m` and `-c` put the working directory
+    first on sys.path, and from the repository root this checkout's llmfleet/ would shadow the
+    revision's (the editable install then resolves llmfleet.engine to this checkout)."""
+    env = dict(os.environ)
+    if code is None:
+        return {"env": env, "cwd": None}
+    env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
+    return {"env": env, "cwd": str(code)}
 
 
 def git_tree(rev: str, dest: pathlib.Path) -> tuple[str, pathlib.Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -54,7 +53,7 @@ print(json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.bench import CACHE, bench_model, git_tree, machine_line
+    from benchmarks.bench import CACHE, bench_model, child_env, git_tree, machine_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -77,12 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[dict]] = {}
     for r in range(args.rounds):
         for name, dtype, compiled, tree in random.Random(r).sample(configs, len(configs)):
-            env = dict(os.environ)
-            if tree is not None:
-                env["PYTHONPATH"] = str(tree)
             out = subprocess.run([sys.executable, "-c", CHILD, model, dtype, compiled, str(args.threads),
-                                  str(args.new_tokens)], capture_output=True, text=True, env=env, check=True,
-                                 cwd=tree)  # in the repository root, this checkout's llmfleet/ comes first
+                                  str(args.new_tokens)], capture_output=True, text=True, check=True, **child_env(tree))
             fig = json.loads(out.stdout.strip().splitlines()[-1])
             results.setdefault(name, []).append(fig)
             print(f"round {r + 1} {name:<32} {fig} ({time.strftime('%H:%M:%S')})", flush=True)
