@@ -322,8 +322,11 @@ class Bench:
         from bedkit import wait_until  # noqa: PLC0415
 
         self.ops = ops
-        ops.helm(self.c, "upgrade", "--install", ops.RELEASE, str(self.chart or ops.CHART), "--namespace", ops.OPERATOR_NS,
-                 "--create-namespace", *ops.allowed_host_paths(), "--set", "grafanaDashboard.enabled=false",
+        chart = Path(self.chart or ops.CHART)
+        # A chart older than the admission allow-lists has no such value (and its schema refuses it).
+        admission = ops.allowed_host_paths() if "\nadmission:" in (chart / "values.yaml").read_text() else []
+        ops.helm(self.c, "upgrade", "--install", ops.RELEASE, str(chart), "--namespace", ops.OPERATOR_NS,
+                 "--create-namespace", *admission, "--set", "grafanaDashboard.enabled=false",
                  "--wait", "--timeout", "180s")
         wait_until("the operator pod Ready", lambda: ops.operator_ready(self.c), timeout=120, interval=1)
         pod = ops.operator_pods(self.c)[0]
