@@ -105,6 +105,9 @@ class Reconciler(ServiceWorkers):
     def use_store(self, store: Store) -> None:
         """Read the world from `store` (kopf's indexes) from now on instead of the API."""
         self.store = self.observer.store = store
+        nodes = getattr(store, "nodes", None)  # kopf's Node index (IndexStore); test stores may have none
+        if self.spot is not None and callable(nodes):
+            self.spot.node_index = nodes
 
     async def forget(self, namespace: str, name: str) -> None:
         """The service is gone: drop its memory and series, and take it off its policy's status."""
