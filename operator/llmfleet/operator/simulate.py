@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec, ScalingStatus
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from llmfleet.operator.scaling import PodMetric, recommend_replicas
 
 # The inputs and outputs live in their own modules; importers use this one.

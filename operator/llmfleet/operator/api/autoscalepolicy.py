@@ -21,69 +21,18 @@ from pydantic import ConfigDict, Field, model_validator
 from .base import ApiModel
 from .cel import Rule, cel_rules
 from .common import ObjectMeta
-from .hpa_behavior import (  # re-exported: importers use this module
-    HPABehavior as HPABehavior,
-)
 from .hpa_behavior import (
-    HPAScalingPolicy as HPAScalingPolicy,
-)
-from .hpa_behavior import (
-    HPAScalingRules as HPAScalingRules,
-)
-from .hpa_behavior import (
-    ScaleDownRules as ScaleDownRules,
-)
-from .hpa_behavior import (
-    ScaleUpRules as ScaleUpRules,
-)
-from .hpa_behavior import (
-    ScalingPolicySelect as ScalingPolicySelect,
-)
-from .hpa_behavior import (
-    ScalingPolicyType as ScalingPolicyType,
-)
-from .metric import (  # re-exported: importers use this module
-    MetricTarget as MetricTarget,
+    HPABehavior,
 )
 from .metric import (
-    MetricType as MetricType,
+    MetricTarget,
 )
 from .resource import CrdInfo, PrinterColumn
-from .scaling_status import (  # re-exported: importers use this module
-    DECISION_HISTORY_LIMIT as DECISION_HISTORY_LIMIT,
-)
 from .scaling_status import (
-    AutoscalePolicyStatus as AutoscalePolicyStatus,
-)
-from .scaling_status import (
-    BoundsInForce as BoundsInForce,
-)
-from .scaling_status import (
-    Recommendation as Recommendation,
-)
-from .scaling_status import (
-    ScaleDecisionRecord as ScaleDecisionRecord,
-)
-from .scaling_status import (
-    ScaleDirection as ScaleDirection,
-)
-from .scaling_status import (
-    ScaleEvent as ScaleEvent,
-)
-from .scaling_status import (
-    ScalingStatus as ScalingStatus,
-)
-from .schedule import (  # re-exported: importers use this module
-    ALL_DAYS as ALL_DAYS,
+    AutoscalePolicyStatus,
 )
 from .schedule import (
-    ScheduleWindow as ScheduleWindow,
-)
-from .schedule import (
-    Weekday as Weekday,
-)
-from .schedule import (
-    parse_hh_mm as parse_hh_mm,
+    ScheduleWindow,
 )
 
 KIND = "AutoscalePolicy"

@@ -22,56 +22,18 @@ from .common import (
     ObjectMeta,
     SecretKeySelector,
 )
-from .engine_spec import (  # re-exported: importers use this module
-    EngineKind as EngineKind,
-)
 from .engine_spec import (
-    EngineSpec as EngineSpec,
-)
-from .engine_spec import (
-    ResourceSpec as ResourceSpec,
-)
-from .inference_pool_spec import (  # re-exported: importers use this module
-    EndpointPickerRef as EndpointPickerRef,
+    EngineSpec,
+    ResourceSpec,
 )
 from .inference_pool_spec import (
-    InferencePoolSpec as InferencePoolSpec,
-)
-from .inference_pool_spec import (
-    PortNumber as PortNumber,
-)
-from .llmservice_status import (  # re-exported: importers use this module
-    MAX_DRAINING_PODS as MAX_DRAINING_PODS,
+    InferencePoolSpec,
 )
 from .llmservice_status import (
-    Cost as Cost,
-)
-from .llmservice_status import (
-    DrainingPod as DrainingPod,
-)
-from .llmservice_status import (
-    LLMServiceStatus as LLMServiceStatus,
-)
-from .llmservice_status import (
-    Phase as Phase,
-)
-from .llmservice_status import (
-    RouterStatus as RouterStatus,
-)
-from .llmservice_status import (
-    SpotStatus as SpotStatus,
-)
-from .model_source import (  # re-exported: importers use this module
-    MODEL_URI_PATTERN as MODEL_URI_PATTERN,
+    LLMServiceStatus,
 )
 from .model_source import (
-    OWN_MOUNTS as OWN_MOUNTS,
-)
-from .model_source import (
-    SYSTEM_DIRS as SYSTEM_DIRS,
-)
-from .model_source import (
-    ModelSource as ModelSource,
+    ModelSource,
 )
 from .resource import CrdInfo, PrinterColumn, ScaleSubresource
 

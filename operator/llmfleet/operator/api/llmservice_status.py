@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from pydantic import Field
 
-from .autoscalepolicy import ScalingStatus
 from .base import ApiModel
 from .common import (
     Condition,

@@ -24,88 +24,29 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .drain_state import (  # re-exported: importers use this module
-    BACKOFF_SECONDS as BACKOFF_SECONDS,
-)
+from llmfleet.operator.spot.notice import Notice, format_rfc3339
+
 from .drain_state import (
-    CAPACITY_LABEL as CAPACITY_LABEL,
+    BACKOFF_SECONDS,
+    DELETE_BEFORE_STOP_SECONDS,
+    DRAIN_DEADLINE,
+    DRAIN_STARTED,
+    DRAIN_SURGE,
+    EVICTION_ATTEMPTS,
+    EVICTION_RETRY_AT,
+    POLL_SECONDS,
+    Action,
+    Annotate,
+    Delete,
+    DrainPlan,
+    EngineDrain,
+    Evict,
+    PodDrain,
+    PostDrain,
+    RecordEvent,
+    Surge,
+    Wait,
 )
-from .drain_state import (
-    DELETE_BEFORE_STOP_SECONDS as DELETE_BEFORE_STOP_SECONDS,
-)
-from .drain_state import (
-    DRAIN_DEADLINE as DRAIN_DEADLINE,
-)
-from .drain_state import (
-    DRAIN_STARTED as DRAIN_STARTED,
-)
-from .drain_state import (
-    DRAIN_SURGE as DRAIN_SURGE,
-)
-from .drain_state import (
-    EVICTION_ATTEMPTS as EVICTION_ATTEMPTS,
-)
-from .drain_state import (
-    EVICTION_RETRY_AT as EVICTION_RETRY_AT,
-)
-from .drain_state import (
-    POLL_SECONDS as POLL_SECONDS,
-)
-from .drain_state import (
-    Action as Action,
-)
-from .drain_state import (
-    Annotate as Annotate,
-)
-from .drain_state import (
-    Capacity as Capacity,
-)
-from .drain_state import (
-    Delete as Delete,
-)
-from .drain_state import (
-    DrainMarks as DrainMarks,
-)
-from .drain_state import (
-    DrainPlan as DrainPlan,
-)
-from .drain_state import (
-    EngineDrain as EngineDrain,
-)
-from .drain_state import (
-    Evict as Evict,
-)
-from .drain_state import (
-    PodDrain as PodDrain,
-)
-from .drain_state import (
-    PostDrain as PostDrain,
-)
-from .drain_state import (
-    RecordEvent as RecordEvent,
-)
-from .drain_state import (
-    Surge as Surge,
-)
-from .drain_state import (
-    Wait as Wait,
-)
-from .fleet_pods import (  # re-exported: importers use this module
-    deployment_replicas as deployment_replicas,
-)
-from .fleet_pods import (
-    is_leaving as is_leaving,
-)
-from .fleet_pods import (
-    replicas_without_surge as replicas_without_surge,
-)
-from .fleet_pods import (
-    serving_pods as serving_pods,
-)
-from .fleet_pods import (
-    surge_by_capacity as surge_by_capacity,
-)
-from .signals import Notice, format_rfc3339
 
 # --- the plan ------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeGuard
 
-from .signals import parse_rfc3339
+from llmfleet.operator.spot.notice import parse_rfc3339
 
 Capacity = Literal["any", "ondemand", "spot"]  # the pod's llmfleet.dev/capacity label (its Deployment)
 

@@ -45,56 +45,18 @@ from llmfleet.operator.api.spotpool import (
     TimestampSource,
 )
 
-from .event_trust import (  # re-exported: importers use this module
-    SUMMARY_TEXT_MAX as SUMMARY_TEXT_MAX,
-)
 from .event_trust import (
-    TRUSTED_EVENT_NAMESPACE as TRUSTED_EVENT_NAMESPACE,
-)
-from .event_trust import (
-    _event_node as _event_node,
-)
-from .event_trust import (
-    _event_time as _event_time,
-)
-from .event_trust import (
-    event_summary as event_summary,
-)
-from .event_trust import (
-    trusted_node_event as trusted_node_event,
-)
-from .notice import (  # re-exported: importers use this module
-    IgnoredSignal as IgnoredSignal,
+    _event_node,
+    _event_time,
+    trusted_node_event,
 )
 from .notice import (
-    Notice as Notice,
-)
-from .notice import (
-    NoticeKind as NoticeKind,
-)
-from .notice import (
-    SignalScan as SignalScan,
-)
-from .notice import (
-    format_rfc3339 as format_rfc3339,
-)
-from .notice import (
-    parse_rfc3339 as parse_rfc3339,
-)
-from .pool_notices import (  # re-exported: importers use this module
-    CLOUD_NOTICE_SECONDS as CLOUD_NOTICE_SECONDS,
-)
-from .pool_notices import (
-    NoticeCheck as NoticeCheck,
-)
-from .pool_notices import (
-    check_notice_length as check_notice_length,
-)
-from .pool_notices import (
-    first_seen_from_status as first_seen_from_status,
-)
-from .pool_notices import (
-    interrupted_nodes_status as interrupted_nodes_status,
+    IgnoredSignal,
+    Notice,
+    NoticeKind,
+    SignalScan,
+    format_rfc3339,
+    parse_rfc3339,
 )
 
 # Events are kept by the API server for an hour; one whose deadline passed this long ago

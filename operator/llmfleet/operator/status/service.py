@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from llmfleet.operator.api.common import Condition
-from llmfleet.operator.api.llmservice import Phase
+from llmfleet.operator.api.llmservice_status import Phase
 
 from .pods import Problem, diagnose_pod, pod_condition, pod_ready, pod_terminating
 
