@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from bedkit import E2ECluster, wait_until
-from llmfleet.operator.spot.signals import trusted_node_event
+from llmfleet.operator.spot.event_trust import trusted_node_event
 from operator_support import CHART, helm_binary
 
 RELEASE = "vap-e2e"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from llmfleet.operator.api.llmservice import LLMService, LLMServiceSpec, LLMServiceStatus
+from llmfleet.operator.api.llmservice import LLMService, LLMServiceSpec
+from llmfleet.operator.api.llmservice_status import LLMServiceStatus
 from pydantic import ValidationError
 
 DESIGN_EXAMPLE = """

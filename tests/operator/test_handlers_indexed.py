@@ -7,11 +7,14 @@ Our own writes reach the index a moment later; until then the reconciler keeps t
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from datetime import UTC, datetime
 
 from fakes import NS, Index, SpotWorld, World, spot_pod_on, status, sync, tick
 from llmfleet.operator.handlers.reconciler import Reconciler
-from llmfleet.operator.handlers.store import Overlay
+from llmfleet.operator.handlers.spot import SpotRuntime, node_brief
+from llmfleet.operator.handlers.store import IndexStore, Overlay
 from llmfleet.operator.render.labels import SERVICE_LABEL
 
 
@@ -111,3 +114,23 @@ def test_the_index_store_reads_kopf_indexes_and_indexes_no_secrets():
     # Secrets are neither indexed nor watched: their data never reaches the operator
     indexed = {h.selector.any_name for h in kopf.get_default_registry()._indexing.get_all_handlers()}
     assert "pods" in indexed and "secrets" not in indexed
+
+
+def test_pooled_services_read_nodes_from_the_node_index_without_a_list():
+    class Lists:
+        calls = 0
+
+        async def list(self, kind, namespace, label_selector=""):
+            Lists.calls += 1
+            return []
+
+    node = {"metadata": {"name": "n1", "labels": {"karpenter.sh/capacity-type": "spot"}, "uid": "u1",
+                         "managedFields": [{"manager": "x"}]},
+            "spec": {"taints": []}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    store = IndexStore({"llmfleet_nodes_index": {"n1": [node_brief(node)], "gone": []}})
+    spot = SpotRuntime(kube=Lists(), post_event=lambda *a: None)
+    spot.node_index = store.nodes
+    nodes = asyncio.run(spot.all_nodes(datetime(2026, 1, 1, tzinfo=UTC)))
+    assert [n["metadata"]["name"] for n in nodes] == ["n1"]
+    assert "managedFields" not in nodes[0]["metadata"]
+    assert Lists.calls == 0

@@ -2,7 +2,8 @@
 
 import pytest
 from llmfleet.operator.api import autoscalepolicy as asp
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec, ScalingStatus
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from pydantic import ValidationError
 
 MINIMAL = {"maxReplicas": 4, "metric": {"targetAverageValue": 4}}

@@ -7,7 +7,8 @@ events → replicas and the ScalingLimited reason.
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llmfleet.operator.api.autoscalepolicy import HPABehavior, Recommendation, ScaleEvent
+from llmfleet.operator.api.hpa_behavior import HPABehavior
+from llmfleet.operator.api.scaling_status import Recommendation, ScaleEvent
 from llmfleet.operator.scaling.behavior import (
     limit_scale_rate,
     record_scale_event,

@@ -4,12 +4,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llmfleet.operator.api.autoscalepolicy import (
-    AutoscalePolicySpec,
-    Condition,
-    Recommendation,
-    ScalingStatus,
-)
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
+from llmfleet.operator.api.common import Condition
+from llmfleet.operator.api.scaling_status import Recommendation, ScalingStatus
 from llmfleet.operator.scaling import PodMetric, merge_conditions, recommend_replicas
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)  # a Monday

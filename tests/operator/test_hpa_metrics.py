@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llmfleet.operator.api.autoscalepolicy import MetricType
+from llmfleet.operator.api.metric import MetricType
 from llmfleet.operator.scaling import EngineSample, fresh_value, is_stale, pod_metric_value
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -11,8 +11,11 @@ import pytest
 from llmfleet.operator.adapters.kube import KubeClient
 from llmfleet.operator.api.spotpool import SpotPoolSpec
 from llmfleet.operator.handlers.spot import MAX_NODE_EVENTS, SpotRuntime
-from llmfleet.operator.spot.drain import Delete, DrainMarks, Evict, PodDrain, plan_drain
-from llmfleet.operator.spot.signals import detect_interruptions, event_summary, format_rfc3339
+from llmfleet.operator.spot.drain import plan_drain
+from llmfleet.operator.spot.drain_state import Delete, DrainMarks, Evict, PodDrain
+from llmfleet.operator.spot.event_trust import event_summary
+from llmfleet.operator.spot.notice import format_rfc3339
+from llmfleet.operator.spot.signals import detect_interruptions
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 S = timedelta(seconds=1)

@@ -30,8 +30,8 @@ from llmfleet.operator.handlers.node_events import (
     pool_event_reasons,
     watched_events_namespace,
 )
-from llmfleet.operator.spot.drain import DRAIN_STARTED
-from llmfleet.operator.spot.signals import format_rfc3339
+from llmfleet.operator.spot.drain_state import DRAIN_STARTED
+from llmfleet.operator.spot.notice import format_rfc3339
 
 
 def event(name: str, reason: str = "SpotInterrupted", kind: str = "Node", node: str = "gpu-spot-a",

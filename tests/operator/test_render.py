@@ -259,7 +259,7 @@ def test_context_rejects_inconsistent_inputs(kwargs):
 
 
 def test_model_mount_rejects_unknown_schemes():
-    from llmfleet.operator.api.llmservice import ModelSource
+    from llmfleet.operator.api.model_source import ModelSource
 
     with pytest.raises(ValueError):
         model_mount(ModelSource.model_construct(uri="s3://b/m"))

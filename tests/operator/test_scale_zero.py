@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec, MetricType, ScalingStatus
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
+from llmfleet.operator.api.metric import MetricType
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from llmfleet.operator.scaling.replica_calculator import PodMetric
 from llmfleet.operator.scaling.zero import (
     SCALE_FROM_ZERO_REASON,

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 
 import pytest
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec, ScheduleWindow
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
+from llmfleet.operator.api.schedule import ScheduleWindow
 from llmfleet.operator.scaling import bounds_in_force, window_in_force
 
 

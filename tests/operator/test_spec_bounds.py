@@ -9,17 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from llmfleet.operator.adapters.scrape import parse_exposition
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec, Recommendation, ScalingStatus
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
 from llmfleet.operator.api.crd import render_crd
 from llmfleet.operator.api.llmservice import CRD as LLMS_CRD
-from llmfleet.operator.api.llmservice import LLMServiceSpec, LLMServiceStatus
+from llmfleet.operator.api.llmservice import LLMServiceSpec
+from llmfleet.operator.api.llmservice_status import LLMServiceStatus
+from llmfleet.operator.api.scaling_status import Recommendation, ScalingStatus
 from llmfleet.operator.api.spotpool import CRD as POOL_CRD
 from llmfleet.operator.api.spotpool import SpotPoolSpec, SpotPoolStatus
 from llmfleet.operator.scaling import recommend_replicas
 from llmfleet.operator.scaling.behavior import stabilize_recommendation
 from llmfleet.operator.scaling.replica_calculator import PodMetric
-from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED
-from llmfleet.operator.spot.signals import Notice, interrupted_nodes_status
+from llmfleet.operator.spot.drain_state import DRAIN_DEADLINE, DRAIN_STARTED
+from llmfleet.operator.spot.notice import Notice
+from llmfleet.operator.spot.pool_notices import interrupted_nodes_status
 from llmfleet.operator.sync.spot_status import draining_status, interrupted_condition
 from pydantic import ValidationError
 

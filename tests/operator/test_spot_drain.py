@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llmfleet.operator.spot.drain import (
+from llmfleet.operator.spot.drain import after_eviction, clear_advisory, plan_advisory, plan_drain
+from llmfleet.operator.spot.drain_state import (
     DRAIN_DEADLINE,
     DRAIN_STARTED,
     DRAIN_SURGE,
@@ -21,16 +22,14 @@ from llmfleet.operator.spot.drain import (
     RecordEvent,
     Surge,
     Wait,
-    after_eviction,
-    clear_advisory,
+)
+from llmfleet.operator.spot.fleet_pods import (
     deployment_replicas,
     is_leaving,
-    plan_advisory,
-    plan_drain,
     replicas_without_surge,
     serving_pods,
 )
-from llmfleet.operator.spot.signals import Notice
+from llmfleet.operator.spot.notice import Notice
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 S = timedelta(seconds=1)

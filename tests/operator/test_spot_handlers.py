@@ -17,8 +17,8 @@ from datetime import timedelta
 import pytest
 from fakes import NS, NTH, SpotWorld, pooled_world, spot_pod_on, status, sync, tick
 from llmfleet.operator.handlers.reconciler import Reconciler
-from llmfleet.operator.spot.drain import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
-from llmfleet.operator.spot.signals import format_rfc3339
+from llmfleet.operator.spot.drain_state import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE, EVICTION_ATTEMPTS
+from llmfleet.operator.spot.notice import format_rfc3339
 
 
 def until_quiet(world: SpotWorld, rec: Reconciler, seconds: float, step: float = 1.0) -> None:

@@ -6,12 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.spot.signals import (
-    check_notice_length,
-    detect_interruptions,
-    parse_rfc3339,
-    scan_signals,
-)
+from llmfleet.operator.spot.notice import parse_rfc3339
+from llmfleet.operator.spot.pool_notices import check_notice_length
+from llmfleet.operator.spot.signals import detect_interruptions, scan_signals
 
 NOW = datetime(2026, 11, 22, 0, 0, 0, tzinfo=UTC)
 POOL = SpotPoolSpec.model_validate({"spot": {"nodeSelector": {"karpenter.sh/capacity-type": "spot"}}})
@@ -321,7 +318,7 @@ def test_an_observed_short_notice_counts_too():
 
 
 def test_status_round_trip_keeps_first_sight_across_a_restart():
-    from llmfleet.operator.spot.signals import first_seen_from_status, interrupted_nodes_status
+    from llmfleet.operator.spot.pool_notices import first_seen_from_status, interrupted_nodes_status
 
     nodes = [node(taints=[taint("remediator.kubernetes.azure.com/unschedulable")])]
     notices = detect_interruptions(nodes, [], [], POOL, NOW)

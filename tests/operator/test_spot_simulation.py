@@ -9,8 +9,9 @@ with the cut ones announced in advance. The world is tests/operator/test_spot_wo
 from __future__ import annotations
 
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.spot.drain import DRAIN_STARTED
-from llmfleet.operator.spot.signals import check_notice_length, detect_interruptions
+from llmfleet.operator.spot.drain_state import DRAIN_STARTED
+from llmfleet.operator.spot.pool_notices import check_notice_length
+from llmfleet.operator.spot.signals import detect_interruptions
 from test_spot_world import Node, Operator, Pod, World, at, run, serving
 
 POOL = SpotPoolSpec.model_validate(

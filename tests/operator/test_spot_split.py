@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.spot.signals import Notice
+from llmfleet.operator.spot.notice import Notice
 from llmfleet.operator.spot.split import (
     FallbackState,
     SpotCapacity,

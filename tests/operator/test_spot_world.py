@@ -16,14 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from llmfleet.operator.api.spotpool import SpotPoolSpec
 from llmfleet.operator.handlers.drain_executor import DrainExecutor
-from llmfleet.operator.spot.drain import (
-    EngineDrain,
-    RecordEvent,
-    deployment_replicas,
-    is_leaving,
-    serving_pods,
-)
-from llmfleet.operator.spot.signals import detect_interruptions, format_rfc3339
+from llmfleet.operator.spot.drain_state import EngineDrain, RecordEvent
+from llmfleet.operator.spot.fleet_pods import deployment_replicas, is_leaving, serving_pods
+from llmfleet.operator.spot.notice import format_rfc3339
+from llmfleet.operator.spot.signals import detect_interruptions
 from llmfleet.operator.spot.split import FallbackState, observe_spot_capacity, split_replicas
 from llmfleet.operator.sync.drains import needs_engine, plan_drains, set_annotations
 

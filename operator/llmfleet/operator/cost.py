@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from llmfleet.operator.api.llmservice import Cost, Pricing
+from llmfleet.operator.api.llmservice import Pricing
+from llmfleet.operator.api.llmservice_status import Cost
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Protocol
 
 import httpx
-from llmfleet.operator.spot.signals import format_rfc3339, parse_rfc3339
+from llmfleet.operator.spot.notice import format_rfc3339, parse_rfc3339
 
 log = logging.getLogger("llmfleet.node-agent")
 

@@ -31,8 +31,8 @@ from llmfleet.operator.spot import (
     Wait,
     after_eviction,
 )
-from llmfleet.operator.spot.drain import EVICTION_ATTEMPTS, EVICTION_RETRY_AT
-from llmfleet.operator.spot.signals import format_rfc3339, parse_rfc3339
+from llmfleet.operator.spot.drain_state import EVICTION_ATTEMPTS, EVICTION_RETRY_AT
+from llmfleet.operator.spot.notice import format_rfc3339, parse_rfc3339
 from llmfleet.operator.sync.drains import ANNOUNCE_AT_ONCE, DrainStep, set_annotations
 
 log = logging.getLogger("llmfleet.operator.spot")

@@ -3,7 +3,7 @@
 | kopf handler                                   | does                                                      |
 | ---------------------------------------------- | --------------------------------------------------------- |
 | startup                                        | settings (status storage, events, scanning), Reconciler, /metrics |
-| indexes: Pods, Deployments, AutoscalePolicies, SpotPools | the world a sync reads (handlers/store.py): no API read in steady state; no Secret index (see observe.py) |
+| indexes: Pods, Deployments, AutoscalePolicies, SpotPools, Nodes (briefs) | the world a sync reads (handlers/store.py): no API read in steady state; no Secret index (see observe.py) |
 | LLMService create / update / resume            | sync with apply                                           |
 | LLMService daemon (one worker per service)     | sync when due: periodic (scrape, autoscale), a drain's next step, or woken by a watch event below (a child changed, a reference appeared) |
 | LLMService delete (optional: adds no finalizer) | forget the service's memory and metric series            |
@@ -43,6 +43,7 @@ from llmfleet.operator.router_demand import RouterDemand
 from .node_events import REASONS, NodeEventWatch, watched_events_namespace
 from .reconciler import Reconciler
 from .scope import cluster_events_namespace, scanning_disabled
+from .spot import node_brief
 from .store import INDEXES, IndexStore, brief
 
 FINALIZER = "llmfleet.dev/operator"
@@ -203,6 +204,11 @@ def llmfleet_policies_index(namespace: str | None, name: str, body: kopf.Body, *
 @kopf.index(GROUP, VERSION, "spotpools")
 def llmfleet_pools_index(name: str, body: kopf.Body, **_: Any) -> dict:
     return {name: brief(body)}
+
+
+@kopf.index("", "v1", "nodes")
+def llmfleet_nodes_index(name: str, body: kopf.Body, **_: Any) -> dict:
+    return {name: node_brief(body)}  # taints, labels, annotations, readiness: not the whole Node
 
 
 # --- children: status follows readiness at once -------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from llmfleet.operator.adapters.scrape import EngineScrape
-from llmfleet.operator.api.autoscalepolicy import ScalingStatus
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from llmfleet.operator.cost import TokenReading
 from llmfleet.operator.sync.plan import DEFAULT_SYNC_SECONDS
 

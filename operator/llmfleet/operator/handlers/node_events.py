@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from llmfleet.operator.api.spotpool import DEFAULT_SIGNALS
-from llmfleet.operator.spot.signals import event_summary
+from llmfleet.operator.spot.event_trust import event_summary
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""Each LLMService's worker: when a sync is due, and the sync itself: observe -> plan -> execute -> status.
+"""Each LLMService's sync: observe -> plan -> execute -> status (when one is due: handlers/workers.py).
 
     observe   handlers/observe.py: references, owned Deployments and pods, scrapes, notices
     plan      sync.plan_sync: every decision (replicas, drains, split, what to apply, events)
     execute   handlers/executor.py: the writes, in order (SSA with the named field manager)
     status    sync.plan_status over what the writes returned; one merge patch when it differs
+              (sync/status_write.py: a patch of sync timestamps alone waits for their refresh)
 
 Invariants:
 - Idempotent: a sync after a sync changes nothing (SSA of the same objects, a status
@@ -14,12 +15,13 @@ Invariants:
   the worker daemon and event handlers concurrently.
 - No polling: the worker sleeps until a watch event sets a flag (mark_status,
   reference_changed, spot_changed), a router reports held requests (demand_seen), or a
-  sync period or drain step is due (memory.py).
+  sync period or drain step is due (workers.py).
+- No drift polling either: a Deployment is applied again when the index shows an edit
+  (its generation past our apply's), everything every RESYNC_SECONDS as a safety net.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import time
@@ -47,6 +49,7 @@ from .memory import ServiceMemory
 from .observe import Observer
 from .spot import SpotRuntime
 from .store import Store
+from .workers import ServiceWorkers
 
 log = logging.getLogger("llmfleet.operator")
 
@@ -56,7 +59,6 @@ APPLY_RETRY_SECONDS = 10  # after the API server refused an apply
 # edit that moves no generation (labels) shows nowhere: every object is applied again this
 # often as a safety net.
 RESYNC_SECONDS = 1800
-COALESCE_SECONDS = 0.5  # after a wake-up, let the rest of a burst of watch events arrive first
 RELIST_SECONDS = 60  # a safety net under the watch events: re-read children and references this often
 
 __all__ = ["Reconciler", "ServiceMemory", "merge_patch"]
@@ -68,7 +70,7 @@ def utcnow() -> datetime:
 
 
 @dataclass
-class Reconciler:
+class Reconciler(ServiceWorkers):
     kube: Kube
     post_event: EventPoster
     images: Images = field(default_factory=Images)
@@ -103,13 +105,9 @@ class Reconciler:
     def use_store(self, store: Store) -> None:
         """Read the world from `store` (kopf's indexes) from now on instead of the API."""
         self.store = self.observer.store = store
-
-    def memory(self, namespace: str, name: str) -> ServiceMemory:
-        key = (namespace, name)
-        if key not in self.services:
-            self.services[key] = ServiceMemory()
-            metrics.MANAGED_SERVICES.set(len(self.services))
-        return self.services[key]
+        nodes = getattr(store, "nodes", None)  # kopf's Node index (IndexStore); test stores may have none
+        if self.spot is not None and callable(nodes):
+            self.spot.node_index = nodes
 
     async def forget(self, namespace: str, name: str) -> None:
         """The service is gone: drop its memory and series, and take it off its policy's status."""
@@ -126,79 +124,6 @@ class Reconciler:
                     await self._policy_status(obj)
             except (KubeError, ValidationError) as exc:
                 log.info("could not update AutoscalePolicy %s/%s status: %s", namespace, ref, exc)
-
-    def mark_status(self, namespace: str, name: str) -> None:
-        """A child changed: refresh this service's status at the next tick."""
-        mem = self.services.get((namespace, name))
-        if mem is not None:
-            mem.status_dirty = True
-            mem.wake.set()
-
-    def reference_changed(self, kind: str, namespace: str | None, name: str) -> None:
-        """An AutoscalePolicy or SpotPool appeared, changed or went: its users re-read it.
-
-        A SpotPool also shapes the rendered pods (placement), so its users re-apply too.
-        """
-        for (ns, _), mem in self.services.items():
-            if (kind, name) in mem.refs and (namespace is None or ns == namespace):
-                mem.refs_dirty = True
-                if kind == "SpotPool":
-                    mem.apply_wanted = True
-                mem.wake.set()
-
-    def spot_changed(self) -> None:
-        """A Node's taints/labels/annotations/readiness or a Karpenter Event changed: every
-        service with a SpotPool re-reads nodes and pods at the next tick; a service without
-        one only when one of its pods (as last read) is on a node whose default signals changed
-        (a full re-read of every service on every node change would cost 3 requests each)."""
-        changed = self.spot.take_changed_nodes() if self.spot is not None else set()
-        for mem in self.services.values():
-            if any(kind == "SpotPool" for kind, _ in mem.refs) or (changed and mem.observed is not None and any(
-                    (p.get("spec") or {}).get("nodeName") in changed for p in mem.observed[1])):
-                mem.status_dirty = True
-                mem.wake.set()
-
-    def demand_seen(self, namespace: str, name: str) -> None:
-        """A router holds more requests for this service (router_demand.py's watch): sync and
-        autoscale now rather than at the next period, so a service at zero starts at once."""
-        mem = self.services.get((namespace, name))
-        if mem is not None:
-            mem.next_sync = min(mem.next_sync, self.monotonic())
-            mem.wake.set()
-
-    def policy_users(self, namespace: str, policy: str) -> list[str]:
-        return sorted(n for (ns, n), m in self.services.items() if ns == namespace and ("AutoscalePolicy", policy) in m.refs)
-
-    def seconds_to_work(self, namespace: str, name: str) -> float:
-        """How long the service's worker may sleep: 0 while something is dirty, else until its
-        next sync period or drain step (after a refused apply, not before the retry time)."""
-        mem = self.services.get((namespace, name))
-        if mem is None:
-            return 0.0
-        mono = self.monotonic()
-        if mono < mem.retry_at:
-            return mem.retry_at - mono
-        if mem.apply_wanted or mem.status_dirty or mem.refs_dirty:
-            return 0.0
-        return max(0.0, min(mem.next_sync, mem.spot_due) - mono)
-
-    async def wait_for_work(self, namespace: str, name: str, longest: float = 60.0,
-                            stop: asyncio.Future | None = None) -> None:
-        """Sleep until a watch event wakes the service, its next sync is due, or `stop` is done
-        (kopf stops the worker). The flags carry the work; the event only ends the sleep early,
-        so a wake-up lost to a race costs nothing."""
-        mem = self.memory(namespace, name)
-        delay = min(longest, self.seconds_to_work(namespace, name))
-        if delay > 0:
-            woken = asyncio.ensure_future(mem.wake.wait())
-            try:
-                done, _ = await asyncio.wait({woken, *([stop] if stop is not None else [])}, timeout=delay,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                woken.cancel()
-            if woken in done and (stop is None or not stop.done()):
-                await asyncio.sleep(COALESCE_SECONDS)  # a rollout's burst of pod events: one sync
-        mem.wake.clear()
 
     async def tick(self, body: dict) -> None:
         """One turn of the service's worker: sync when something is due, else return at once."""

@@ -3,7 +3,7 @@
 | part                        | job                                                               |
 | --------------------------- | ----------------------------------------------------------------- |
 | node_seen / event_seen      | kopf's Node and Event watches feed the caches (briefs, not whole Nodes) |
-| all_nodes                   | a pooled service's nodes: the watch's cache, listed once per process and every NODE_RELIST_SECONDS |
+| all_nodes                   | a pooled service's nodes: kopf's Node index (no API read); without it, the watch's cache, listed once per process and every NODE_RELIST_SECONDS |
 | observe / observe_unpooled  | the notices (sync.observe_pool's scan, or the default signals of a service without a pool) |
 | take_changed_nodes          | which nodes' default signals changed: only services with pods there are woken |
 | engine_drain                | GET (poll) or POST (start) an engine's /drain                    |
@@ -30,8 +30,8 @@ from llmfleet.operator.adapters.kube import Kube
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.spot import Notice, scan_signals
-from llmfleet.operator.spot.drain import DRAIN_STARTED, DRAIN_SURGE
-from llmfleet.operator.spot.signals import event_summary
+from llmfleet.operator.spot.drain_state import DRAIN_STARTED, DRAIN_SURGE
+from llmfleet.operator.spot.event_trust import event_summary
 from llmfleet.operator.sync import UNPOOLED, SpotView, observe_pool
 
 log = logging.getLogger("llmfleet.operator.spot")
@@ -140,6 +140,9 @@ class SpotRuntime:
     nodes_listed_at: datetime | None = None
     _listing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _seen_while_listing: set[str] | None = None  # names the watch updated while a list was in flight
+    # kopf's Node index (handlers/store.py): every node's brief, kept by the watch, deletions
+    # included (kopf re-lists after a pause). With it, all_nodes never lists.
+    node_index: Callable[[], list[dict]] | None = None
 
     # --- watch feeds (kopf) -------------------------------------------------------------
 
@@ -196,7 +199,10 @@ class SpotRuntime:
         list is as new as anything the watch delivered before it) and refreshes it every
         NODE_RELIST_SECONDS for the whole process (a watch re-opened after a pause or a 410 lists
         again but reports no deletion meanwhile); between lists the watch keeps it current, so
-        a sync costs no Node list, whatever the cluster's size and the number of services."""
+        a sync costs no Node list, whatever the cluster's size and the number of services.
+        With kopf's Node index (node_index), the index is the answer: no list at all."""
+        if self.node_index is not None:
+            return sorted(self.node_index(), key=lambda n: str(n["metadata"]["name"]))
         async with self._listing:  # one list at a time, whichever services sync meanwhile
             if self.nodes_listed_at is None or (now - self.nodes_listed_at).total_seconds() >= NODE_RELIST_SECONDS:
                 self._seen_while_listing = set()

@@ -6,6 +6,7 @@
 | llmfleet_deployments_index| (namespace, service)      | the generated Deployment                 |
 | llmfleet_policies_index   | (namespace, name)         | the AutoscalePolicy                      |
 | llmfleet_pools_index      | name                      | the SpotPool                             |
+| llmfleet_nodes_index      | name                      | the Node's brief (handlers/spot.py's node_brief) |
 
 kopf fills every index from its initial list before it runs any other handler, and keeps it
 current from the watch; a steady-state sync therefore makes no API read. Secrets have no
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # The kopf index names (handlers/kopf_handlers.py) a Store needs.
-INDEXES = ("llmfleet_pods_index", "llmfleet_deployments_index", "llmfleet_policies_index", "llmfleet_pools_index")
+INDEXES = ("llmfleet_pods_index", "llmfleet_deployments_index", "llmfleet_policies_index", "llmfleet_pools_index",
+           "llmfleet_nodes_index")
 OVERLAY_SECONDS = 30.0  # the watch delivers our own writes well within this
 
 
@@ -59,6 +61,18 @@ class IndexStore:
     def deployments(self, namespace: str, service: str) -> list[dict]:
         deps = [copy.deepcopy(d) for d in self._values("llmfleet_deployments_index", (namespace, service))]
         return sorted(deps, key=lambda d: d["metadata"]["name"])
+
+    def nodes(self) -> list[dict]:
+        """Every Node's brief, as the Node watch left it."""
+        idx = self.indexes.get("llmfleet_nodes_index")
+        if idx is None:
+            return []
+        out = []
+        for name in list(idx):
+            values = list(idx[name])
+            if values:
+                out.append(copy.deepcopy(values[-1]))
+        return out
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
         index, key = {"AutoscalePolicy": ("llmfleet_policies_index", (namespace, name)),

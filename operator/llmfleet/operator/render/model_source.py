@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmfleet.operator.api.llmservice import ModelSource
+from llmfleet.operator.api.model_source import ModelSource
 
 from .paths import CACHE_DIR, CACHE_VOLUME, HF_HOME, MODEL_VOLUME, PVC_MOUNT, TMP_DIR, TMP_VOLUME
 

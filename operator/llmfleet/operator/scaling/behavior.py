@@ -26,15 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from llmfleet.operator.api.autoscalepolicy import (
+from llmfleet.operator.api.hpa_behavior import (
     HPABehavior,
     HPAScalingRules,
-    Recommendation,
-    ScaleDirection,
-    ScaleEvent,
     ScalingPolicySelect,
     ScalingPolicyType,
 )
+from llmfleet.operator.api.scaling_status import Recommendation, ScaleDirection, ScaleEvent
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from llmfleet.operator.api.autoscalepolicy import (
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec, OnMetricsUnavailable
+from llmfleet.operator.api.common import Condition
+from llmfleet.operator.api.scaling_status import (
     DECISION_HISTORY_LIMIT,
-    AutoscalePolicySpec,
     BoundsInForce,
-    OnMetricsUnavailable,
     Recommendation,
     ScaleDecisionRecord,
     ScalingStatus,
 )
-from llmfleet.operator.api.common import Condition
 from llmfleet.operator.scaling.behavior import (
     limit_scale_rate,
     prune_scale_events,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from llmfleet.operator.api.autoscalepolicy import MetricType
+from llmfleet.operator.api.metric import MetricType
 
 # Two periods: the scraper reads every pod each sync, so one missed scrape is tolerated
 # (a slow pod, a timeout) but a pod silent for two syncs no longer speaks for itself.

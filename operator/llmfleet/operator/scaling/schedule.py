@@ -16,13 +16,9 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from llmfleet.operator.api.autoscalepolicy import (
-    AutoscalePolicySpec,
-    BoundsInForce,
-    ScheduleWindow,
-    Weekday,
-    parse_hh_mm,
-)
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
+from llmfleet.operator.api.scaling_status import BoundsInForce
+from llmfleet.operator.api.schedule import ScheduleWindow, Weekday, parse_hh_mm
 
 _WEEKDAYS = list(Weekday)  # index = datetime.weekday()
 

@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec, MetricType, ScalingStatus
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
+from llmfleet.operator.api.metric import MetricType
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from llmfleet.operator.scaling.decision import ScaleDecision, recommend_replicas
 from llmfleet.operator.scaling.replica_calculator import PodMetric
 

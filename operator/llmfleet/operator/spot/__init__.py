@@ -11,7 +11,8 @@ A handler reads nodes, pods and events, calls these, applies the actions and wri
 state they return into annotations and status (docs/spot.md, "What survives a restart").
 """
 
-from llmfleet.operator.spot.drain import (
+from llmfleet.operator.spot.drain import after_eviction, clear_advisory, plan_advisory, plan_drain
+from llmfleet.operator.spot.drain_state import (
     Action,
     Annotate,
     Delete,
@@ -24,27 +25,22 @@ from llmfleet.operator.spot.drain import (
     RecordEvent,
     Surge,
     Wait,
-    after_eviction,
-    clear_advisory,
+)
+from llmfleet.operator.spot.fleet_pods import (
     deployment_replicas,
     is_leaving,
-    plan_advisory,
-    plan_drain,
     replicas_without_surge,
     serving_pods,
     surge_by_capacity,
 )
-from llmfleet.operator.spot.signals import (
-    IgnoredSignal,
-    Notice,
+from llmfleet.operator.spot.notice import IgnoredSignal, Notice, SignalScan
+from llmfleet.operator.spot.pool_notices import (
     NoticeCheck,
-    SignalScan,
     check_notice_length,
-    detect_interruptions,
     first_seen_from_status,
     interrupted_nodes_status,
-    scan_signals,
 )
+from llmfleet.operator.spot.signals import detect_interruptions, scan_signals
 from llmfleet.operator.spot.split import (
     FallbackState,
     Split,

@@ -35,83 +35,37 @@ the PodDisruptionBudget, unless a second signal on the node (a taint) confirms t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from llmfleet.operator.api.spotpool import (
-    MAX_INTERRUPTED_NODES,
     InterruptionSignal,
     SpotPoolSpec,
     TimestampSource,
 )
 
-NoticeKind = Literal["Interruption", "Advisory"]
+from .event_trust import (
+    _event_node,
+    _event_time,
+    trusted_node_event,
+)
+from .notice import (
+    IgnoredSignal,
+    Notice,
+    NoticeKind,
+    SignalScan,
+    format_rfc3339,
+    parse_rfc3339,
+)
 
 # Events are kept by the API server for an hour; one whose deadline passed this long ago
 # speaks of a node that has since gone (a new node may carry the same name).
 STALE_EVENT_SECONDS = 600
-# Where the API server stores Events about cluster-scoped objects, and the only namespace a
-# Node notice is read from: core/v1 validation refuses an Event with an empty
-# involvedObject.namespace anywhere else (events.k8s.io also allows kube-system; Karpenter
-# and client-go's recorders write to default).
-TRUSTED_EVENT_NAMESPACE = "default"
-SUMMARY_TEXT_MAX = 253  # names, uids and times in a kept Event summary are cut to this
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A node that will be (Interruption) or may soon be (Advisory) reclaimed."""
-
-    node: str
-    kind: NoticeKind
-    source: str  # "<source>/<key>" of the signal that decided the deadline
-    deadline: datetime
-    noticed_at: datetime  # t0: when the notice was given (or first seen)
-    deadline_known: bool  # False: deadline = t0 + the signal's default noticeSeconds
-    also: tuple[str, ...] = ()  # other signals seen on the same node
-    # False: an Event alone says the deadline has already passed. The node is still there, so
-    # the claim is doubtful: drain with the pods' own grace, not a 1 s kill past the PDB.
-    confirmed: bool = True
-
-    @property
-    def notice_seconds(self) -> float:
-        return (self.deadline - self.noticed_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class IgnoredSignal:
-    """A signal that could not be used as given; `reason` is one CamelCase word."""
-
-    node: str
-    source: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class SignalScan:
-    notices: list[Notice] = field(default_factory=list)
-    ignored: list[IgnoredSignal] = field(default_factory=list)
 
 
 def signal_name(signal: InterruptionSignal) -> str:
     return f"{signal.source}/{signal.key}"
-
-
-def parse_rfc3339(text: object) -> datetime | None:
-    """An RFC 3339 time with an offset (Z or ±hh:mm), or None. Naive times are refused."""
-    if not isinstance(text, str) or not text or "T" not in text.upper():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else None
-
-
-def format_rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _parse_time(text: object, fmt: str) -> datetime | None:
@@ -143,61 +97,6 @@ def _taint_time(node: Mapping[str, Any], key: str) -> datetime | None:
         if taint.get("key") == key:
             return parse_rfc3339(taint.get("timeAdded"))
     return None
-
-
-def _event_node(event: Mapping[str, Any]) -> str | None:
-    obj = event.get("involvedObject") or event.get("regarding") or {}
-    return obj.get("name") if obj.get("kind") == "Node" else None
-
-
-def trusted_node_event(event: Mapping[str, Any]) -> bool:
-    """An Event about a Node that no tenant can have written: stored in `default` with a
-    cluster-scoped involvedObject (no namespace) that names the Node's uid. A tenant may
-    create Events in its own namespace, but the API server then requires
-    involvedObject.namespace to be that namespace (see the module table)."""
-    about = event.get("involvedObject") or event.get("regarding") or {}
-    return (
-        about.get("kind") == "Node"
-        and not about.get("namespace")
-        and bool(about.get("name"))
-        and bool(about.get("uid"))
-        and _meta(event).get("namespace") == TRUSTED_EVENT_NAMESPACE
-    )
-
-
-def _text(value: object) -> str | None:
-    return value[:SUMMARY_TEXT_MAX] if isinstance(value, str) and value else None
-
-
-def event_summary(event: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the signal scan reads of a trusted Node Event (reason, node name and uid, times),
-    each string cut to SUMMARY_TEXT_MAX; None for an Event that is not trusted. The message,
-    annotations and managed fields are dropped: a kept Event costs a few hundred bytes."""
-    if not trusted_node_event(event):
-        return None
-    meta = _meta(event)
-    about = event.get("involvedObject") or event.get("regarding") or {}
-    summary = {
-        "metadata": {k: _text(meta.get(k)) for k in ("name", "namespace", "uid", "creationTimestamp")},
-        "reason": _text(event.get("reason")),
-        "involvedObject": {"kind": "Node", "name": _text(about.get("name")), "uid": _text(about.get("uid"))},
-        **{k: _text(event.get(k)) for k in ("eventTime", "lastTimestamp", "firstTimestamp")},
-    }
-    last_observed = _text((event.get("series") or {}).get("lastObservedTime"))
-    if last_observed:
-        summary["series"] = {"lastObservedTime": last_observed}
-    return summary
-
-
-def _event_time(event: Mapping[str, Any]) -> datetime | None:
-    for key in ("eventTime", "lastTimestamp", "firstTimestamp"):
-        value = parse_rfc3339(event.get(key))
-        if value is not None:
-            return value
-    series = event.get("series") or {}
-    return parse_rfc3339(series.get("lastObservedTime")) or parse_rfc3339(
-        _meta(event).get("creationTimestamp")
-    )
 
 
 @dataclass(frozen=True)
@@ -342,101 +241,3 @@ def detect_interruptions(
     return scan_signals(nodes, pods, events, pool, now, first_seen).notices
 
 
-# Notice a pod actually gets on each cloud's spot nodes, by the node's spec.providerID scheme.
-# AWS: the 2-minute instance-action notice. GCE/GKE: the VM stops 30 s after preemption and
-# graceful node shutdown gives non-system pods the first 15 s. Azure: Scheduled Events give
-# at least 30 s before a Spot VM is evicted.
-CLOUD_NOTICE_SECONDS: dict[str, tuple[str, int]] = {
-    "aws": ("AWS", 120),
-    "gce": ("GKE", 15),
-    "azure": ("AKS", 30),
-}
-
-
-@dataclass(frozen=True)
-class NoticeCheck:
-    """Whether notices can be long enough to finish every generation the services allow."""
-
-    too_short: bool
-    reason: str
-    message: str
-
-    def condition(self) -> dict[str, Any]:
-        """The SpotPool's NoticeTooShort condition (merge it like any other by type)."""
-        return {
-            "type": "NoticeTooShort",
-            "status": "True" if self.too_short else "False",
-            "reason": self.reason,
-            "message": self.message,
-        }
-
-
-def check_notice_length(
-    spot_nodes: Sequence[Mapping[str, Any]], pool: SpotPoolSpec, needed_seconds: int, notices: Sequence[Notice] = ()
-) -> NoticeCheck:
-    """Too short when the usable notice (notice - drainDeadlineMarginSeconds) on some cloud of the
-    pool's spot nodes, or of a notice actually received, is below `needed_seconds`: the longest
-    drain a service referencing the pool allows (drainGraceSeconds + drainTimeoutSeconds).
-    """
-    margin = pool.drain_deadline_margin_seconds
-    short: list[str] = []
-    clouds = sorted({((n.get("spec") or {}).get("providerID") or "").split("://", 1)[0] for n in spot_nodes})
-    for scheme in clouds:
-        if scheme in CLOUD_NOTICE_SECONDS:
-            cloud, seconds = CLOUD_NOTICE_SECONDS[scheme]
-            if seconds - margin < needed_seconds:
-                short.append(f"{cloud} spot nodes give pods about {seconds}s of notice")
-    for notice in notices:
-        if notice.kind == "Interruption" and notice.notice_seconds - margin < needed_seconds:
-            short.append(f"node {notice.node} got {notice.notice_seconds:.0f}s of notice ({notice.source})")
-    if short:
-        usable = "; ".join(short)
-        return NoticeCheck(
-            True,
-            "NoticeShorterThanDrain",
-            f"{usable}, minus a {margin}s margin, is less than the {needed_seconds}s a drain may need: "
-            "generations still running when the node goes are cut (counted in status.requestsCut).",
-        )
-    return NoticeCheck(
-        False, "NoticeLongEnough", f"known notices cover a {needed_seconds}s drain plus a {margin}s margin"
-    )
-
-
-def first_seen_from_status(interrupted_nodes: Sequence[Mapping[str, Any]] | None) -> dict[tuple[str, str], datetime]:
-    """SpotPool status.interruptedNodes → the `first_seen` argument of scan_signals."""
-    seen: dict[tuple[str, str], datetime] = {}
-    for entry in interrupted_nodes or []:
-        when = entry.get("seenAt")
-        when = parse_rfc3339(when) if isinstance(when, str) else when
-        if entry.get("name") and entry.get("signal") and isinstance(when, datetime):
-            seen[(entry["name"], entry["signal"])] = when
-    return seen
-
-
-def interrupted_nodes_status(
-    notices: Sequence[Notice], previous: Sequence[Mapping[str, Any]] | None, now: datetime,
-    limit: int = MAX_INTERRUPTED_NODES,
-) -> tuple[list[dict[str, Any]], int]:
-    """SpotPool status.interruptedNodes for these notices, and how many of them are new
-    (to add to status.interruptionsSeen). An entry keeps its seenAt while its signal stays.
-
-    A mass interruption may notice more nodes than status may list: the `limit` with the
-    earliest deadlines are listed (the rest are counted in interruptedNodeCount, and counted
-    as seen when they are listed); the drains themselves do not depend on this list."""
-    before = first_seen_from_status(previous)
-    known_nodes = {entry.get("name") for entry in previous or []}
-    entries, new = [], 0
-    for notice in sorted(notices, key=lambda n: (n.deadline, n.node))[:limit]:
-        seen = before.get((notice.node, notice.source), min(notice.noticed_at, now))
-        if notice.node not in known_nodes and notice.kind == "Interruption":
-            new += 1
-        entries.append(
-            {
-                "name": notice.node,
-                "signal": notice.source,
-                "seenAt": format_rfc3339(seen),
-                "deadline": format_rfc3339(notice.deadline),
-                "advisory": notice.kind == "Advisory",
-            }
-        )
-    return entries, new

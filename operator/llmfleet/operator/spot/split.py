@@ -27,8 +27,7 @@ from typing import Any
 
 from llmfleet.operator.api.common import Toleration
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-
-from .signals import Notice, parse_rfc3339
+from llmfleet.operator.spot.notice import Notice, parse_rfc3339
 
 _DRAIN_STARTED = "llmfleet.dev/drain-started"  # drain.DRAIN_STARTED (drain imports nothing from here)
 

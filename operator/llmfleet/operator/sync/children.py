@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from llmfleet.operator.adapters.scrape import EngineScrape
-from llmfleet.operator.api.autoscalepolicy import MetricType
+from llmfleet.operator.api.metric import MetricType
 from llmfleet.operator.render.context import Capacity
 from llmfleet.operator.render.labels import CAPACITY_LABEL, deployment_name
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION, PodMetric, fresh_value, pod_deletion_costs
-from llmfleet.operator.spot.drain import surge_by_capacity
+from llmfleet.operator.spot.fleet_pods import surge_by_capacity
 from llmfleet.operator.status import pod_ready, pod_terminating
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from llmfleet.operator.adapters.scrape import EngineScrape
-from llmfleet.operator.api.autoscalepolicy import ScalingStatus
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from llmfleet.operator.spot import EngineDrain, Notice
 
 if TYPE_CHECKING:  # the pooled view: scan + notices + capacity + nodes

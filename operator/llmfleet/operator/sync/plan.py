@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec, ScalingStatus
+from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec
 from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import LLMService
+from llmfleet.operator.api.scaling_status import ScalingStatus
 from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.render import Images, RenderContext, render_deployment, render_pdb, render_service
 from llmfleet.operator.render.context import Capacity

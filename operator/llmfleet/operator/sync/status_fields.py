@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from llmfleet.operator.api.common import Condition
-from llmfleet.operator.api.llmservice import Cost
+from llmfleet.operator.api.llmservice_status import Cost
 from llmfleet.operator.cost import fleet_cost
 from llmfleet.operator.render import endpoint_url, selector_string, served_model_name
 from llmfleet.operator.router_endpoint import router_status
