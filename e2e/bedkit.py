@@ -6,7 +6,9 @@ conftest.py in the repository can shadow.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +27,37 @@ class E2ECluster:
     apps: Any  # AppsV1Api
     discovery: Any  # DiscoveryV1Api
     dir: Path
+    #: kubelet + containerd nodes running the images (else kwok nodes and the pod runner).
+    real_nodes: bool = False
 
     def pod_log(self, namespace: str, name: str) -> str:
-        """What a pod's processes printed (the runner's stand-in for `kubectl logs`)."""
+        """What a pod's containers printed, also after the pod is gone: on real nodes the
+        kubelet's log files as PodLogKeeper kept them (CRI prefixes stripped), else the
+        pod runner's file."""
+        if self.real_nodes:
+            return kept_pod_log(self.dir, namespace, name)
         path = self.dir / "pods" / f"{namespace}_{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def engine_command(self) -> str:
+        """How a pod's command names the engine: the image's entry point on real nodes; the
+        pod runner starts host processes, so there this checkout's installed script."""
+        import shutil
+
+        return "llmfleet-engine" if self.real_nodes else shutil.which("llmfleet-engine") or "llmfleet-engine"
+
+    def container_running(self, status: Any) -> bool:
+        """Whether a container's process still runs: its containerd task on real nodes, its
+        host pid under the pod runner."""
+        if not self.real_nodes:
+            return alive(pid_of(status))
+        import realnodes  # e2e/bed, on sys.path via conftest.py
+
+        cid = status.container_id.removeprefix("containerd://")
+        return any(
+            cid in realnodes.ctr(self.dir, node, "tasks", "ls", "-q", timeout=30).stdout.split()
+            for node in realnodes.REAL_NODES
+        )
 
     def kubectl(self, *args: str, timeout: float = 60) -> str:
         out = subprocess.run(
@@ -69,3 +97,69 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+class PodLogKeeper:
+    """Keeps every container log the real nodes' kubelets write, past the pod's deletion.
+
+    The kubelet removes a pod's log directory once the pod is gone, but tests read what a
+    drained engine printed after it went. Each new log file is hard-linked under
+    <bed>/pods/<ns>_<pod>/<uid>/<container>/ as soon as it appears (checked 5 times a
+    second; a container's file exists from its start), so it keeps growing while the
+    container runs and outlives the kubelet's delete.
+    """
+
+    def __init__(self, state_dir: Path, interval: float = 0.2) -> None:
+        self.state_dir = state_dir
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pod-log-keeper", daemon=True)
+
+    def start(self) -> PodLogKeeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def scan(self) -> None:
+        kept = self.state_dir / "pods"
+        for log in self.state_dir.glob("nodes/*/pod-logs/*/*/*.log"):
+            pod_dir, container = log.parent.parent.name, log.parent.name
+            parts = pod_dir.split("_")
+            if len(parts) != 3:
+                continue
+            namespace, pod, uid = parts
+            target = kept / f"{namespace}_{pod}" / uid / container / log.name
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(log, target)
+            except (FileNotFoundError, FileExistsError):
+                pass  # gone before we saw it, or linked by a second session
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.scan()
+            except OSError:
+                pass  # a directory the kubelet removed mid-scan: the next pass sees the rest
+
+
+def kept_pod_log(state_dir: Path, namespace: str, name: str) -> str:
+    """A pod's kept container logs (CRI format: `<time> <stream> <P|F> <text>`) as plain text,
+    container by container, restarts in order."""
+    files = sorted((state_dir / "pods" / f"{namespace}_{name}").glob("*/*/*.log"),
+                   key=lambda f: (f.parent.name, int(f.stem) if f.stem.isdigit() else 0))
+    out = []
+    for f in files:
+        for line in f.read_text(errors="replace").splitlines():
+            parts = line.split(" ", 3)
+            if len(parts) == 4 and parts[1] in ("stdout", "stderr"):
+                out.append(parts[3] if parts[2] == "F" else parts[3] + "\x00")
+            else:
+                out.append(line)
+    # A P(artial) line continues on the next one.
+    return "\n".join(out).replace("\x00\n", "") + ("\n" if out else "")

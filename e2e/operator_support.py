@@ -290,8 +290,15 @@ def pod_is_ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
+def capacity_nodes(cluster: Any, capacity_type: str) -> list[str]:
+    """The bed's nodes of one capacity type ("spot", "on-demand"), as Karpenter labels them."""
+    nodes = cluster.core.list_node(label_selector=f"karpenter.sh/capacity-type={capacity_type}").items
+    return sorted(n.metadata.name for n in nodes)
+
+
 def create_spot_pool(cluster: Any, name: str, **spec: Any) -> None:
-    """A SpotPool over the bed's spot (gpu-spot-a/b) and on-demand (gpu-od-a/b) kwok nodes."""
+    """A SpotPool over the bed's spot and on-demand nodes (kwok: gpu-spot-a/b, gpu-od-a/b; real
+    nodes: gpu-spot-1/2, gpu-ondemand-1)."""
     from kubernetes import client  # noqa: PLC0415
 
     client.CustomObjectsApi(cluster.api).create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {

@@ -96,3 +96,45 @@ def test_containerd_cannot_pull_from_a_registry():
         if name.startswith("containerd-"):
             assert env["HTTPS_PROXY"].startswith("http://127.0.0.1:") and env["NO_PROXY"] == ""
     assert realnodes.DEAD_PROXY.startswith("http://127.0.0.1:")
+
+
+def test_a_node_is_sent_only_the_layers_above_what_it_has_unpacked():
+    import nodeimages
+
+    base, torch, code = ("sha256:" + c * 64 for c in "abc")
+    chains = nodeimages.chain_ids([base, torch, code])
+    # The OCI image spec's chain ID: the first layer's diff ID, then sha256("<parent chain> <diff ID>").
+    assert chains[0] == base
+    assert chains[1] == "sha256:" + __import__("hashlib").sha256(f"{base} {torch}".encode()).hexdigest()
+    assert nodeimages.skipped_layers([base, torch, code], set(chains[:2])) == {base, torch}
+    assert nodeimages.skipped_layers([base, torch, code], set()) == set()
+    # A snapshot above a missing one cannot be reused: containerd names it by the whole chain.
+    assert nodeimages.skipped_layers([base, torch, code], {chains[1], chains[2]}) == set()
+
+
+def test_a_kept_container_log_reads_as_the_container_printed_it(tmp_path):
+    from bedkit import PodLogKeeper, kept_pod_log
+
+    logs = tmp_path / "nodes" / "gpu-spot-1" / "pod-logs" / "ns_engine-0_uid1" / "engine"
+    logs.mkdir(parents=True)
+    (logs / "0.log").write_text(
+        "2026-01-01T00:00:00.000000000Z stdout F {\"msg\": \"ready\"}\n"
+        "2026-01-01T00:00:01.000000000Z stderr P drain \n"
+        "2026-01-01T00:00:01.000000001Z stderr F requested\n"
+    )
+    PodLogKeeper(tmp_path).scan()
+    (logs / "0.log").unlink()  # the kubelet removes a deleted pod's logs: the kept link stays
+    assert kept_pod_log(tmp_path, "ns", "engine-0") == '{"msg": "ready"}\ndrain requested\n'
+    assert kept_pod_log(tmp_path, "ns", "other") == ""
+
+
+def test_imports_are_batched_to_what_the_disk_holds_and_refused_past_the_margin():
+    import nodeimages
+    import pytest
+
+    gib = 1 << 30
+    assert nodeimages.import_batch([12 * gib] * 3, free=33 * gib, margin=4 * gib) == 2
+    assert nodeimages.import_batch([12 * gib], free=17 * gib, margin=4 * gib) == 1
+    assert nodeimages.import_batch([gib // 100] * 3, free=5 * gib, margin=4 * gib) == 3  # a code change
+    with pytest.raises(RuntimeError, match="needs 12.0 GiB .* 10.0 GiB are free and 4 GiB must stay free"):
+        nodeimages.import_batch([12 * gib], free=10 * gib, margin=4 * gib)

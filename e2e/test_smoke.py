@@ -1,6 +1,7 @@
 """Smoke: the real engine, run by a plain Deployment, served through an EndpointSlice.
 
-Given a Deployment of two llmfleet engines on a tiny model and a Service over them,
+Given a Deployment of two llmfleet engines (the engine image on real nodes) on a tiny model
+and a Service over them,
 when they come up, then the controller manager lists both pod IPs in the Service's
 EndpointSlice and each answers /ready and a completion; when the Deployment is
 scaled to 0, then each engine is drained by its preStop hook (with the drain token from
@@ -10,20 +11,24 @@ a mounted Secret: /drain refuses everyone else), exits 0 on SIGTERM, and no proc
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 import threading
 import urllib.request
 from pathlib import Path
 
-from bedkit import E2ECluster, alive, pid_of, wait_until
+from bedkit import E2ECluster, wait_until
 from kubernetes import watch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "bed"))
+import realnodes  # noqa: E402
+
+ENGINE_IMAGE = realnodes.app_image_refs()[1]
 
 TOKEN_DIR = "/var/run/secrets/llmfleet-drain"
 DRAIN_SECRET = {"metadata": {"name": "tiny-drain-token"}, "stringData": {"token": "a-drain-token-for-the-smoke-test"}}
 
 
-def engine_deployment(model: Path, replicas: int = 2) -> dict:
-    engine = shutil.which("llmfleet-engine") or "llmfleet-engine"
+def engine_deployment(model: Path, engine: str, replicas: int = 2) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -38,7 +43,8 @@ def engine_deployment(model: Path, replicas: int = 2) -> dict:
                     "containers": [
                         {
                             "name": "engine",
-                            "image": "llmfleet/engine:dev",
+                            "image": ENGINE_IMAGE,
+                            "imagePullPolicy": "Never",
                             "command": [engine, "serve"],
                             "args": [
                                 "--model",
@@ -100,7 +106,7 @@ def test_engine_deployment_serves_and_scales_to_zero(
     cluster: E2ECluster, namespace: str, tiny_model: Path
 ) -> None:
     cluster.core.create_namespaced_secret(namespace, DRAIN_SECRET)
-    cluster.apps.create_namespaced_deployment(namespace, engine_deployment(tiny_model))
+    cluster.apps.create_namespaced_deployment(namespace, engine_deployment(tiny_model, cluster.engine_command()))
     cluster.core.create_namespaced_service(
         namespace,
         {
@@ -137,7 +143,7 @@ def test_engine_deployment_serves_and_scales_to_zero(
         )
         assert out["choices"] and out["usage"]["completion_tokens"] > 0
 
-    # Watch the pods' last reports: the runner writes the exit codes before it deletes them.
+    # Watch the pods' last reports: the kubelet (or the runner) writes the exit codes before it deletes them.
     exit_codes: dict[str, int] = {}
     names = {p.metadata.name for p in pods}
     rv = cluster.core.list_namespaced_pod(namespace).metadata.resource_version
@@ -157,13 +163,13 @@ def test_engine_deployment_serves_and_scales_to_zero(
 
     watcher = threading.Thread(target=watch_exits, daemon=True)
     watcher.start()
-    pids = [pid_of(p.status.container_statuses[0]) for p in pods]
-    assert all(alive(pid) for pid in pids)
+    containers = [p.status.container_statuses[0] for p in pods]
+    assert all(cluster.container_running(c) for c in containers)
     cluster.apps.patch_namespaced_deployment_scale("tiny", namespace, {"spec": {"replicas": 0}})
 
     watcher.join(timeout=100)
     assert not names, f"pods not deleted: {names}"
     assert exit_codes == {p.metadata.name: 0 for p in pods}
-    assert not any(alive(pid) for pid in pids)
+    assert not any(cluster.container_running(c) for c in containers)
     for p in pods:  # the preStop reached the engine on its pod IP before SIGTERM
         assert "drain requested" in cluster.pod_log(namespace, p.metadata.name)

@@ -1,7 +1,7 @@
 """A spot interruption notice under load, on the real control plane.
 
 Given an LLMService with 3 replicas under a SpotPool (onDemandBase 1, the rest on spot: one
-on-demand pod and two spot pods spread over gpu-spot-a/b), serving continuous load (clients
+on-demand pod and two spot pods spread over the bed's two spot nodes), serving continuous load (clients
 spread over the Service's ready endpoints, plus streaming clients), when one spot node gets
 aws-node-termination-handler's `spot-itn` taint (a 120 s notice from first sight), then the
 operator annotates its pod, surges the spot Deployment (the replacement lands on the other
@@ -24,6 +24,7 @@ from operator_support import (
     OPERATOR_NS,
     Load,
     Streams,
+    capacity_nodes,
     condition,
     create_chat,
     create_spot_pool,
@@ -157,7 +158,8 @@ def test_every_spot_node_going_falls_back_to_on_demand_and_returns(
     custom = client.CustomObjectsApi(cluster.api)
     pool_name = f"spot-{namespace}"
     create_spot_pool(cluster, pool_name, onDemandBase=1, fallback={"pendingSeconds": 10, "returnAfterSeconds": 20})
-    spot_nodes = ["gpu-spot-a", "gpu-spot-b"]
+    spot_nodes = capacity_nodes(cluster, "spot")
+    assert len(spot_nodes) == 2, spot_nodes
     marked = False
 
     def unmark() -> None:

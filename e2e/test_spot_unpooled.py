@@ -22,6 +22,7 @@ from bedkit import E2ECluster, wait_until
 from operator_support import (
     Load,
     Streams,
+    capacity_nodes,
     condition,
     create_chat,
     llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
@@ -53,7 +54,8 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
         assert all(p.metadata.labels["llmfleet.dev/capacity"] == "any" for p in pods)
         nodes = {p.metadata.name: p.spec.node_name for p in pods}
         # An on-demand node when the scheduler put a pod on one: without a pool, any node's notice counts.
-        victim = min(nodes, key=lambda n: ("od" not in nodes[n], n))
+        on_demand = set(capacity_nodes(cluster, "on-demand"))
+        victim = min(nodes, key=lambda n: (nodes[n] not in on_demand, n))
         tainted = nodes[victim]
         before = set(nodes)
         print(f"\npods on {sorted(nodes.values())}; tainting {tainted} (pod {victim})")

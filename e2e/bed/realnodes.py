@@ -100,6 +100,8 @@ class RealNode:
 REAL_NODES = (
     RealNode("gpu-ondemand-1", 1, "on-demand", "us-east-1a"),
     RealNode("gpu-spot-1", 2, "spot", "us-east-1b"),
+    # A second spot node: a spot notice's replacement lands on the other spot node.
+    RealNode("gpu-spot-2", 3, "spot", "us-east-1c"),
 )
 
 
