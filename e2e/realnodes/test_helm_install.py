@@ -39,9 +39,11 @@ def helm(cluster, *args: str, timeout: float = 300) -> str:
 
 
 @pytest.fixture
-def installed(cluster):
+def installed(cluster, node_model):
+    # The chart admits no file:// model by default: allow the bed's model directory.
     helm(cluster, "upgrade", "--install", RELEASE, str(ROOT / "charts" / "llmfleet"), "--namespace", NS,
-         "--create-namespace", "--set", "grafanaDashboard.enabled=false", "--wait", "--timeout", "240s")
+         "--create-namespace", "--set", "grafanaDashboard.enabled=false",
+         "--set", f"admission.allowedHostPaths={{{node_model.parent}}}", "--wait", "--timeout", "240s")
     yield cluster
     cluster.kubectl("delete", "llms", "--all", "-A", "--wait=true", timeout=180)
     helm(cluster, "uninstall", RELEASE, "--namespace", NS, "--wait", "--timeout", "120s")
