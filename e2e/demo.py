@@ -30,7 +30,7 @@ import cluster as bed  # noqa: E402
 
 from tools.demo_model import MARKER, install_demo_model  # noqa: E402
 
-MODEL_PATH = Path("/var/lib/llmfleet/models/smollm2-135m-instruct")  # the path manifests/examples/llmservice.yaml names (e2e uses tiny-chat)
+MODEL_PATH = Path("/var/lib/llmfleet/models/smollm2-135m-instruct")  # the path manifests/examples/llmservice.yaml names
 
 
 def say(msg: str) -> None:

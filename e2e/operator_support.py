@@ -25,9 +25,17 @@ from bedkit import wait_until
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "llmfleet"
 EXAMPLES = ROOT / "manifests" / "examples"
-EXAMPLE_MODEL = Path(
-    "/var/lib/llmfleet/models/tiny-chat"
-)  # the path manifests/examples/llmservice.yaml names
+
+
+def example_model_uri() -> str:
+    """The model manifests/examples/llmservice.yaml serves (`make demo` puts SmolLM2 there)."""
+    import yaml
+
+    return yaml.safe_load((EXAMPLES / "llmservice.yaml").read_text())["spec"]["model"]["uri"]
+
+
+EXAMPLE_MODEL_URI = example_model_uri()
+EXAMPLE_MODEL = Path(EXAMPLE_MODEL_URI.removeprefix("file://"))
 
 
 def helm_binary() -> Path:
@@ -114,7 +122,8 @@ def terminating_llms(cluster: Any) -> list[str]:
 
 
 def ensure_model(path: Path) -> Path:
-    """A tiny random checkpoint at `path` unless one is there (a demo-trained one is kept)."""
+    """A tiny random checkpoint at `path` unless one is there (a checkpoint `make demo` put there
+    is kept; `make demo` in turn replaces a tiny one with its own model)."""
     if not (path / "config.json").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(

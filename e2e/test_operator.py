@@ -20,6 +20,7 @@ import pytest
 from bedkit import E2ECluster, wait_until
 from operator_support import (
     EXAMPLE_MODEL,
+    EXAMPLE_MODEL_URI,
     EXAMPLES,
     OPERATOR_NS,
     condition,
@@ -117,7 +118,7 @@ def test_example_becomes_ready_serves_and_shows_no_drift(llmfleet_operator: E2EC
         )
         header, row = llms_columns(cluster, namespace)
         assert header[:5] == ["NAME", "MODEL", "READY", "QUEUE", "PHASE"] and header[-1] == "AGE"
-        assert row[:5] == ["chat", "file:///var/lib/llmfleet/models/tiny-chat", "1/1", "0", "Ready"]
+        assert row[:5] == ["chat", EXAMPLE_MODEL_URI, "1/1", "0", "Ready"]
 
         ips = wait_until("a ready endpoint", lambda: ready_endpoints(cluster, namespace, "chat"), timeout=30)
         for ip in ips:
