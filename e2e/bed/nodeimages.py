@@ -93,7 +93,16 @@ def import_images(state_dir: Path, refs: list[str], log=print) -> dict[str, floa
             batch = import_batch([needs[n.name] for n in lacking[done:]], free, DISK_MARGIN)
             nodes = lacking[done : done + batch]
             t = time.monotonic()
-            sent = stream_import(state_dir, ref, diff_ids, {n.name: skips[n.name] for n in nodes})
+            try:
+                sent = stream_import(state_dir, ref, diff_ids, {n.name: skips[n.name] for n in nodes})
+            except RuntimeError as e:
+                # A snapshot listed as unpacked can be gone by the time the import unpacks
+                # (seen once: containerd's garbage collector ran in between), and then the
+                # layer it skipped has no blob. Send those nodes every layer once more.
+                log(f"real nodes: {e}; importing {ref} again with every layer")
+                need = 2 * sum(sizes[d] for d in diff_ids)
+                free_space(containerd_root(nodes[0]), need * len(nodes), DISK_MARGIN)
+                sent = stream_import(state_dir, ref, diff_ids, {n.name: set() for n in nodes})
             for node in nodes:
                 discard_layer_blobs(state_dir, node, ref)
                 ctr(state_dir, node, "images", "label", ref, label)
