@@ -193,6 +193,39 @@ async def test_watch_drops_a_router_that_stops_answering():
         await asyncio.gather(watch, return_exceptions=True)
 
 
+class EndlessDemandRouter(DemandRouter):
+    """A pod on the router's port whose /demand answer never ends (a hostile or broken one)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"token": "1", "held": [', "more_body": True})
+        for _ in range(10_000):  # about 100 s of 256 KiB every 10 ms: longer than any test waits
+            await send({"type": "http.response.body", "body": b" " * 2**18, "more_body": True})
+            await asyncio.sleep(0.01)
+
+
+async def test_watch_stops_reading_an_endless_answer_and_counts_it_as_none():
+    """A reader without a cap would wait on this answer for ever; the poll gives up at
+    MAX_BODY_BYTES, counts the router as holding nothing and lists the pods again."""
+    port = _port()
+    router = await EndlessDemandRouter("127.0.0.2", port).start()
+    kube = FakeKube([{"metadata": {"name": "r0"}, "status": {"podIP": "127.0.0.2"}}])
+    demand = RouterDemand(kube, "llmfleet-system", "app.kubernetes.io/component=router", port=port, mode="watch",
+                          pods_ttl=60, poll_wait=0.2)
+    woken: list[tuple[str, str]] = []
+    watch = asyncio.create_task(demand.watch(lambda ns, name: woken.append((ns, name))))
+    try:
+        await _until(lambda: _is(kube.calls >= 1))  # the first list, which starts the poll
+        await _until(lambda: _is(kube.calls >= 2))  # the answer refused: the pods are listed again
+        assert woken == [] and await demand.held("team-a", "chat") == 0
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await router.stop()
+
+
 def test_the_mode_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("LLMFLEET_ROUTER_SELECTOR", "app.kubernetes.io/component=router")
     monkeypatch.setenv("POD_NAMESPACE", "llmfleet-system")

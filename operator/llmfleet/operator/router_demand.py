@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from urllib.parse import urlencode
 
 import httpx
+from llmfleet.operator.adapters.http import BoundedReadError, bounded_request
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -144,17 +147,18 @@ class RouterDemand:
     async def _poll(self, ip: str, on_demand: OnDemand) -> None:
         token = ""
         timeout = httpx.Timeout(self.timeout, read=self.poll_wait + 10)
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False, headers={"Accept-Encoding": "identity"}) as client:
             while True:
                 asked = time.monotonic()
                 body: object = None
-                try:
-                    resp = await client.get(f"http://{ip}:{self.port}/demand",
-                                            params={"after": token, "wait": f"{self.poll_wait:g}"})
-                    if resp.status_code == 200 and len(resp.content) <= MAX_BODY_BYTES:
-                        body = resp.json()
-                except (httpx.HTTPError, OSError, ValueError):
-                    pass
+                query = urlencode({"after": token, "wait": f"{self.poll_wait:g}"})
+                try:  # the body is read up to MAX_BODY_BYTES at most, never whole first
+                    resp = await bounded_request(client, "GET", f"http://{ip}:{self.port}/demand?{query}",
+                                                 max_bytes=MAX_BODY_BYTES, deadline=self.poll_wait + 10 + self.timeout)
+                    if resp.status_code == 200:
+                        body = json.loads(resp.content)
+                except (BoundedReadError, ValueError):
+                    body = None
                 held = held_from_answer(body)
                 if held is None:  # down, replaced, or not a router: it holds nothing we can see
                     self._polled.pop(ip, None)
