@@ -1,4 +1,4 @@
-"""Interruption signals → notices: one row per signal a real cluster emits (issue 5's defaults)."""
+"""Interruption signals → notices: one row per signal a real cluster emits."""
 
 from __future__ import annotations
 

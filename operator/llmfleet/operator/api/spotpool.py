@@ -112,7 +112,7 @@ def _signal(source: SignalSource, key: str, notice: int, **kw: Any) -> Interrupt
     return InterruptionSignal(source=source, key=key, notice_seconds=notice, **kw)
 
 
-# What real clusters emit (issue 5). Notice times are the clouds' documented minimums.
+# What real clusters emit. Notice times are the clouds' documented minimums.
 DEFAULT_SIGNALS: tuple[InterruptionSignal, ...] = (
     # aws-node-termination-handler: taint on the 2-minute notice; its action-time label is the notice time.
     _signal(

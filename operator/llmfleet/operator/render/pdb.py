@@ -2,7 +2,7 @@
 
 maxUnavailable 1 (not minAvailable) so that a service of one replica can still be drained
 off a reclaimed node; and the default unhealthy-pod policy, so a drained (not-ready) pod
-still counts against the budget and a second eviction waits (issue 5's PDB scenario).
+still counts against the budget and a second eviction waits.
 """
 
 from __future__ import annotations
