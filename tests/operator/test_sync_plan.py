@@ -11,8 +11,8 @@ import pytest
 from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicySpec
 from llmfleet.operator.api.spotpool import SpotPool
-from llmfleet.operator.spot import EngineDrain, Notice
-from llmfleet.operator.spot.drain_state import DRAIN_STARTED, DRAIN_SURGE
+from llmfleet.operator.spot.drain_state import DRAIN_STARTED, DRAIN_SURGE, EngineDrain
+from llmfleet.operator.spot.notice import Notice
 from llmfleet.operator.sync import Observation, plan_status, plan_sync, with_marks
 from llmfleet.operator.sync.spot_view import observe_pool
 

@@ -20,7 +20,10 @@ from typing import Any
 
 from llmfleet.operator import metrics
 from llmfleet.operator.adapters.kube import KubeError
-from llmfleet.operator.spot import (
+from llmfleet.operator.spot.drain import after_eviction
+from llmfleet.operator.spot.drain_state import (
+    EVICTION_ATTEMPTS,
+    EVICTION_RETRY_AT,
     Annotate,
     Delete,
     Evict,
@@ -29,9 +32,7 @@ from llmfleet.operator.spot import (
     RecordEvent,
     Surge,
     Wait,
-    after_eviction,
 )
-from llmfleet.operator.spot.drain_state import EVICTION_ATTEMPTS, EVICTION_RETRY_AT
 from llmfleet.operator.spot.notice import format_rfc3339, parse_rfc3339
 from llmfleet.operator.sync.drains import ANNOUNCE_AT_ONCE, DrainStep, set_annotations
 

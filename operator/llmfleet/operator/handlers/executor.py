@@ -29,7 +29,7 @@ from llmfleet.operator.inference_pool import sync_inference_pool
 from llmfleet.operator.render import Images, render_drain_secret, uses_drain_token
 from llmfleet.operator.render.ownership import NameConflict, conflict_message, existing_by_name, foreign_names
 from llmfleet.operator.scaling import POD_DELETION_COST_ANNOTATION
-from llmfleet.operator.spot import RecordEvent
+from llmfleet.operator.spot.drain_state import RecordEvent
 from llmfleet.operator.status import Problem
 from llmfleet.operator.sync import Observation, SyncPlan, merge_patch
 from llmfleet.operator.sync.children import deployment_counts

@@ -28,7 +28,8 @@ from llmfleet.operator.render import selector_string
 from llmfleet.operator.render.labels import SERVICE_LABEL
 from llmfleet.operator.render.paths import HTTP_PORT
 from llmfleet.operator.router_demand import RouterDemand
-from llmfleet.operator.spot import EngineDrain, Notice
+from llmfleet.operator.spot.drain_state import EngineDrain
+from llmfleet.operator.spot.notice import Notice
 from llmfleet.operator.status import pod_ready
 from llmfleet.operator.sync import Observation, needs_engine
 from llmfleet.operator.sync.children import owned_by

@@ -29,9 +29,10 @@ from llmfleet.operator.adapters.engine_drain import call_drain
 from llmfleet.operator.adapters.kube import Kube
 from llmfleet.operator.api.spotpool import SpotPoolSpec, TimestampSource
 from llmfleet.operator.render.paths import HTTP_PORT
-from llmfleet.operator.spot import Notice, scan_signals
 from llmfleet.operator.spot.drain_state import DRAIN_STARTED, DRAIN_SURGE
 from llmfleet.operator.spot.event_trust import event_summary
+from llmfleet.operator.spot.notice import Notice
+from llmfleet.operator.spot.signals import scan_signals
 from llmfleet.operator.sync import UNPOOLED, SpotView, observe_pool
 
 log = logging.getLogger("llmfleet.operator.spot")

@@ -19,17 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from llmfleet.operator.spot import (
-    Action,
-    Annotate,
-    EngineDrain,
-    Notice,
-    PodDrain,
-    clear_advisory,
-    plan_advisory,
-    plan_drain,
-)
-from llmfleet.operator.spot.drain import drain_stop_by, unconfirmed
+from llmfleet.operator.spot.drain import clear_advisory, drain_stop_by, plan_advisory, plan_drain, unconfirmed
+from llmfleet.operator.spot.drain_state import Action, Annotate, EngineDrain, PodDrain
+from llmfleet.operator.spot.notice import Notice
 
 log = logging.getLogger("llmfleet.operator.spot")
 

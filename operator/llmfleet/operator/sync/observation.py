@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from llmfleet.operator.adapters.scrape import EngineScrape
 from llmfleet.operator.api.scaling_status import ScalingStatus
-from llmfleet.operator.spot import EngineDrain, Notice
+from llmfleet.operator.spot.drain_state import EngineDrain
+from llmfleet.operator.spot.notice import Notice
 
 if TYPE_CHECKING:  # the pooled view: scan + notices + capacity + nodes
     from llmfleet.operator.sync.spot_view import SpotView

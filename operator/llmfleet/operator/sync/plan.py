@@ -28,15 +28,13 @@ from llmfleet.operator.render import Images, RenderContext, render_deployment, r
 from llmfleet.operator.render.context import Capacity
 from llmfleet.operator.scaling import bounds_in_force
 from llmfleet.operator.scaling.zero import Demand, recommend_with_zero
-from llmfleet.operator.spot import (
-    FallbackState,
-    Split,
+from llmfleet.operator.spot.fleet_pods import (
     deployment_replicas,
     replicas_without_surge,
     serving_pods,
-    split_replicas,
     surge_by_capacity,
 )
+from llmfleet.operator.spot.split import FallbackState, Split, split_replicas
 from llmfleet.operator.status import Problem
 from pydantic import ValidationError
 

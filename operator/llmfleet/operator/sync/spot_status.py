@@ -9,8 +9,8 @@ from datetime import datetime
 from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice_status import MAX_DRAINING_PODS
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.spot import check_notice_length, interrupted_nodes_status
 from llmfleet.operator.spot.drain_state import DRAIN_DEADLINE, DRAIN_STARTED, DRAIN_SURGE
+from llmfleet.operator.spot.pool_notices import check_notice_length, interrupted_nodes_status
 from llmfleet.operator.spot.split import is_spot_node
 
 from .spot_view import SpotView

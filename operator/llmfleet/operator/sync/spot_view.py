@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmfleet.operator.api.spotpool import SpotPoolSpec
-from llmfleet.operator.spot import (
-    Notice,
-    SignalScan,
-    SpotCapacity,
-    first_seen_from_status,
-    observe_spot_capacity,
-    scan_signals,
-)
+from llmfleet.operator.spot.notice import Notice, SignalScan
+from llmfleet.operator.spot.pool_notices import first_seen_from_status
+from llmfleet.operator.spot.signals import scan_signals
+from llmfleet.operator.spot.split import SpotCapacity, observe_spot_capacity
 
 UNPOOLED = SpotPoolSpec.model_validate({"spot": {"nodeSelector": {"llmfleet.dev/unpooled": "none"}}})
 
