@@ -112,6 +112,16 @@ def test_a_node_is_sent_only_the_layers_above_what_it_has_unpacked():
     assert nodeimages.skipped_layers([base, torch, code], {chains[1], chains[2]}) == set()
 
 
+def test_an_import_keeps_the_top_skipped_snapshot_which_holds_those_below():
+    import nodeimages
+
+    base, torch, code = ("sha256:" + c * 64 for c in "abc")
+    chains = nodeimages.chain_ids([base, torch, code])
+    assert nodeimages.top_skipped_chain([base, torch, code], {base, torch}) == chains[1]
+    assert nodeimages.top_skipped_chain([base, torch, code], {base}) == chains[0]
+    assert nodeimages.top_skipped_chain([base, torch, code], set()) is None
+
+
 def test_a_kept_container_log_reads_as_the_container_printed_it(tmp_path):
     from bedkit import PodLogKeeper, kept_pod_log
 

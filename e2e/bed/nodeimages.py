@@ -11,6 +11,7 @@ node's image records the podman image ID, so an unchanged image is not streamed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -93,16 +95,8 @@ def import_images(state_dir: Path, refs: list[str], log=print) -> dict[str, floa
             batch = import_batch([needs[n.name] for n in lacking[done:]], free, DISK_MARGIN)
             nodes = lacking[done : done + batch]
             t = time.monotonic()
-            try:
-                sent = stream_import(state_dir, ref, diff_ids, {n.name: skips[n.name] for n in nodes})
-            except RuntimeError as e:
-                # A snapshot listed as unpacked can be gone by the time the import unpacks
-                # (seen once: containerd's garbage collector ran in between), and then the
-                # layer it skipped has no blob. Send those nodes every layer once more.
-                log(f"real nodes: {e}; importing {ref} again with every layer")
-                need = 2 * sum(sizes[d] for d in diff_ids)
-                free_space(containerd_root(nodes[0]), need * len(nodes), DISK_MARGIN)
-                sent = stream_import(state_dir, ref, diff_ids, {n.name: set() for n in nodes})
+            with kept_snapshots(state_dir, nodes, diff_ids, skips) as kept:
+                sent = stream_import(state_dir, ref, diff_ids, kept)
             for node in nodes:
                 discard_layer_blobs(state_dir, node, ref)
                 ctr(state_dir, node, "images", "label", ref, label)
@@ -186,6 +180,52 @@ def skipped_layers(diff_ids: list[str], have: set[str]) -> set[str]:
             break
         skip.add(diff_id)
     return skip
+
+
+#: A snapshot (or content) with this label is a root for containerd's garbage collector.
+GC_ROOT = "containerd.io/gc.root"
+
+
+def top_skipped_chain(diff_ids: list[str], skip: set[str]) -> str | None:
+    """The snapshot (chain ID) of the highest skipped layer: it references every snapshot below it,
+    so keeping it keeps all a skipping import relies on. None when nothing is skipped."""
+    kept = [c for d, c in zip(diff_ids, chain_ids(diff_ids), strict=True) if d in skip]
+    return kept[-1] if kept else None
+
+
+@contextlib.contextmanager
+def kept_snapshots(
+    state_dir: Path, nodes: list, diff_ids: list[str], skips: dict[str, set[str]]
+) -> Iterator[dict[str, set[str]]]:
+    """Keep the snapshots each node's import skips from containerd's garbage collector until the
+    import has unpacked: yields the skips that hold (a node whose snapshot is already gone gets
+    every layer).
+
+    Only the image the new one replaces refers to those snapshots, and `ctr images import` moves
+    the tag to the new image before it unpacks; the import's own lease ends in between, which
+    starts a collection. That collection removed the shared snapshots while nothing referred to
+    them, and the unpack then needed the blob of a layer that was never sent (`content digest
+    ... not found`). A `containerd.io/gc.root` label on the top skipped snapshot (its parents
+    are referenced by it) makes it a root for exactly as long as the import runs.
+    """
+    pinned: list[tuple] = []
+    kept: dict[str, set[str]] = {}
+    try:
+        for node in nodes:
+            top = top_skipped_chain(diff_ids, skips[node.name])
+            if top is None:
+                kept[node.name] = set()
+                continue
+            done = ctr(state_dir, node, "snapshots", "label", top, f"{GC_ROOT}=llmfleet-bed-import")
+            if done.returncode == 0:
+                pinned.append((node, top))
+                kept[node.name] = skips[node.name]
+            else:  # collected since it was listed: nothing below it can be relied on either
+                kept[node.name] = set()
+        yield kept
+    finally:
+        for node, top in pinned:
+            ctr(state_dir, node, "snapshots", "label", top, f"{GC_ROOT}=")
 
 
 def tar_header(name: str, size: int) -> bytes:
