@@ -310,7 +310,7 @@ class Bench:
                 f"(LLMFLEET_CLUSTER_DIR={found.dir} python3 e2e/bed/cluster.py down) or pick another --cluster-dir"
             )
         self.pids = {k: v["pid"] for k, v in state["processes"].items() if k in ("kube-apiserver", "podrunner", "etcd")}
-        os.environ["PATH"] = f"{self.bed.binaries()['helm'].parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["PATH"] = self.bed.tools_path()
         api = config.new_client_from_config(str(found.kubeconfig))
         self.c = E2ECluster(found.kubeconfig, found.server, api, client.CoreV1Api(api), client.AppsV1Api(api),
                             client.DiscoveryV1Api(api), found.dir)

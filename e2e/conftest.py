@@ -98,8 +98,8 @@ def cluster() -> Iterator[E2ECluster]:
         found = bed.up(owner=me, real_nodes=REAL_NODES)  # reuses (and joins) a healthy cluster, or starts one
     except bed.BedError as e:
         pytest.fail(f"the e2e bed did not come up: {e}", pytrace=False)
-    # helm and kubectl for scenarios that shell out: the bed's helm goes first on PATH.
-    os.environ["PATH"] = f"{bed.binaries()['helm'].parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # helm and kubectl for scenarios that shell out: the bed's go first on PATH.
+    os.environ["PATH"] = bed.tools_path()
     api = config.new_client_from_config(str(found.kubeconfig))
     keeper = PodLogKeeper(found.dir).start() if REAL_NODES else None
     try:

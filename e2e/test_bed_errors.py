@@ -38,6 +38,38 @@ def test_a_missing_go_toolchain_is_said_plainly(tmp_path: Path) -> None:
     assert "no Go toolchain found" in out.stderr
 
 
+def test_kubectl_is_built_with_the_bed_and_alone_on_demand(tmp_path: Path) -> None:
+    # A fresh machine has no kubectl, and the scenarios and packaging tests shell out to it:
+    # the bed builds it with the rest (build.sh --check counts it) and `build.sh kubectl` alone.
+    import hashlib
+
+    import realnodes
+
+    cache = tmp_path / "cache"
+    pause = hashlib.sha256((BED / "pause" / "main.go").read_bytes()).hexdigest()[:12]
+    built = [*bed.binaries().values(), *(realnodes.node_binaries()[n] for n in ("kubelet", "kube-proxy", "coredns")),
+             bed.CACHE / "bin" / f"pause-{pause}" / "pause"]
+    for path in built:  # stand-ins for everything built, so nothing is compiled here
+        stub = cache / path.relative_to(bed.CACHE)
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
+    kubectl = cache / bed.binaries()["kubectl"].relative_to(bed.CACHE)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLMFLEET_CACHE": str(cache),
+           "LLMFLEET_GOROOT": str(tmp_path / "no-go")}
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(BED / "build.sh"), *args], env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    assert build("--check").returncode == 0
+    assert build("kubectl").stdout.split() == [str(kubectl)]  # cached: printed, nothing built
+    kubectl.unlink()
+    assert build("--check").returncode == 1
+    alone = build("kubectl")  # it would build it now: here it finds no Go toolchain
+    assert alone.returncode == 2 and "no Go toolchain found" in alone.stderr
+
+
 def test_a_stale_cluster_dir_from_a_killed_run_is_recovered(tmp_path: Path) -> None:
     # Given a cluster in its own directory whose processes were all SIGKILLed
     env = {**os.environ, "LLMFLEET_CLUSTER_DIR": str(tmp_path / "c")}

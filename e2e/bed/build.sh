@@ -15,9 +15,12 @@
 #   node        k8s.io/kubernetes/cmd/{kubelet,kube-proxy} from the same pinned module, unpatched
 #               (the loopback relaxation is for the API server only: a real node never needs it)
 #   coredns     github.com/coredns/coredns (module root), for the real nodes' cluster DNS
+#   kubectl     k8s.io/kubernetes/cmd/kubectl, same pins, unpatched: the e2e scenarios and the
+#               packaging tests shell out to kubectl, which a fresh machine does not have
 #
 # Usage: build.sh            build what is missing, print where everything is
 #        build.sh --check    exit 0 if everything is built, 1 otherwise (builds nothing)
+#        build.sh kubectl    build kubectl alone (the packaging tests, when there is none)
 set -euo pipefail
 { # The whole script is one block: bash reads it all before running, so editing
   # this file while a build runs cannot derail that build.
@@ -35,6 +38,7 @@ KWOK_BIN="$CACHE/bin/kwok-$KWOK_VERSION"
 HELM_BIN="$CACHE/bin/helm-$HELM_VERSION"
 NODE_BIN="$CACHE/bin/kubernetes-node-$KUBERNETES_VERSION"
 COREDNS_BIN="$CACHE/bin/coredns-$COREDNS_VERSION"
+KUBECTL_BIN="$CACHE/bin/kubectl-$KUBERNETES_VERSION"
 PAUSE_BIN="$CACHE/bin/pause-$(cat "$here/pause/main.go" | sha256sum | cut -c1-12)"
 
 log() { printf '[build %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -49,7 +53,8 @@ present() {  # present DIR BIN... -> all binaries there and executable
 all_present() {
     present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler &&
         present "$ETCD_BIN" etcd && present "$KWOK_BIN" kwok && present "$HELM_BIN" helm &&
-        present "$NODE_BIN" kubelet kube-proxy && present "$COREDNS_BIN" coredns && present "$PAUSE_BIN" pause
+        present "$NODE_BIN" kubelet kube-proxy && present "$COREDNS_BIN" coredns && present "$PAUSE_BIN" pause &&
+        present "$KUBECTL_BIN" kubectl
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -57,10 +62,12 @@ if [ "${1:-}" = "--check" ]; then
     exit $?
 fi
 
-if all_present; then
-    log "all binaries present under $CACHE/bin (nothing to build)"
-    exit 0
-fi
+only=${1:-}
+case $only in
+    "") if all_present; then log "all binaries present under $CACHE/bin (nothing to build)"; exit 0; fi ;;
+    kubectl) if present "$KUBECTL_BIN" kubectl; then echo "$KUBECTL_BIN/kubectl"; exit 0; fi ;;
+    *) die "unknown argument: $only (build.sh [--check | kubectl])" ;;
+esac
 
 # A missing toolchain is the commonest failure on a new machine: say so plainly.
 GOROOT_FALLBACK=${LLMFLEET_GOROOT:-/usr/local/go}
@@ -97,17 +104,14 @@ finish() {
     log "built $name in ${secs}s -> $dir"
 }
 
-build_kubernetes() {
-    present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler && return 0
-    local start=$SECONDS src="$CACHE/src/kubernetes-$KUBERNETES_VERSION" tmp
-    local staging="v0.${KUBERNETES_VERSION#v1.}"
+k8s_gomod() {  # k8s_gomod DIR NAME: a go.mod requiring k8s.io/kubernetes with its staging modules pinned
+    local src=$1 name=$2 staging="v0.${KUBERNETES_VERSION#v1.}" gomod
     mkdir -p "$src"
-    log "kubernetes $KUBERNETES_VERSION: resolving modules (staging modules pinned to $staging)"
-    local gomod
+    log "kubernetes $KUBERNETES_VERSION: resolving modules for $name (staging modules pinned to $staging)"
     gomod=$(cd "$src" && timeout 600 go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
     {
-        echo "module llmfleet.local/e2e-bed/kubernetes"
+        echo "module llmfleet.local/e2e-bed/$name"
         echo
         echo "go 1.24.0"
         echo
@@ -119,6 +123,12 @@ build_kubernetes() {
         sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
         echo ")"
     } >"$src/go.mod"
+}
+
+build_kubernetes() {
+    present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler && return 0
+    local start=$SECONDS src="$CACHE/src/kubernetes-$KUBERNETES_VERSION" tmp
+    k8s_gomod "$src" kubernetes
     local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
         k8s.io/kubernetes/cmd/kube-scheduler)
     (cd "$src" && timeout 1800 go get "${pkgs[@]/%/@$KUBERNETES_VERSION}" >/dev/null)
@@ -177,6 +187,18 @@ build_node() {
     finish "$NODE_BIN" "$tmp" $((SECONDS - start)) "kubernetes-node-$KUBERNETES_VERSION"
 }
 
+build_kubectl() {
+    # Upstream and unpatched, from its own module set, so that it can be built alone.
+    present "$KUBECTL_BIN" kubectl && return 0
+    local start=$SECONDS src="$CACHE/src/kubectl-$KUBERNETES_VERSION" tmp
+    k8s_gomod "$src" kubectl
+    (cd "$src" && timeout 1800 go get "k8s.io/kubernetes/cmd/kubectl@$KUBERNETES_VERSION" >/dev/null)
+    tmp=$(mktemp -d "$CACHE/bin/.tmp-kubectl.XXXXXX")
+    log "kubernetes $KUBERNETES_VERSION: compiling kubectl"
+    (cd "$src" && timeout 3600 go build -p "$JOBS" -trimpath -ldflags "$(k8s_ldflags)" -o "$tmp/" k8s.io/kubernetes/cmd/kubectl)
+    finish "$KUBECTL_BIN" "$tmp" $((SECONDS - start)) "kubectl-$KUBERNETES_VERSION"
+}
+
 build_pause() {  # the real nodes' sandbox program (pause/main.go), keyed by its source
     present "$PAUSE_BIN" pause && return 0
     local start=$SECONDS tmp
@@ -210,6 +232,11 @@ build_go_install() {  # build_go_install DIR BINARY PACKAGE VERSION
 }
 
 total_start=$SECONDS
+if [ "$only" = kubectl ]; then
+    build_kubectl
+    echo "$KUBECTL_BIN/kubectl"
+    exit 0
+fi
 build_etcd
 build_kubernetes
 build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
@@ -217,6 +244,7 @@ build_go_install "$HELM_BIN" helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build_node
 build_pause
 build_go_install "$COREDNS_BIN" coredns github.com/coredns/coredns "$COREDNS_VERSION"
+build_kubectl
 log "done in $((SECONDS - total_start))s; binaries under $CACHE/bin (times in $CACHE/bin/build-times.tsv)"
 exit 0
 }

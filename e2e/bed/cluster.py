@@ -68,6 +68,7 @@ from controlplane import (
     write_kubeconfigs,
     write_pki,
 )
+from controlplane import tools_path as tools_path  # for conftest.py and bench_operator.py
 from procs import is_same_process, proc_start_time, stop_process
 
 REPO = BED.parent.parent
@@ -285,7 +286,7 @@ def _up(owner: str, real_nodes: bool = False) -> Cluster:
         if real_nodes and (load_state() or {}).get("real_nodes"):
             load_images()  # what `make images` rebuilt since (nothing when unchanged)
         return found
-    missing = [n for n, p in binaries().items() if n != "helm" and not p.exists()]
+    missing = [n for n, p in binaries().items() if n not in ("helm", "kubectl") and not p.exists()]
     if missing:
         raise BedError(
             f"missing binaries {', '.join(missing)} under {CACHE / 'bin'}: run `make e2e-binaries` "
@@ -689,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
             restart(args.component, args.hard, args.down_for)
         elif args.action == "env":
             print(f"export KUBECONFIG={STATE_DIR / 'kubeconfig'}")
-            print(f"export PATH={binaries()['helm'].parent}:$PATH")
+            b = binaries()
+            print(f"export PATH={b['helm'].parent}:{b['kubectl'].parent}:$PATH")
     except BedError as e:
         print(f"cluster: {e}", file=sys.stderr)
         return 1

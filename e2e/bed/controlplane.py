@@ -53,7 +53,15 @@ def binaries() -> dict[str, Path]:
         "kube-scheduler": k8s / "kube-scheduler",
         "kwok": CACHE / "bin" / f"kwok-{v['KWOK_VERSION']}" / "kwok",
         "helm": CACHE / "bin" / f"helm-{v['HELM_VERSION']}" / "helm",
+        "kubectl": CACHE / "bin" / f"kubectl-{v['KUBERNETES_VERSION']}" / "kubectl",
     }
+
+
+def tools_path() -> str:
+    """PATH with the bed's helm and kubectl first: scenarios shell out to both, and a fresh
+    machine has neither (kubectl also matches the API server's version)."""
+    b = binaries()
+    return os.pathsep.join([str(b["helm"].parent), str(b["kubectl"].parent), os.environ.get("PATH", "")])
 
 
 # --- pki and kubeconfigs -------------------------------------------------------------

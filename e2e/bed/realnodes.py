@@ -134,9 +134,9 @@ def preflight() -> list[str]:
                 else "run e2e/bed/build.sh"
             )
             problems.append(f"{name} not found at {path} ({hint})")
-    for tool in ("iptables", "ip", "podman", "conntrack"):
+    for tool in ("iptables", "ip", "podman", "conntrack", "nft"):
         if not shutil.which(tool):
-            problems.append(f"{tool} not on PATH (apt-get install iptables iproute2 podman conntrack)")
+            problems.append(f"{tool} not on PATH (apt-get install iptables iproute2 podman conntrack nftables)")
     return problems
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from packaging_helpers import promtool_binary, sync
+from packaging_helpers import kubectl_binary, promtool_binary, sync
 
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
     return sync.helm_binary()
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Path:
+    return kubectl_binary()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""Helpers for the packaging tests: the helm and promtool binaries, rendered charts.
+"""Helpers for the packaging tests: the helm, kubectl and promtool binaries, rendered charts.
 
 helm is the test bed's pinned build (manifests/sync.py finds it in the cache or builds
-it from its Go module, ~1.5 min once per machine); promtool is the machine's (Debian's
-`prometheus` package) or built the same way (~4 min once per machine). These tests never
-skip for want of either.
+it from its Go module, ~1.5 min once per machine); kubectl and promtool are the machine's
+(Debian's `prometheus` package for promtool) or built (kubectl by the test bed's
+`e2e/bed/build.sh kubectl`, promtool here; a few minutes each, once per machine). These tests
+never skip for want of any of them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ def render(helm: Path, *set_args: str, namespace: str = "llmfleet-system") -> li
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
+
+
+def kubectl_binary() -> Path:
+    """kubectl on PATH, else the test bed's build of the pinned Kubernetes (built now if missing)."""
+    found = shutil.which("kubectl")
+    if found:
+        return Path(found)
+    done = subprocess.run(["bash", str(ROOT / "e2e" / "bed" / "build.sh"), "kubectl"],
+                          capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"no kubectl on PATH, and e2e/bed/build.sh kubectl failed: {done.stderr[-2000:]}")
+    return Path(done.stdout.split()[-1])
 
 
 # promtool from Prometheus 2.55.1 (Go module versions are v0.<minor>.<patch>): recent enough

@@ -50,9 +50,9 @@ def test_chart_ships_kopf_peering_crds_next_to_the_api_crds():
     }
 
 
-def test_kustomize_base_builds():
+def test_kustomize_base_builds(kubectl):
     done = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "manifests" / "base")],
+        [str(kubectl), "kustomize", str(ROOT / "manifests" / "base")],
         capture_output=True,
         text=True,
         timeout=120,
