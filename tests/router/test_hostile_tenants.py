@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from router_fakes import open_bench
+from llmfleet.router.fleet import ServiceInfo
+from router_fakes import FakeEngine, open_bench
 
 JSON = {"content-type": "application/json"}
 
@@ -39,3 +40,54 @@ async def test_a_lone_surrogate_in_the_routing_key_reaches_the_engine_to_be_refu
         session = await bench.client.post("/v1/chat/completions", content=chat_body(),
                                           headers={**JSON, "x-session-id": "caf\xe9".encode("latin-1")})
         assert session.status_code == 200
+
+
+def squat(bench, namespace: str, name: str, created: str, keys) -> ServiceInfo:
+    info = ServiceInfo(namespace, name, "chat", created=created)
+    bench.fleet.set_service(info)
+    bench.fleet.set_keys(info.id, keys)
+    return info
+
+
+async def test_a_keyless_service_squatting_a_served_name_never_gets_a_keyed_tenants_traffic():
+    """Team B made a keyless service serving "chat" before team A's keyed "chat" (or A's was
+    recreated): A's clients, sending A's key, must still reach A, and B's pods must never see
+    A's key. The caller's key matching a service's keys decides before age does."""
+    async with open_bench() as bench:
+        b = squat(bench, "team-b", "trap", "2026-01-01T00:00:00Z", None)
+        a = squat(bench, "team-a", "chat", "2026-06-01T00:00:00Z", ("key-a",))
+        fake_b = await bench.engine(b, FakeEngine(name="b"))
+        fake_a = await bench.engine(a, FakeEngine(name="a"))
+        resp = await bench.client.post("/v1/chat/completions", content=chat_body(),
+                                       headers={**JSON, "authorization": "Bearer key-a"})
+        assert resp.status_code == 200 and resp.json()["served_by"] == "a" and len(fake_a.requests) == 1
+        assert fake_b.requests == []
+        # without a key, or with another, the keyless service is the one that takes it
+        anon = await bench.client.post("/v1/chat/completions", content=chat_body(), headers=JSON)
+        assert anon.json()["served_by"] == "b"
+        assert all("key-a" not in h.get("authorization", "") for h in fake_b.headers)
+
+
+async def test_a_key_the_router_cannot_check_never_reaches_a_squatter():
+    """The router may not read team A's Secret (its engines check the key), and team B serves
+    the same name without keys: the router cannot tell whose client a keyed request is, so it
+    refuses (409 naming the way out) rather than hand A's key and prompt to B's pods, or B's
+    clients' prompts to A's. Alone, A gets its keyed requests; B keeps its keyless ones."""
+    async with open_bench() as bench:
+        b = squat(bench, "team-b", "trap", "2026-01-01T00:00:00Z", None)
+        a = squat(bench, "team-a", "chat", "2026-06-01T00:00:00Z", ())
+        bench.fleet.keys_checked_by_engine(a.id)
+        fake_b = await bench.engine(b, FakeEngine(name="b"))
+        fake_a = await bench.engine(a, FakeEngine(name="a"))
+        keyed = {**JSON, "authorization": "Bearer key-a"}
+        resp = await bench.client.post("/v1/chat/completions", content=chat_body(), headers=keyed)
+        err = resp.json()["error"]
+        assert resp.status_code == 409 and err["code"] == "ambiguous_model" and err["param"] == "model"
+        assert "servedName" in err["message"] and "team-" not in err["message"]  # no other tenant named
+        assert fake_a.requests == [] and fake_b.requests == []
+        anon = await bench.client.post("/v1/chat/completions", content=chat_body(), headers=JSON)
+        assert anon.json()["served_by"] == "b"
+
+        bench.fleet.remove_service(*b.id)
+        resp = await bench.client.post("/v1/chat/completions", content=chat_body(), headers=keyed)
+        assert resp.json()["served_by"] == "a" and fake_a.headers[-1]["authorization"] == "Bearer key-a"

@@ -54,6 +54,15 @@ class ModelNotFound(RouterError):
     code = "model_not_found"
 
 
+class AmbiguousModel(RouterError):
+    """Several services serve the name and the caller's key cannot pick one without risking that
+    it reaches another tenant's pods."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "ambiguous_model"
+
+
 class NotFound(RouterError):
     status = 404
     type = "invalid_request_error"
