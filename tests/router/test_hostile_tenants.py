@@ -3,6 +3,7 @@ that squats another tenant's served name to catch its traffic and its API keys."
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from llmfleet.router.fleet import ServiceInfo
@@ -91,3 +92,28 @@ async def test_a_key_the_router_cannot_check_never_reaches_a_squatter():
         bench.fleet.remove_service(*b.id)
         resp = await bench.client.post("/v1/chat/completions", content=chat_body(), headers=keyed)
         assert resp.json()["served_by"] == "a" and fake_a.headers[-1]["authorization"] == "Bearer key-a"
+
+
+async def test_a_body_that_never_finishes_is_cut_at_the_deadline():
+    """Slowloris: headers announcing a body, then a trickle. Without a deadline each such client
+    holds a router connection and its buffer for ever, and every tenant shares the router."""
+    async with open_bench(body_read_timeout_seconds=1) as bench:
+        svc = bench.service()
+        fake = await bench.engine(svc)
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(bench.url.rsplit(":", 1)[1]))
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b'{"model": "chat"')
+        await writer.drain()
+        for _ in range(3):  # keeps sending, a byte at a time, never the whole body
+            await asyncio.sleep(0.4)
+            writer.write(b" ")
+            await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+        body = json.loads(await reader.readexactly(length))
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert body["error"]["code"] == "body_timeout" and fake.requests == []
+        # the router goes on serving everyone else
+        ok = await bench.client.post("/v1/chat/completions", content=chat_body(), headers=JSON)
+        assert ok.status_code == 200

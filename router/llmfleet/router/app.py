@@ -24,6 +24,7 @@ from . import keys
 from .config import RouterConfig
 from .errors import (
     AmbiguousModel,
+    BodyTimeout,
     BodyTooLarge,
     InvalidRequest,
     MethodNotAllowed,
@@ -183,7 +184,12 @@ class RouterApp:
             ctype = (_header(scope, b"content-type") or "").lower()
             if "application/json" not in ctype:
                 raise UnsupportedMediaType(f"Content-Type must be application/json, got {ctype or 'nothing'!r}")
-            raw = await _read_body(scope, receive, self.config.max_body_bytes)
+            try:
+                async with asyncio.timeout(self.config.body_read_timeout_seconds):
+                    raw = await _read_body(scope, receive, self.config.max_body_bytes)
+            except TimeoutError:
+                raise BodyTimeout(f"the request body was not received within "
+                                  f"{self.config.body_read_timeout_seconds:g} s") from None
             req = parse_body(path, raw)
             service = self._service_for(req.model, _header(scope, b"authorization"))
             model = req.model

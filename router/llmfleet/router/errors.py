@@ -38,6 +38,13 @@ class BodyTooLarge(InvalidRequest):
     status = 413
 
 
+class BodyTimeout(InvalidRequest):
+    """The body did not arrive within the deadline (a slow or stalled client)."""
+
+    status = 408
+    code = "body_timeout"
+
+
 class UnsupportedMediaType(InvalidRequest):
     status = 415
 
