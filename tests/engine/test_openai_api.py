@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -82,6 +84,12 @@ def test_request_id_is_kept(engine_server):
     assert r.headers["x-request-id"] == "trace-123"
 
 
+def post_json(url: str, body) -> httpx.Response:
+    # json.dumps escapes a lone surrogate as "\\ud800", as any JSON client may send it (httpx's own
+    # encoder would refuse to)
+    return httpx.post(url, content=json.dumps(body), headers={"content-type": "application/json"}, timeout=30)
+
+
 BAD = [
     ({"prompt": "x", "max_tokens": 0}, 400, "max_tokens"),
     ({"prompt": "x", "max_tokens": -3}, 400, "max_tokens"),
@@ -96,12 +104,19 @@ BAD = [
     ({"prompt": "x", "max_tokens": 600}, 400, "max_tokens"),
     ({"prompt": [999999], "max_tokens": 2}, 400, "prompt"),
     ({"max_tokens": 2}, 400, "prompt"),
+    # a lone surrogate is legal JSON ("\\ud800") but no text a tokenizer takes: a 400 naming the field
+    ({"prompt": "a\ud800b", "max_tokens": 2}, 400, "prompt"),
+    ({"prompt": ["\udc00"], "max_tokens": 2}, 400, "prompt.0"),
+    ({"prompt": "x", "stop": ["a", "\ud800"], "max_tokens": 2}, 400, "stop.1"),
+    # the field, not the member of the type union that failed ("stop.str")
+    ({"prompt": "x", "stop": 7}, 400, "stop"),
+    ({"prompt": "x", "stop": [7]}, 400, "stop.0"),
 ]
 
 
 @pytest.mark.parametrize("body,status,param", BAD, ids=[f"{b[2]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_completion_bodies(engine_server, body, status, param):
-    r = httpx.post(engine_server.url + "/v1/completions", json=body, timeout=30)
+    r = post_json(engine_server.url + "/v1/completions", body)
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"}
@@ -113,10 +128,14 @@ def test_bad_completion_bodies(engine_server, body, status, param):
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
     ({"messages": "hello"}, "messages"),
+    ({"messages": [{"role": "user", "content": "\udfff"}]}, "messages.0.content"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "ok"}, {"type": "text", "text": "\ud83d"}]}]},
+     "messages.0.content.1.text"),
+    ({"messages": [{"role": "user", "content": "hi", "name": "\ud800"}]}, "messages.0.name"),
 ])
 def test_bad_chat_bodies(engine_server, body, param):
-    r = httpx.post(engine_server.url + "/v1/chat/completions", json=body)
-    assert r.status_code == 400
+    r = post_json(engine_server.url + "/v1/chat/completions", body)
+    assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
 
 
@@ -127,6 +146,10 @@ def test_malformed_json_and_content_type(engine_server):
     r = httpx.post(engine_server.url + "/v1/completions", content=b"prompt=x",
                    headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and r.json()["error"]["type"] == "invalid_request_error"
+    # nested deeper than the decoder's stack: a 400, not a bare 500 "Internal Server Error"
+    r = httpx.post(engine_server.url + "/v1/completions", content=b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000
+                   + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]["message"]
     r = httpx.post(engine_server.url + "/v1/completions", json=[1, 2])
     assert r.status_code == 400
     r = httpx.get(engine_server.url + "/v1/nothing")

@@ -58,7 +58,7 @@ class FakeEngine:
             if not msg.get("more_body"):
                 break
         self.requests.append(json.loads(body) if body else {})
-        self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        self.headers.append({k.decode(): v.decode("latin-1") for k, v in scope["headers"]})
         if self.mode == "503":
             await _respond(send, 503, b'{"error": {"message": "draining"}}', b"application/json",
                            [(b"retry-after", b"1")])

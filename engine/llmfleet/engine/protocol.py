@@ -24,6 +24,23 @@ MAX_TOKENS = 2**31 - 1
 MAX_STOP_TOKEN_IDS = 64
 
 
+def lone_surrogate(text: str) -> str | None:
+    """Why `text` is not valid Unicode, or None. JSON can carry a lone surrogate ("\\ud800"),
+    which no UTF-8 tokenizer takes: it must be a 400 naming the field, not a 500 from inside
+    tokenization."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}"
+    return None
+
+
+class InvalidText(ValueError):
+    def __init__(self, param: str, why: str):
+        super().__init__(f"{param}: {why}")
+        self.param = param
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -85,6 +102,18 @@ class _Common(BaseModel):
             raise ValueError("logprobs are not supported")
         return v
 
+    def texts(self) -> list[tuple[str, str]]:
+        """(param, text) of every string this request has tokenized or matched."""
+        stops = [] if self.stop is None else [self.stop] if isinstance(self.stop, str) else self.stop
+        return [(f"stop.{i}" if isinstance(self.stop, list) else "stop", s) for i, s in enumerate(stops)]
+
+    def check_texts(self) -> None:
+        """Raise InvalidText for the first string that is not valid Unicode."""
+        for param, text in self.texts():
+            why = lone_surrogate(text)
+            if why:
+                raise InvalidText(param, why)
+
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
@@ -118,6 +147,12 @@ class CompletionRequest(_Common):
         if v:
             raise ValueError("echo is not supported")
         return v
+
+    def texts(self) -> list[tuple[str, str]]:
+        p = self.prompt
+        own = [("prompt", p)] if isinstance(p, str) else [
+            (f"prompt.{i}", x) for i, x in enumerate(p) if isinstance(x, str)]
+        return own + super().texts()
 
     def single_prompt(self) -> str | list[int]:
         p = self.prompt
@@ -160,6 +195,17 @@ class ChatCompletionRequest(_Common):
         if v:
             raise ValueError("tools are not supported")
         return v
+
+    def texts(self) -> list[tuple[str, str]]:
+        own = []
+        for i, m in enumerate(self.messages):
+            if isinstance(m.content, str):
+                own.append((f"messages.{i}.content", m.content))
+            elif m.content:
+                own += [(f"messages.{i}.content.{j}.text", part.text) for j, part in enumerate(m.content)]
+            if m.name is not None:
+                own.append((f"messages.{i}.name", m.name))
+        return own + super().texts()
 
     def template_messages(self) -> list[dict]:
         return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}

@@ -39,7 +39,7 @@ from .errors import EngineError, InvalidRequest, ModelNotFound, RateLimited, Una
 from .gpu import GpuMonitor
 from .llm_engine import RequestOutput
 from .metrics import EngineMetrics
-from .protocol import ChatCompletionRequest, CompletionRequest
+from .protocol import ChatCompletionRequest, CompletionRequest, InvalidText
 from .tokenizer import Tokenizer
 
 log = logging.getLogger("llmfleet.engine")
@@ -72,12 +72,22 @@ def _error_response(err: EngineError) -> JSONResponse:
 
 
 def _validation_error(e: ValidationError) -> InvalidRequest:
-    first = e.errors()[0]
-    param = ".".join(str(x) for x in first.get("loc", ())) or None
+    # A union (`stop: str | list[str]`) fails once per member, each loc naming the member ("stop.str",
+    # "stop.list[str].0"): the client wants the field, not our annotation, and the deepest loc is
+    # the member that came closest ([7] is a list whose item 0 is wrong, not a wrong string).
+    def field_path(err) -> list[str]:
+        return [str(x) for x in err.get("loc", ()) if not _union_tag(x)]
+
+    first = max(e.errors(), key=lambda err: len(field_path(err)))  # max keeps the first of equals
+    param = ".".join(field_path(first)) or None
     msg = first.get("msg", "invalid request")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     return InvalidRequest(f"{param}: {msg}" if param else msg, param=param)
+
+
+def _union_tag(part: str | int) -> bool:
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part)
 
 
 async def _read_json(request: Request, config: EngineConfig) -> dict:
@@ -91,6 +101,8 @@ async def _read_json(request: Request, config: EngineConfig) -> dict:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidRequest(f"malformed JSON body: {e}") from None
+    except RecursionError:  # "[[[[..." a few thousand deep: the decoder's stack, not a traceback
+        raise InvalidRequest("malformed JSON body: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the JSON body must be an object")
     return data
@@ -164,6 +176,10 @@ def create_app(state: ServerState) -> ASGIApp:
             req = cls.model_validate(body)
         except ValidationError as e:
             raise _validation_error(e) from None
+        try:
+            req.check_texts()
+        except InvalidText as e:
+            raise InvalidRequest(str(e), param=e.param) from None
         if req.model is not None and req.model != state.served_model_name:
             raise ModelNotFound(f"The model {req.model!r} does not exist; this server serves "
                                 f"{state.served_model_name!r}", param="model")

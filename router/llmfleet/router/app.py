@@ -23,6 +23,8 @@ import httpx
 from . import keys
 from .config import RouterConfig
 from .errors import (
+    AmbiguousModel,
+    BodyTimeout,
     BodyTooLarge,
     InvalidRequest,
     MethodNotAllowed,
@@ -131,18 +133,38 @@ class RouterApp:
                 "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmfleet"} for n in names]}
 
     def _service_for(self, model: str, authorization: str | None) -> ServiceInfo:
+        """The service this caller means by `model`. Served names are not namespaced, so another
+        tenant can serve the same name; the caller's key decides before age does:
+
+        | candidates (oldest first within each)                   | request goes to                  |
+        | ------------------------------------------------------- | -------------------------------- |
+        | a service whose keys (read by the router) hold the key  | that one, whatever its age       |
+        | with a key: a service whose engine checks keys, and no  | that one (its engine answers)    |
+        | other keyless or engine-checked service of the name     |                                  |
+        | with a key: several such services                       | 409: the router cannot tell whose client this is; the key must not reach another tenant's pods |
+        | a keyless service                                        | the oldest keyless one           |
+        """
         services = self.fleet.services_for(model)
         if not services:
             raise ModelNotFound(f"The model {model!r} does not exist", param="model")
-        for service in services:
-            if service.id not in self.fleet.keys:
-                continue  # its key Secret is not read yet, or this router may not read it
-            if keys.accepts(self.fleet.keys[service.id], authorization):
-                return service
-        if keys.bearer(authorization):
+        token = keys.bearer(authorization)
+        if token:
             for service in services:
-                if service.id in self.fleet.engine_checks_keys:
-                    return service  # its engine checks the key (forwarded): a wrong one gets its 401
+                known = self.fleet.keys.get(service.id)
+                if known and keys.accepts(known, authorization):
+                    return service
+        keyless = [s for s in services if s.id in self.fleet.keys and self.fleet.keys[s.id] is None]
+        unchecked = [s for s in services if s.id in self.fleet.engine_checks_keys]
+        if token and unchecked:
+            if len(unchecked) + len(keyless) > 1:
+                raise AmbiguousModel(
+                    f"the model name {model!r} is served by {len(unchecked) + len(keyless)} services whose keys "
+                    "this router cannot check, so it cannot tell which one your key belongs to; give each its "
+                    "own name (spec.model.servedName), or give the router `get` on their key Secrets",
+                    param="model")
+            return unchecked[0]  # its engine checks the key (forwarded): a wrong one gets its 401
+        if keyless:
+            return keyless[0]
         for service in services:
             if service.id in self.fleet.engine_checks_keys:
                 continue
@@ -151,7 +173,7 @@ class RouterApp:
                 raise Unavailable(f"the API keys of model {model!r} cannot be read: {problem}", retry_after=10)
             if service.id not in self.fleet.keys:
                 raise Unavailable(f"the API keys of model {model!r} are not loaded yet", retry_after=1)
-        if not keys.bearer(authorization):
+        if not token:
             raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
         raise Unauthorized("invalid API key")
 
@@ -162,7 +184,12 @@ class RouterApp:
             ctype = (_header(scope, b"content-type") or "").lower()
             if "application/json" not in ctype:
                 raise UnsupportedMediaType(f"Content-Type must be application/json, got {ctype or 'nothing'!r}")
-            raw = await _read_body(scope, receive, self.config.max_body_bytes)
+            try:
+                async with asyncio.timeout(self.config.body_read_timeout_seconds):
+                    raw = await _read_body(scope, receive, self.config.max_body_bytes)
+            except TimeoutError:
+                raise BodyTimeout(f"the request body was not received within "
+                                  f"{self.config.body_read_timeout_seconds:g} s") from None
             req = parse_body(path, raw)
             service = self._service_for(req.model, _header(scope, b"authorization"))
             model = req.model

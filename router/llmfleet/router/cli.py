@@ -54,11 +54,12 @@ def check_config(config: RouterConfig) -> list[str]:
     if config.max_attempts < 1:
         problems.append("--max-attempts must be at least 1")
     for name in ("metrics_interval_seconds", "metrics_timeout_seconds", "connect_timeout_seconds",
-                 "response_timeout_seconds", "stream_idle_timeout_seconds", "key_refresh_seconds"):
+                 "response_timeout_seconds", "stream_idle_timeout_seconds", "key_refresh_seconds",
+                 "body_read_timeout_seconds"):
         if getattr(config, name) <= 0:
             problems.append(f"{_flag(name)} must be positive")
-    if config.max_body_bytes <= 0 or config.prefix_chars <= 0:
-        problems.append("--max-body-bytes and --prefix-chars must be positive")
+    if config.max_body_bytes <= 0 or config.prefix_chars <= 0 or config.max_connections <= 0:
+        problems.append("--max-body-bytes, --prefix-chars and --max-connections must be positive")
     return problems
 
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     app.synced = discovery.synced
     host = config.host or os.environ.get("POD_IP") or "0.0.0.0"
     uvicorn.run(app, host=host, port=config.port, log_level="warning", lifespan="on",
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, limit_concurrency=config.max_connections)
     return 0
 
 

@@ -15,6 +15,13 @@ class RouterConfig:
     # --- requests -------------------------------------------------------------------------------
     # Checked against Content-Length before reading and while reading: the engine caps at 8 MiB too.
     max_body_bytes: int = 8 * 2**20
+    # The whole body must arrive within this many seconds of the request's start (not per read), or
+    # 408: a client trickling a byte at a time would otherwise hold a connection and its buffer for
+    # ever, and every tenant shares the router. The engine's --body-read-timeout is the same 30 s.
+    body_read_timeout_seconds: float = 30.0
+    # Open connections at most (idle, held and streaming ones all count); beyond, uvicorn answers
+    # 503 at once. Bounds the sockets and memory one flood of clients can take from everyone.
+    max_connections: int = 8192
     # Header carrying a session id; requests with the same id go to the same replica (load permitting).
     session_header: str = "x-session-id"
 

@@ -38,6 +38,13 @@ class BodyTooLarge(InvalidRequest):
     status = 413
 
 
+class BodyTimeout(InvalidRequest):
+    """The body did not arrive within the deadline (a slow or stalled client)."""
+
+    status = 408
+    code = "body_timeout"
+
+
 class UnsupportedMediaType(InvalidRequest):
     status = 415
 
@@ -52,6 +59,15 @@ class ModelNotFound(RouterError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class AmbiguousModel(RouterError):
+    """Several services serve the name and the caller's key cannot pick one without risking that
+    it reaches another tenant's pods."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "ambiguous_model"
 
 
 class NotFound(RouterError):

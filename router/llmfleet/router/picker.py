@@ -56,7 +56,9 @@ class Pick:
 
 def hash64(text: str) -> int:
     """A stable 64-bit hash (Python's hash() is salted per process: routers would disagree)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    # surrogatepass: JSON may carry a lone surrogate into a prompt; the engine refuses it with the
+    # field, the router must only route it
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
 @lru_cache(maxsize=512)

@@ -40,6 +40,8 @@ def parse_body(path: str, raw: bytes) -> InferenceRequest:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidRequest(f"malformed JSON body: {e}") from None
+    except RecursionError:  # "[[[[..." deeper than the decoder's stack
+        raise InvalidRequest("malformed JSON body: nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the JSON body must be an object")
     model = body.get("model")
