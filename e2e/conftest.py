@@ -35,6 +35,10 @@ REAL_NODE_SCENARIOS = (
     "test_spot_unpooled.py",
     "test_spot_events.py",
     "test_operator.py",
+    "test_autoscale.py",
+    "test_admission.py",
+    "test_inference_pool.py",
+    "test_router.py",
 )
 #: "1": real nodes, the scenarios above; "0": kwok nodes, every other test (what `make e2e` runs
 #: after the real-node part); unset: kwok nodes, every test (a machine without root or images).

@@ -101,7 +101,9 @@ def llmfleet_operator_fixture(cluster: Any, tmp_path_factory: pytest.TempPathFac
         "--namespace",
         OPERATOR_NS,
         "--create-namespace",
-        *allowed_host_paths(tmp_path_factory.getbasetemp()),  # tiny_model and slow_model live there
+        # tiny_model and slow_model live under the session's basetemp; allowing its parent (every
+        # session's) lets this operator finalize what an earlier, killed session left behind.
+        *allowed_host_paths(tmp_path_factory.getbasetemp().parent),
         "--set",
         "grafanaDashboard.enabled=false",
         "--wait",
@@ -116,9 +118,16 @@ def llmfleet_operator_fixture(cluster: Any, tmp_path_factory: pytest.TempPathFac
 
 
 def terminating_llms(cluster: Any) -> list[str]:
-    out = cluster.kubectl("get", "llms", "-A", "-o",
-                          "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name} {end}")
-    return out.split()
+    """LLMServices being deleted, or about to be: a test's namespace is deleted without waiting, and
+    the namespace controller marks its LLMServices only a moment later (after an uninstall, nothing
+    would remove their finalizer)."""
+    going = set(cluster.kubectl("get", "namespaces", "-o",
+                                "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name} {end}"
+                                ).split())
+    out = cluster.kubectl("get", "llms", "-A", "-o", "jsonpath={range .items[*]}"
+                          "{.metadata.namespace}/{.metadata.name}/{.metadata.deletionTimestamp} {end}")
+    return [f"{ns}/{name}" for ns, name, deleted in (item.split("/", 2) for item in out.split())
+            if deleted or ns in going]
 
 
 def ensure_model(path: Path) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bedkit import E2ECluster, wait_until
 from operator_support import (
+    capacity_nodes,
     create_chat,
     create_spot_pool,
     llmfleet_operator_fixture,  # noqa: F401  (the chart, installed for this module)
@@ -193,7 +194,7 @@ def test_every_spot_node_going_through_the_router_fails_no_request(
     custom = client.CustomObjectsApi(cluster.api)
     pool_name = f"spot-router-fb-{namespace}"
     create_spot_pool(cluster, pool_name, onDemandBase=1, fallback={"pendingSeconds": 10, "returnAfterSeconds": 20})
-    spot_nodes = ["gpu-spot-a", "gpu-spot-b"]
+    spot_nodes = capacity_nodes(cluster, "spot")
     marked = False
 
     def unmark() -> None:
