@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,6 +104,28 @@ def test_client_disconnect_aborts_and_frees_blocks(server):
     assert server.metric('llmfleet_engine_requests_finished_total{finish_reason="length"}') == 0
     # and the server still serves
     assert httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 2}).status_code == 200
+    # a disconnect is logged as one (status 499), not as "Exception in ASGI application"
+    assert "Traceback" not in server.output() and '"status": 499' in server.output()
+
+
+def test_a_stream_whose_client_leaves_while_queued_is_aborted_before_it_runs(server):
+    """Clients that time out and retry under load leave streams behind in the queue: each must go
+    at once, not hold a queue place and then cost a prefill when its turn comes."""
+    with httpx.stream("POST", server.url + "/v1/completions", json=LONG, timeout=30) as a, \
+            httpx.stream("POST", server.url + "/v1/completions", json=LONG, timeout=30) as b:
+        lines = [a.iter_lines(), b.iter_lines()]  # both batch slots (--max-num-seqs 2) busy
+        for it in lines:
+            next(it)
+        body = json.dumps(LONG).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as queued:
+            queued.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            assert wait_for(lambda: server.metric("llmfleet_engine_requests_waiting") == 1)
+        assert wait_for(lambda: server.metric("llmfleet_engine_requests_waiting") == 0, timeout=20)
+        assert server.metric("llmfleet_engine_requests_running") == 2  # gone from the queue, not run
+        assert server.metric('llmfleet_engine_requests_finished_total{finish_reason="abort"}') == 1
+    assert wait_for(lambda: server.metric("llmfleet_engine_kv_cache_usage_ratio") == 0.0, timeout=10)
+    assert "Traceback" not in server.output()
 
 
 def test_bounded_queue_answers_503_with_retry_after(slow_llama):

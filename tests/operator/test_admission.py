@@ -27,6 +27,12 @@ CASES = [
      ["spec.model.uri"]),
     ("climbing out with ..", spec("file:///var/lib/llmfleet/models/../../../etc"), STRICT, ["spec.model.uri"]),
     ("no host path allowed by default", spec(), AdmissionRules(), ["spec.model.uri"]),
+    # not normalized: no rule spelled /proc or /tmp matches, the CRD's own included (even with every
+    # host path allowed, /proc stays the CRD's to refuse, and //proc is the node's /proc)
+    ("the node's /proc spelled //proc", spec("file:////proc"), OPEN, ["spec.model.uri"]),
+    ("the pod's /tmp spelled /tmp/", spec("file:///tmp/"), OPEN, ["spec.model.uri"]),
+    ("an empty component under the allowed directory", spec("file:///var/lib/llmfleet/models//tiny"), STRICT,
+     ["spec.model.uri"]),
     ("hf:// needs no host path", spec("hf://Qwen/Qwen2.5-0.5B"), AdmissionRules(), []),
     ("pvc:// needs no host path", spec("pvc://weights/tiny"), AdmissionRules(), []),
     ("an image from the allowed registry", spec(engine={"image": "registry.corp/llm/engine:1"}), STRICT, []),

@@ -72,6 +72,13 @@ def test_a_partial_direction_keeps_that_directions_defaults():
             "unknown IANA time zone",
         ),
         ({"schedules": [{"name": "x", "start": "09:00", "end": "10:00", "minReplicas": 2}] * 2}, "unique"),
+        # a directory of the zone database: IsADirectoryError, not a ValidationError, before
+        ({"schedules": [{"name": "x", "start": "09:00", "end": "17:00", "timeZone": "America", "minReplicas": 2}]},
+         "unknown IANA time zone 'America'"),
+        ({"schedules": [{"name": "x", "start": "09:00", "end": "17:00", "timeZone": "Etc", "minReplicas": 2}]},
+         "unknown IANA time zone"),
+        ({"schedules": [{"name": "x", "start": "09:00", "end": "17:00", "timeZone": "../../etc/passwd",
+                         "minReplicas": 2}]}, "unknown IANA time zone"),
     ],
 )
 def test_invalid_specs_are_refused(patch, message):

@@ -191,7 +191,8 @@ async def test_unreadable_keys_fail_closed(bench):
     bench.fleet.set_keys(svc.id, (), "Secret team-a/keys not found")
     fake = await bench.engine(svc)
     resp = await post(bench, headers={"authorization": "Bearer anything"})
-    assert resp.status_code == 503 and "not found" in error_of(resp)["message"]
+    assert resp.status_code == 503 and "apiKeySecretRef" in error_of(resp)["message"]
+    assert "team-a" not in error_of(resp)["message"]  # whose Secret, and where, is not every caller's to know
     assert fake.requests == []
 
 

@@ -20,7 +20,6 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -44,6 +43,10 @@ from .tokenizer import Tokenizer
 
 log = logging.getLogger("llmfleet.engine")
 CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces: safe in logs and headers
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer began; its request has been aborted."""
 
 
 @dataclass
@@ -251,20 +254,17 @@ def create_app(state: ServerState) -> ASGIApp:
         outputs = state.engine.generate(rid, prompt_ids, params, arrival=request.state.arrival)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            first = await _first(outputs)  # errors before the first token still get a proper status
+            # errors before the first token still get a proper status; a client that leaves while
+            # the request waits in the queue takes it out of the queue (a client timing out and
+            # retrying under load must not leave a prefill behind for every try)
+            try:
+                first = await _unless_disconnected(request, outputs.__anext__())
+            except BaseException:
+                await outputs.aclose()
+                raise
             return StreamingResponse(_sse(oid, first, outputs, chat, include_usage, len(prompt_ids)),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        text, last = await _collect_unless_disconnected(request, outputs)
-        return JSONResponse(_final_body(oid, text, last, chat))
 
-    async def _first(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:
-        try:
-            return await outputs.__anext__()
-        except BaseException:
-            await outputs.aclose()
-            raise
-
-    async def _collect_unless_disconnected(request: Request, outputs: AsyncGenerator[RequestOutput, None]):
         async def collect():
             parts, last = [], None
             async for out in outputs:
@@ -272,7 +272,15 @@ def create_app(state: ServerState) -> ASGIApp:
                 last = out
             return "".join(parts), last
 
-        task = asyncio.ensure_future(collect())
+        try:
+            text, last = await _unless_disconnected(request, collect())
+        finally:
+            await outputs.aclose()
+        return JSONResponse(_final_body(oid, text, last, chat))
+
+    async def _unless_disconnected(request: Request, work):
+        """Await `work`, cancelling it (which aborts the request) if the client goes away first."""
+        task = asyncio.ensure_future(work)
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=0.25)
@@ -280,12 +288,13 @@ def create_app(state: ServerState) -> ASGIApp:
                     return task.result()
                 if await request.is_disconnected():
                     log.info("client disconnected; request aborted", extra=_log_ids(request))
-                    task.cancel()
-                    raise asyncio.CancelledError()
+                    raise ClientGone()
         finally:
             if not task.done():
                 task.cancel()
-            await outputs.aclose()
+                # let the output generator finish its own cleanup (the abort) before anyone closes
+                # it: aclose() on a generator still inside __anext__ raises "already running"
+                await asyncio.wait({task})
 
     def _usage(last: RequestOutput) -> dict:
         u: dict = {"prompt_tokens": last.num_prompt_tokens, "completion_tokens": last.num_output_tokens,
@@ -364,6 +373,8 @@ def create_app(state: ServerState) -> ASGIApp:
                 if request.url.path.startswith("/v1/") and request.method == "POST" and state.engine is None:
                     state.admission.check()  # still loading
                 response = await handler(request)
+            except ClientGone:
+                response = Response(status_code=499)  # nginx's "client closed request": for the log only
             except EngineError as e:
                 if isinstance(e, Unavailable):
                     state.metrics.rejected.labels(reason=e.code or "unavailable").inc()

@@ -168,9 +168,11 @@ class RouterApp:
         for service in services:
             if service.id in self.fleet.engine_checks_keys:
                 continue
-            problem = self.fleet.key_errors.get(service.id)
-            if problem:
-                raise Unavailable(f"the API keys of model {model!r} cannot be read: {problem}", retry_after=10)
+            if self.fleet.key_errors.get(service.id):
+                # Why (the Secret's namespace and name, the API server's answer) is the owner's to
+                # know, not every caller's: it is in the router's log, and the owner knows its Secret
+                raise Unavailable(f"the API keys of model {model!r} cannot be read, so it takes no requests; "
+                                  "its owner should check the Secret that spec.apiKeySecretRef names", retry_after=10)
             if service.id not in self.fleet.keys:
                 raise Unavailable(f"the API keys of model {model!r} are not loaded yet", retry_after=1)
         if not token:

@@ -17,11 +17,14 @@ takes effect on the watch event, not after EndpointSlice propagation):
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .picker import Candidate
+
+log = logging.getLogger("llmfleet.router")
 
 ENGINE_APP_LABEL = ("app.kubernetes.io/name", "llmfleet-engine")
 SERVICE_LABEL = "llmfleet.dev/service"
@@ -146,6 +149,8 @@ class Fleet:
         self.keys[service] = keys
         self.engine_checks_keys.discard(service)
         if error:
+            if self.key_errors.get(service) != error:  # once per problem, not once per refresh
+                log.warning("the API keys of %s/%s cannot be read: %s", *service, error)
             self.key_errors[service] = error
         else:
             self.key_errors.pop(service, None)

@@ -74,7 +74,10 @@ class ScheduleWindow(ApiModel):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        # OSError: a key naming a directory of the zone database ("America", "Etc") opens it as a
+        # file; anything but ValueError would escape validation and fail every sync of the policy
+        # and its services with a traceback instead of a condition naming the field.
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from llmfleet.operator.adapters.kube import Kube
 from llmfleet.operator.adapters.scrape import ScrapeTarget
 from llmfleet.operator.api.llmservice import LLMService
-from llmfleet.operator.api.spotpool import SpotPool
+from llmfleet.operator.api.spotpool import SpotPool, SpotPoolSpec
 from llmfleet.operator.cost import TokenReading, token_rate
 from llmfleet.operator.policy import AdmissionRules, check_service
 from llmfleet.operator.render import selector_string
@@ -109,8 +109,8 @@ class Observer:
             obs.held = await self.router_demand.held(namespace, name)  # one read serves every service for a second
 
         notices: Mapping[str, Notice] | None
-        if obs.pool_obj is not None:
-            pool = SpotPool.model_validate(obs.pool_obj).spec
+        pool = _valid_pool(obs.pool_obj)  # an invalid pool is the plan's InvalidSpec problem (sync/plan.py)
+        if pool is not None and obs.pool_obj is not None:
             nodes = await self.spot.all_nodes(now)  # kept by the Node watch: no list per sync
             obs.spot = self.spot.observe(obs.pool_obj, pool, nodes, obs.pods, now)
             notices = obs.spot.notices
@@ -159,3 +159,12 @@ class Observer:
                     for pod, r in results.items() if r.error is None and r.generation_tokens is not None}
         mem.tokens_per_second = token_rate(mem.tokens, readings)
         mem.tokens = readings
+
+
+def _valid_pool(obj: Mapping | None) -> SpotPoolSpec | None:
+    if obj is None:
+        return None
+    try:
+        return SpotPool.model_validate(obj).spec
+    except ValidationError:
+        return None

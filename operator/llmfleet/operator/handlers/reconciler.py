@@ -34,13 +34,14 @@ from llmfleet.operator.adapters.drain_key import DrainKey
 from llmfleet.operator.adapters.kube import Kube, KubeError
 from llmfleet.operator.adapters.scrape import scrape_engines
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy
+from llmfleet.operator.api.base import describe_invalid
 from llmfleet.operator.policy import AdmissionRules
 from llmfleet.operator.render import Images
 from llmfleet.operator.router_demand import RouterDemand
 from llmfleet.operator.router_endpoint import router_url_from_environment
 from llmfleet.operator.sync import failed_status, merge_patch, plan_status, plan_sync
 from llmfleet.operator.sync.children import edited_since_applied
-from llmfleet.operator.sync.plan import policy_status
+from llmfleet.operator.sync.plan import invalid_policy_status, policy_status
 from llmfleet.operator.sync.status_write import status_patch
 from pydantic import ValidationError
 
@@ -238,8 +239,18 @@ class Reconciler(ServiceWorkers):
     async def _policy_status(self, obj: dict) -> None:
         """The policy's status as the services known to use it see it (no sync of theirs needed)."""
         meta = obj["metadata"]
-        spec = AutoscalePolicy.model_validate(obj).spec
         users = set(self.policy_users(meta["namespace"], meta["name"]))
+        try:
+            spec = AutoscalePolicy.model_validate(obj).spec
+        except ValidationError as exc:
+            # The schema admitted it (a time zone, say, is checked only here): a condition and an
+            # event naming the field, never a handler that fails and retries for ever
+            message = describe_invalid(exc)
+            old: dict = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+            if (old.get("reason"), old.get("message")) != ("InvalidSpec", message):
+                self.post_event(obj, "Warning", "InvalidSpec", message)
+            await self.executor.policy_status(obj, invalid_policy_status(obj, message, users, self.clock()))
+            return
         await self.executor.policy_status(obj, policy_status(obj, spec, users, self.clock()))
 
     async def sync_policy(self, obj: dict) -> None:

@@ -12,7 +12,8 @@ of every taint and a high PriorityClass are the cluster admin's to grant, not th
 | admission.allowedTolerationKeys, --allowed-toleration-key       | any toleration           |
 
 A host path is allowed when it is one of the prefixes or lies below one, compared by whole
-path components (`/models` allows `/models/a`, not `/models-x`), with no `.` or `..` component.
+path components (`/models` allows `/models/a`, not `/models-x`), with no `.` or `..` component
+and written normally (no `//`, no trailing `/`).
 A toleration with no key (it tolerates every taint) needs `""` in the list. The default image
 (the operator's own) is always allowed. The chart ships the same rules as a
 ValidatingAdmissionPolicy, so the API server refuses such a spec before the operator sees it;
@@ -50,8 +51,14 @@ class Violation:
 
 
 def host_path_allowed(path: str, prefixes: tuple[str, ...]) -> bool:
-    """`path` equals a prefix or lies below one, by whole components, without `.` or `..`."""
+    """`path` equals a prefix or lies below one, by whole components, without `.` or `..`.
+
+    Only a normalized path is compared: no empty component and no trailing `/`. `//proc` is the
+    node's /proc (the hostPath and the mount both resolve it), but no rule spelled `/proc`
+    matches it, the CRD's own included; `/tmp/` is a second mount at the pod's /tmp."""
     if not path.startswith("/") or any(part in (".", "..") for part in path.split("/")):
+        return False
+    if "//" in path or (path != "/" and path.endswith("/")):
         return False
     for prefix in prefixes:
         base = prefix.rstrip("/")

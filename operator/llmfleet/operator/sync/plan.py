@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from llmfleet.operator.api.autoscalepolicy import AutoscalePolicy, AutoscalePolicySpec
+from llmfleet.operator.api.base import describe_invalid
 from llmfleet.operator.api.common import Condition
 from llmfleet.operator.api.llmservice import LLMService
 from llmfleet.operator.api.scaling_status import ScalingStatus
@@ -120,9 +121,21 @@ class SyncPlan:
 
 
 def policy_status(obj: Mapping, policy: AutoscalePolicySpec, users: set[str], now: datetime) -> dict:
-    """AutoscalePolicy status: observedGeneration, the services using it, the bounds in force."""
+    """AutoscalePolicy status: observedGeneration, the services using it, the bounds in force
+    (and no InvalidSpec condition left from an earlier, broken generation)."""
     return {"observedGeneration": obj["metadata"].get("generation"), "services": sorted(users),
-            "bounds": bounds_in_force(policy, now).to_wire()}
+            "bounds": bounds_in_force(policy, now).to_wire(), "conditions": None}
+
+
+def invalid_policy_status(obj: Mapping, message: str, users: set[str], now: datetime) -> dict:
+    """A policy the API server accepted but the operator cannot use (a rule its schema cannot
+    express, such as an unknown time zone): Ready False, InvalidSpec, naming the field."""
+    gen = obj["metadata"].get("generation")
+    old: dict = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+    since = old.get("lastTransitionTime") if old.get("reason") == "InvalidSpec" else None
+    ready = Condition(type="Ready", status="False", reason="InvalidSpec", message=message, observed_generation=gen,
+                      last_transition_time=since or now).to_wire()
+    return {"observedGeneration": gen, "services": sorted(users), "bounds": None, "conditions": [ready]}
 
 
 def resolve_references(obs: Observation, service: LLMService, now: datetime, plan: SyncPlan) -> None:
@@ -136,14 +149,18 @@ def resolve_references(obs: Observation, service: LLMService, now: datetime, pla
             try:
                 plan.policy = AutoscalePolicy.model_validate(obs.policy_obj).spec
             except ValidationError as exc:
-                plan.problem = Problem("InvalidSpec", f"AutoscalePolicy {ref}: {str(exc).splitlines()[0][:300]}")
+                plan.problem = Problem("InvalidSpec", f"AutoscalePolicy {ref}: {describe_invalid(exc, 400)}")
             else:
                 plan.policy_status = policy_status(obs.policy_obj, plan.policy, {*obs.policy_users, name}, now)
     if spec.spot_pool_ref is not None:
         if obs.pool_obj is None:
             plan.problem = plan.problem or Problem("SpotPoolNotFound", f"SpotPool {spec.spot_pool_ref.name} not found")
         else:
-            plan.pool = SpotPool.model_validate(obs.pool_obj).spec
+            try:
+                plan.pool = SpotPool.model_validate(obs.pool_obj).spec
+            except ValidationError as exc:  # a pool the operator cannot use: said here, not a traceback per sync
+                plan.problem = plan.problem or Problem(
+                    "InvalidSpec", f"SpotPool {spec.spot_pool_ref.name}: {describe_invalid(exc, 400)}")
     for secret in obs.missing_secrets:
         plan.problem = plan.problem or Problem("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
 
@@ -178,7 +195,7 @@ def plan_sync(obs: Observation, now: datetime) -> SyncPlan:
         service = LLMService.model_validate(obs.body)
     except ValidationError as exc:
         # The CRD's schema and CEL rules refuse these first; this covers a CRD older than the operator.
-        return SyncPlan(None, invalid=Problem("InvalidSpec", str(exc).splitlines()[0][:500]))
+        return SyncPlan(None, invalid=Problem("InvalidSpec", describe_invalid(exc)))
     if obs.refused is not None:  # nothing is rendered for a spec the admin does not allow
         return SyncPlan(None, invalid=Problem("NotAllowed", obs.refused))
     spec, name = service.spec, obs.name
