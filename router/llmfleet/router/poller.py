@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+from llmfleet.operator.adapters.http import BoundedReadError, bounded_request
 from llmfleet.operator.adapters.scrape import engine_scrape
 
 from .config import RouterConfig
@@ -40,18 +41,15 @@ def apply_reading(load: Load, text: str, now: float) -> bool:
 
 
 async def _read_one(client: httpx.AsyncClient, url: str, timeout: float) -> str | None:
+    """One engine's exposition, or None. An engine runs its tenant's image: one deadline for the
+    whole read (httpx's timeout is per read, so a byte every 0.4 s held the poll, every service's
+    readings with it, for days) and no decoding (a gzip bomb inflated past the byte cap at once)."""
     try:
-        async with client.stream("GET", url + "/metrics", timeout=timeout) as resp:
-            if resp.status_code != 200:
-                return None
-            body = b""
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_EXPOSITION_BYTES:
-                    return None
-            return body.decode("utf-8", errors="replace")
-    except (httpx.HTTPError, OSError):
+        resp = await bounded_request(client, "GET", url + "/metrics", max_bytes=MAX_EXPOSITION_BYTES,
+                                     deadline=timeout, headers={"Accept-Encoding": "identity"})
+    except BoundedReadError:
         return None
+    return resp.text if resp.status_code == 200 else None
 
 
 async def poll_once(fleet: Fleet, client: httpx.AsyncClient, config: RouterConfig,

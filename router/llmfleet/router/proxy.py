@@ -245,10 +245,19 @@ class Proxy:
 
 
 async def _short_body(resp: httpx.Response) -> str:
-    try:
-        data = await asyncio.wait_for(resp.aread(), 2)
-    except (httpx.HTTPError, TimeoutError):
+    """The start of a refusal, for the log and the client's 503: its first raw bytes only. A
+    replica runs its tenant's image; reading it whole (aread) inflated a gzip bomb in memory."""
+    if resp.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
         return ""
+    data = b""
+    try:
+        async with asyncio.timeout(2):
+            async for chunk in resp.aiter_raw():
+                data += chunk
+                if len(data) >= 200:
+                    break
+    except (httpx.HTTPError, TimeoutError):
+        pass
     return data[:200].decode("utf-8", errors="replace")
 
 
