@@ -256,3 +256,26 @@ def test_probes_answer_while_a_huge_prompt_is_tokenized(srv, path, body):
     # The loop kept answering while the prompt was tokenized: many probes came back before the big
     # request did (blocked, the loop answers none between reading the body and refusing the prompt).
     assert sum(1 for t in answered if t < big["at"]) >= 20, len(answered)
+
+
+def test_probes_answer_while_bodies_of_200000_messages_arrive(srv):
+    """Each message costs at least one token, so 200,000 can never fit a 512-token context; they
+    are refused by count. Validated first, each body held the event loop, probes included, for
+    over a second (pydantic and json hold the GIL, so no worker thread helps)."""
+    body = json.dumps({"messages": [{"role": "user", "content": "x"}] * 200_000}).encode()  # ~6.8 MB
+    answers: list[httpx.Response] = []
+
+    def send_big():
+        answers.append(httpx.post(srv.url + "/v1/chat/completions", content=body, timeout=120,
+                                  headers={**AUTH, "content-type": "application/json"}))
+
+    senders = [threading.Thread(target=send_big) for _ in range(3)]
+    for t in senders:
+        t.start()
+    with httpx.Client(timeout=2) as probe:  # the kubelet's probe gives up after timeoutSeconds
+        while any(t.is_alive() for t in senders):
+            assert probe.get(srv.url + "/health").status_code == 200
+    for t in senders:
+        t.join()
+    assert [(r.status_code, r.json()["error"]["param"], r.json()["error"]["code"]) for r in answers] == [
+        (400, "messages", "context_length_exceeded")] * 3

@@ -111,6 +111,10 @@ BAD = [
     # the field, not the member of the type union that failed ("stop.str")
     ({"prompt": "x", "stop": 7}, 400, "stop"),
     ({"prompt": "x", "stop": [7]}, 400, "stop.0"),
+    # more items than the context (512) holds tokens: refused by count, before a second of validation
+    ({"prompt": [1] * 100_000, "max_tokens": 2}, 400, "prompt"),
+    ({"prompt": [[1] * 100_000], "max_tokens": 2}, 400, "prompt"),
+    ({"prompt": ["x"] * 100_000, "max_tokens": 2}, 400, "prompt"),
 ]
 
 
@@ -132,6 +136,7 @@ def test_bad_completion_bodies(engine_server, body, status, param):
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "ok"}, {"type": "text", "text": "\ud83d"}]}]},
      "messages.0.content.1.text"),
     ({"messages": [{"role": "user", "content": "hi", "name": "\ud800"}]}, "messages.0.name"),
+    ({"messages": [{"role": "user", "content": "x"}] * 200_000}, "messages"),
 ])
 def test_bad_chat_bodies(engine_server, body, param):
     r = post_json(engine_server.url + "/v1/chat/completions", body)

@@ -35,10 +35,26 @@ def lone_surrogate(text: str) -> str | None:
     return None
 
 
-class InvalidText(ValueError):
+class FieldError(ValueError):
     def __init__(self, param: str, why: str):
         super().__init__(f"{param}: {why}")
         self.param = param
+
+
+def too_many_items(body: dict, max_model_len: int) -> FieldError | None:
+    """A `messages` or `prompt` list longer than the context, found before validation. Each message
+    and each token id costs at least one token, so such a request can never run; validating it
+    first costs the event loop, which answers the probes, a second per few hundred thousand
+    items (pydantic and json hold the GIL: a worker thread would not help)."""
+    messages, prompt = body.get("messages"), body.get("prompt")
+    if isinstance(messages, list) and len(messages) > max_model_len:
+        return FieldError("messages", f"{len(messages)} messages cannot fit this model's context of "
+                                       f"{max_model_len} tokens (each takes at least one)")
+    if isinstance(prompt, list):
+        ids = prompt[0] if len(prompt) == 1 and isinstance(prompt[0], list) else prompt
+        if len(ids) > max_model_len:
+            return FieldError("prompt", f"{len(ids)} items cannot fit this model's context of {max_model_len} tokens")
+    return None
 
 
 class StreamOptions(BaseModel):
@@ -108,11 +124,11 @@ class _Common(BaseModel):
         return [(f"stop.{i}" if isinstance(self.stop, list) else "stop", s) for i, s in enumerate(stops)]
 
     def check_texts(self) -> None:
-        """Raise InvalidText for the first string that is not valid Unicode."""
+        """Raise FieldError for the first string that is not valid Unicode."""
         for param, text in self.texts():
             why = lone_surrogate(text)
             if why:
-                raise InvalidText(param, why)
+                raise FieldError(param, why)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

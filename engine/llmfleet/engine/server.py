@@ -38,7 +38,7 @@ from .errors import EngineError, InvalidRequest, ModelNotFound, RateLimited, Una
 from .gpu import GpuMonitor
 from .llm_engine import RequestOutput
 from .metrics import EngineMetrics
-from .protocol import ChatCompletionRequest, CompletionRequest, InvalidText
+from .protocol import ChatCompletionRequest, CompletionRequest, FieldError, too_many_items
 from .tokenizer import Tokenizer
 
 log = logging.getLogger("llmfleet.engine")
@@ -175,13 +175,16 @@ def create_app(state: ServerState) -> ASGIApp:
         key = state.api_keys.check(request.headers.get("authorization"))
         state.admission.check()
         body = await _read_json(request, state.config)
+        crowded = too_many_items(body, state.max_model_len) if state.max_model_len else None
+        if crowded is not None:
+            raise InvalidRequest(str(crowded), param=crowded.param, code="context_length_exceeded")
         try:
             req = cls.model_validate(body)
         except ValidationError as e:
             raise _validation_error(e) from None
         try:
             req.check_texts()
-        except InvalidText as e:
+        except FieldError as e:
             raise InvalidRequest(str(e), param=e.param) from None
         if req.model is not None and req.model != state.served_model_name:
             raise ModelNotFound(f"The model {req.model!r} does not exist; this server serves "
