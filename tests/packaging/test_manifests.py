@@ -144,15 +144,15 @@ def test_argocd_application_server_side_applies_the_chart():
     app = yaml.safe_load(APPLICATION.read_text())
     assert app["apiVersion"] == "argoproj.io/v1alpha1" and app["kind"] == "Application"
     assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
-    assert "ignoreDifferences" not in app["spec"]  # the operator never writes what Git owns
     source = app["spec"]["source"]
     assert (ROOT / source["path"] / "Chart.yaml").exists()
 
 
-def test_argocd_application_values_render(helm):
+def render_application_chart(helm: Path) -> subprocess.CompletedProcess:
+    """The chart as Argo CD's repo server renders it: `helm template`, no cluster (a `lookup` finds nothing)."""
     app = yaml.safe_load(APPLICATION.read_text())
     values = yaml.safe_dump(app["spec"]["source"]["helm"]["valuesObject"])
-    done = subprocess.run(
+    return subprocess.run(
         [
             str(helm),
             "template",
@@ -168,4 +168,29 @@ def test_argocd_application_values_render(helm):
         text=True,
         timeout=120,
     )
+
+
+def test_argocd_application_values_render(helm):
+    done = render_application_chart(helm)
     assert done.returncode == 0, done.stderr
+
+
+def test_argocd_sees_no_drift_between_two_renders(helm):
+    """Argo CD renders the chart again on every refresh; an object whose render changes (a value made
+    at random when `lookup` finds nothing) is OutOfSync for ever, and self-heal would overwrite it.
+    Every such field must be in the Application's ignoreDifferences, and respected on sync."""
+    app = yaml.safe_load(APPLICATION.read_text())
+    first, second = (
+        {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(render_application_chart(helm).stdout) if o}
+        for _ in range(2)
+    )
+    ignored = {
+        (rule["kind"], rule.get("name")): rule.get("jsonPointers", [])
+        for rule in app["spec"].get("ignoreDifferences", [])
+    }
+    for key, obj in first.items():
+        changed = sorted(k for k in set(obj) | set(second[key]) if obj.get(k) != second[key].get(k))
+        for field in changed:
+            assert f"/{field}" in ignored.get(key, []), f"{key} {field} differs between two renders"
+    if ignored:
+        assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
