@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import random
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def llama_cpp_batch1(model, outtype: str, threads: int, new_tokens: int) -> dict
     from benchmarks import bench_llamacpp
     from benchmarks.bench import Req
 
-    base = bench_llamacpp.Baseline(model, threads, outtype)
+    base = bench_llamacpp.Baseline(pathlib.Path(model), threads, outtype)
     prompt = [random.Random(1).randrange(300, 8000) for _ in range(128)]
     fig = base.single([Req(prompt, new_tokens + 1, 0.0)])
     if "error" in fig:
