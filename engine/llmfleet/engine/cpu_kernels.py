@@ -151,9 +151,9 @@ static inline float RND_uint16_t(float v) { return bf2f(f2bf(v)); }
 
 /* y[r] = sum_i w[r, i] x[i] (+ b[r]), rounded to T; rows split over OpenMP threads in blocks of four. */
 #define GEMV(T)                                                                                       \
-static void gemv_##T(const T *w, const T *x, const T *b, T *y, int64_t rows, int64_t n) {             \
+static void gemv_##T(const T *w, const T *x, const T *b, T *y, int64_t rows, int64_t n, int threads) {\
   int64_t blocks = rows / 4;                                                                          \
-  _Pragma("omp parallel for schedule(static) if (rows * n >= 262144)")                                \
+  _Pragma("omp parallel for schedule(static) num_threads(threads) if (rows * n >= 262144)")           \
   for (int64_t k = 0; k < blocks; k++) {                                                              \
     float s[4];                                                                                       \
     dot4_##T(w + 4 * k * n, x, n, s);                                                                 \
@@ -167,11 +167,14 @@ static void gemv_##T(const T *w, const T *x, const T *b, T *y, int64_t rows, int
 GEMV(float)
 GEMV(uint16_t)
 
-void onerow_f32(const float *w, const float *x, const float *b, float *y, int64_t rows, int64_t n) {
-  gemv_float(w, x, b, y, rows, n);
+/* `threads` is passed, not taken from OpenMP's per-thread default: a Python thread that has not run a
+   torch op yet would otherwise use every core whatever torch.set_num_threads said. */
+void onerow_f32(const float *w, const float *x, const float *b, float *y, int64_t rows, int64_t n, int threads) {
+  gemv_float(w, x, b, y, rows, n, threads);
 }
-void onerow_bf16(const uint16_t *w, const uint16_t *x, const uint16_t *b, uint16_t *y, int64_t rows, int64_t n) {
-  gemv_uint16_t(w, x, b, y, rows, n);
+void onerow_bf16(const uint16_t *w, const uint16_t *x, const uint16_t *b, uint16_t *y, int64_t rows, int64_t n,
+                 int threads) {
+  gemv_uint16_t(w, x, b, y, rows, n, threads);
 }
 
 /* Llama RMSNorm as Hugging Face rounds it: normalise in fp32, round to T, then scale by the weight in T. */
@@ -186,7 +189,7 @@ RMSNORM(float)
 RMSNORM(uint16_t)
 
 struct layer_dims {
-  int64_t hidden, heads, kv_heads, head_dim, inter, block_size;
+  int64_t hidden, heads, kv_heads, head_dim, inter, block_size, threads;
   float eps, scale;
 };
 
@@ -205,7 +208,8 @@ void layer_##T(T *x, const T *const *w, T *k_cache, T *v_cache, const int64_t *b
   const int64_t half = d / 2, group = hq / hkv, bs = dm->block_size, pos = ctx_len - 1;               \
   T *hs = tmp, *qkv = hs + h, *attn = qkv + (hq + 2 * hkv) * d, *gu = attn + hq * d, *act = gu + 2 * I; \
   rmsnorm_##T(x, w[0], hs, h, dm->eps);                                                               \
-  gemv_##T(w[1], hs, w[2], qkv, (hq + 2 * hkv) * d, h);                                               \
+  const int nt = (int)dm->threads;                                                                    \
+  gemv_##T(w[1], hs, w[2], qkv, (hq + 2 * hkv) * d, h, nt);                                           \
   /* rotate q and k heads: pairs (i, i + d/2), cos and sin rounded to T as the eager path does */      \
   for (int64_t head = 0; head < hq + hkv; head++) {                                                   \
     T *v = qkv + head * d;                                                                            \
@@ -219,7 +223,7 @@ void layer_##T(T *x, const T *const *w, T *k_cache, T *v_cache, const int64_t *b
   const int64_t slot = block_table[pos / bs] * bs + pos % bs;                                         \
   memcpy(k_cache + slot * hkv * d, qkv + hq * d, hkv * d * sizeof(T));                                \
   memcpy(v_cache + slot * hkv * d, qkv + (hq + hkv) * d, hkv * d * sizeof(T));                        \
-  _Pragma("omp parallel for schedule(static) if (hq * ctx_len * d >= 262144)")                        \
+  _Pragma("omp parallel for schedule(static) num_threads(nt) if (hq * ctx_len * d >= 262144)")        \
   for (int64_t head = 0; head < hq; head++) {                                                         \
     const T *q = qkv + head * d;                                                                      \
     const int64_t kvh = head / group;                                                                 \
@@ -243,23 +247,23 @@ void layer_##T(T *x, const T *const *w, T *k_cache, T *v_cache, const int64_t *b
     }                                                                                                 \
     for (int64_t i = 0; i < d; i++) ST_##T(attn + head * d + i, out[i]);                              \
   }                                                                                                   \
-  gemv_##T(w[3], attn, NULL, hs, h, hq * d);                                                          \
+  gemv_##T(w[3], attn, NULL, hs, h, hq * d, nt);                                                      \
   for (int64_t i = 0; i < h; i++) ST_##T(x + i, LD_##T(x + i) + LD_##T(hs + i));                      \
   rmsnorm_##T(x, w[4], hs, h, dm->eps);                                                               \
-  gemv_##T(w[5], hs, NULL, gu, 2 * I, h);                                                             \
+  gemv_##T(w[5], hs, NULL, gu, 2 * I, h, nt);                                                         \
   for (int64_t i = 0; i < I; i++) {                                                                   \
     float g = LD_##T(gu + i);                                                                         \
     ST_##T(act + i, RND_##T(g / (1.0f + expf(-g))) * LD_##T(gu + I + i));                           \
   }                                                                                                   \
-  gemv_##T(w[6], act, NULL, hs, h, I);                                                                \
+  gemv_##T(w[6], act, NULL, hs, h, I, nt);                                                            \
   for (int64_t i = 0; i < h; i++) ST_##T(x + i, LD_##T(x + i) + LD_##T(hs + i));                      \
 }                                                                                                     \
 /* The final norm and the LM head: logits[vocab] as fp32 (the head's output rounded to T first). */   \
 void head_##T(const T *x, const T *norm_w, const T *lm_w, float *logits, int64_t hidden, int64_t vocab, \
-              float eps, T *tmp) {                                                                    \
+              float eps, T *tmp, int threads) {                                                       \
   T *hs = tmp, *out = tmp + hidden;                                                                   \
   rmsnorm_##T(x, norm_w, hs, hidden, eps);                                                            \
-  gemv_##T(lm_w, hs, NULL, out, vocab, hidden);                                                       \
+  gemv_##T(lm_w, hs, NULL, out, vocab, hidden, threads);                                              \
   for (int64_t i = 0; i < vocab; i++) logits[i] = LD_##T(out + i);                                    \
 }
 LAYER(float)
@@ -276,21 +280,22 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
-def build(cache_dir: pathlib.Path, flags: tuple[str, ...] = DEFAULT_FLAGS) -> pathlib.Path:
-    """Compile the kernel (once per source, compiler, flags and CPU) and return the library's path."""
+def build(cache_dir: pathlib.Path, flags: tuple[str, ...] = DEFAULT_FLAGS, source: str = SOURCE,
+          name: str = "cpu-kernels") -> pathlib.Path:
+    """Compile `source` (once per source, compiler, flags and CPU) and return the library's path."""
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on PATH")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     cpu = read_cpu_info()
-    key = hashlib.sha256("\0".join([SOURCE, cc, version, *flags, cpu.model, *sorted(cpu.flags)]).encode())
+    key = hashlib.sha256("\0".join([source, cc, version, *flags, cpu.model, *sorted(cpu.flags)]).encode())
     cache_dir.mkdir(parents=True, exist_ok=True)
-    lib = cache_dir / f"cpu-kernels-{key.hexdigest()[:16]}.so"
+    lib = cache_dir / f"{name}-{key.hexdigest()[:16]}.so"
     if lib.exists():
         return lib
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
-        src = pathlib.Path(tmp) / "cpu_kernels.c"
-        src.write_text(SOURCE)
+        src = pathlib.Path(tmp) / f"{name}.c"
+        src.write_text(source)
         out = pathlib.Path(tmp) / lib.name
         done = subprocess.run([cc, *flags, "-o", str(out), str(src)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -302,18 +307,19 @@ def build(cache_dir: pathlib.Path, flags: tuple[str, ...] = DEFAULT_FLAGS) -> pa
 class LayerDims(ctypes.Structure):
     _fields_ = [("hidden", ctypes.c_int64), ("heads", ctypes.c_int64), ("kv_heads", ctypes.c_int64),
                 ("head_dim", ctypes.c_int64), ("inter", ctypes.c_int64), ("block_size", ctypes.c_int64),
+                ("threads", ctypes.c_int64),
                 ("eps", ctypes.c_float), ("scale", ctypes.c_float)]
 
 
 def open_library(path: pathlib.Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     for name in ("onerow_f32", "onerow_bf16"):
-        getattr(lib, name).argtypes = [_P, _P, _P, _P, _I, _I]
+        getattr(lib, name).argtypes = [_P, _P, _P, _P, _I, _I, ctypes.c_int]
         getattr(lib, name).restype = None
     for t in ("float", "uint16_t"):
         layer, head = getattr(lib, f"layer_{t}"), getattr(lib, f"head_{t}")
         layer.argtypes = [_P, _P, _P, _P, _P, _I, _P, _P, ctypes.POINTER(LayerDims), _P, _P]
-        head.argtypes = [_P, _P, _P, _P, _I, _I, ctypes.c_float, _P]
+        head.argtypes = [_P, _P, _P, _P, _I, _I, ctypes.c_float, _P, ctypes.c_int]
         layer.restype = head.restype = None
     return lib
 
@@ -350,5 +356,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     x = x.contiguous()
     y = torch.empty((*x.shape[:-1], rows), dtype=weight.dtype)
     fn = lib.onerow_f32 if weight.dtype == torch.float32 else lib.onerow_bf16
-    fn(weight.data_ptr(), x.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr(), rows, n)
+    fn(weight.data_ptr(), x.data_ptr(), None if bias is None else bias.data_ptr(), y.data_ptr(), rows, n,
+       torch.get_num_threads())
     return y

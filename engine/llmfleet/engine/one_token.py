@@ -32,7 +32,7 @@ class OneTokenDecoder:
         kind = "float" if self.dtype == torch.float32 else "uint16_t"
         self.layer_fn, self.head_fn = getattr(lib, f"layer_{kind}"), getattr(lib, f"head_{kind}")
         self.dims = cpu_kernels.LayerDims(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
-                                          cfg.intermediate_size, kv_caches[0][0].shape[1], cfg.rms_norm_eps,
+                                          cfg.intermediate_size, kv_caches[0][0].shape[1], 1, cfg.rms_norm_eps,
                                           cfg.head_dim ** -0.5)
         q = (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim
         self.tmp = torch.empty(max(cfg.hidden_size + q + cfg.num_heads * cfg.head_dim + 3 * cfg.intermediate_size,
@@ -58,6 +58,7 @@ class OneTokenDecoder:
     def __call__(self, token: int, block_table: list[int], ctx_len: int) -> torch.Tensor:
         """Logits [1, vocab] float32 for `token` at position ctx_len - 1 (its context already cached)."""
         assert ctx_len <= self.max_model_len
+        self.dims.threads = torch.get_num_threads()  # torch's count for this thread (it may not be OpenMP's yet)
         x = self.model.embed_tokens[token].clone()
         table = torch.tensor(block_table, dtype=torch.long)
         pos = ctx_len - 1
@@ -68,5 +69,5 @@ class OneTokenDecoder:
             self.layer_fn(xp, ptrs, kc.data_ptr(), vc.data_ptr(), tp, ctx_len, cp, sp, dims, tmp, scores)
         logits = torch.empty((1, self.model.cfg.vocab_size), dtype=torch.float32)
         self.head_fn(xp, self.norm_w.data_ptr(), self.head_w.data_ptr(), logits.data_ptr(), self.dims.hidden,
-                     self.model.cfg.vocab_size, self.dims.eps, tmp)
+                     self.model.cfg.vocab_size, self.dims.eps, tmp, self.dims.threads)
         return logits
