@@ -310,17 +310,23 @@ def ratio(a: dict, b: dict, key: str, invert: bool = False) -> str:
     return f"{r:.2f}x"
 
 
-def startup(model: pathlib.Path, threads: int, before: pathlib.Path | None) -> dict:
-    """Seconds from process start to /ready and to decode compiled: eager; compiled with an empty
-    cache (a new node); compiled again with that cache (a restart or a second replica on the volume)."""
+def startup(model: pathlib.Path, threads: int, before: pathlib.Path | None, compiled: bool = True) -> dict:
+    """Seconds from process start to /ready and to decode compiled: eager with an empty cache (the CPU
+    kernels built: a new node), again with that cache (a restart or a second replica on the volume),
+    and without the CPU kernels; compiled with an empty cache, and again with it."""
     import tempfile
 
     out: dict[str, float | None] = {}
     print("\n== start-up: process start -> /ready (-> decode compiled)", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-compile-") as fresh:
-        runs = [("eager", ("--no-compile",), None),
+    with (tempfile.TemporaryDirectory(prefix="bench-compile-") as fresh,
+          tempfile.TemporaryDirectory(prefix="bench-kernels-") as kernels):
+        runs = [("eager_first", ("--no-compile", "--compile-cache-dir", kernels), None),
+                ("eager_cached", ("--no-compile", "--compile-cache-dir", kernels), None),
+                ("eager_no_kernels", ("--no-compile", "--no-cpu-kernels"), None),
                 ("compiled_first", ("--compile", "--compile-cache-dir", fresh), None),
                 ("compiled_cached", ("--compile", "--compile-cache-dir", fresh), None)]
+        if not compiled:  # each compiled start costs minutes of CPU on a small machine
+            runs = [r for r in runs if not r[0].startswith("compiled")]
         if before:
             runs.append(("before", (), before))
         for name, extra, code in runs:
@@ -348,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True,
                     help="measure start-up: load -> ready (and -> decode compiled), first start with an empty "
                          "compile cache and a second start reusing it")
+    ap.add_argument("--startup-only", action="store_true", help="only the start-up figures")
+    ap.add_argument("--startup-compiled", action=argparse.BooleanOptionalAction, default=True,
+                    help="the compiled start-up rows too (minutes of compiling on a small CPU)")
     ap.add_argument("--llama-cpp", action=argparse.BooleanOptionalAction, default=None,
                     help="also run the llama.cpp baseline (default: when llama_cpp imports; benchmarks/bench_llamacpp.py)")
     args = ap.parse_args(argv)
@@ -362,8 +371,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.before:
         sha, before = git_tree(args.before, CACHE / "bench-trees")
         print(f"before: {args.before} = {sha[:12]} (git archive into {before})", flush=True)
-    if args.startup:
-        figures["startup"] = startup(model, args.threads, before)
+    if args.startup or args.startup_only:
+        figures["startup"] = startup(model, args.threads, before, args.startup_compiled)
+    if args.startup_only:
+        print(machine_line(), flush=True)
+        return
     from benchmarks import bench_llamacpp
 
     lcpp, skipped = bench_llamacpp.setup(model, args.threads, args.llama_cpp)

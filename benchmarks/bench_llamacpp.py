@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.bench import CACHE, Req, Result
 
-GGUF_NAME = "model-f32.gguf"
+GGUF_NAME = "model-f32.gguf"  # the default; `--outtype bf16` runs write model-bf16.gguf beside it
 SRC_CACHE = CACHE / "llama-cpp"
 
 
@@ -109,7 +109,7 @@ def converter_dir() -> pathlib.Path:
 # The converter, run as a script in a child process with the two tokenizer patches described above.
 _CONVERT = r"""
 import pathlib, runpy, sys
-conv, outfile, model = sys.argv[1:4]
+conv, outfile, model, outtype = sys.argv[1:5]
 sys.path.insert(0, conv)
 sys.path.insert(1, str(pathlib.Path(conv) / "gguf-py"))  # as the script itself does
 import conversion.base as base
@@ -130,14 +130,14 @@ def _set_vocab_sentencepiece(self, *a, **kw):
     return spm(self, *a, **kw)
 base.TextModel._set_vocab_sentencepiece = _set_vocab_sentencepiece
 
-sys.argv = ["convert_hf_to_gguf.py", "--outtype", "f32", "--outfile", outfile, model]
+sys.argv = ["convert_hf_to_gguf.py", "--outtype", outtype, "--outfile", outfile, model]
 runpy.run_path(str(pathlib.Path(conv) / "convert_hf_to_gguf.py"), run_name="__main__")
 """
 
 
-def ensure_gguf(model: pathlib.Path) -> pathlib.Path:
-    """<model>/model-f32.gguf, converted from model.safetensors unless already there and newer."""
-    out = model / GGUF_NAME
+def ensure_gguf(model: pathlib.Path, outtype: str = "f32") -> pathlib.Path:
+    """<model>/model-<outtype>.gguf, converted from model.safetensors unless already there and newer."""
+    out = model / f"model-{outtype}.gguf"
     src = model / "model.safetensors"
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out
@@ -145,8 +145,8 @@ def ensure_gguf(model: pathlib.Path) -> pathlib.Path:
         raise Skip("the `gguf` package is missing (`make bench-deps` installs it)")
     conv = converter_dir()
     tmp = out.with_suffix(".gguf.tmp")
-    print(f"converting {src} to GGUF f32 with {conv / 'convert_hf_to_gguf.py'} ...", flush=True)
-    p = subprocess.run([sys.executable, "-c", _CONVERT, str(conv), str(tmp), str(model)],
+    print(f"converting {src} to GGUF {outtype} with {conv / 'convert_hf_to_gguf.py'} ...", flush=True)
+    p = subprocess.run([sys.executable, "-c", _CONVERT, str(conv), str(tmp), str(model), outtype],
                        capture_output=True, text=True)
     if p.returncode != 0 or not tmp.exists():
         tmp.unlink(missing_ok=True)
@@ -225,7 +225,7 @@ def step_done(entries: list[Entry]) -> None:
 class Engine:
     """A llama.cpp model and context driven through the low-level C API."""
 
-    def __init__(self, gguf: str, threads: int, slots: int, ctx_per_seq: int, n_batch: int):
+    def __init__(self, gguf: str, threads: int, slots: int, ctx_per_seq: int, n_batch: int, kv_type: str = "f32"):
         import llama_cpp as L
         import numpy as np
 
@@ -246,7 +246,9 @@ class Engine:
         # f32 throughout, as ours and transformers': KV cache in f32 (default f16), and no flash attention,
         # whose CPU kernel rounds to f16 whatever the KV type (logits then differ from transformers' by
         # ~4e-3 instead of ~2e-6, enough to flip near-tie argmaxes of a random model)
-        cp.type_k = cp.type_v = L.GGML_TYPE_F32
+        # (a bf16 GGUF gets a bf16 KV cache, as our bf16 engine has)
+        # (llama-cpp-python 0.3.36 does not export GGML_TYPE_BF16; 30 is its value in ggml.h)
+        cp.type_k = cp.type_v = getattr(L, "GGML_TYPE_BF16", 30) if kv_type == "bf16" else L.GGML_TYPE_F32
         cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
         self.ctx = L.llama_init_from_model(self.model, cp)
@@ -333,7 +335,8 @@ def _child() -> None:
     reqs = [Req(p, m, a) for p, m, a in job["reqs"]]
     slots = max(1, min(job["slots"], len(reqs)))
     need = max(len(r.prompt) + r.max_tokens for r in reqs)
-    eng = Engine(job["gguf"], job["threads"], slots, ctx_per_seq=-(-need // 256) * 256, n_batch=512)
+    eng = Engine(job["gguf"], job["threads"], slots, ctx_per_seq=-(-need // 256) * 256, n_batch=512,
+                 kv_type=job.get("kv_type", "f32"))
     try:
         serve(eng, [Req([700, 800, 900], 4)], 1)  # warm-up, not charged to the run
         res, tokens = serve(eng, reqs, slots)
@@ -347,17 +350,18 @@ class Baseline:
     """The llama.cpp baseline for one checkpoint: converts it once, then serves workloads, each in a
     child process. A run that fails is reported as an error figure (its requests count as failed)."""
 
-    def __init__(self, model: pathlib.Path, threads: int):
+    def __init__(self, model: pathlib.Path, threads: int, outtype: str = "f32"):
         ok, why = importable()
         if not ok:
             raise Skip(why)
         self.model = model
-        self.gguf = ensure_gguf(model)
+        self.gguf = ensure_gguf(model, outtype)
+        self.outtype = outtype
         self.threads = threads
         self.samples: list[tuple[str, list[int], list[int]]] = []  # (label, prompt, greedy tokens)
 
     def run(self, reqs: list[Req], slots: int) -> tuple[Result, list[list[int]]]:
-        job = {"gguf": str(self.gguf), "threads": self.threads, "slots": slots,
+        job = {"gguf": str(self.gguf), "threads": self.threads, "slots": slots, "kv_type": self.outtype,
                "reqs": [[r.prompt, r.max_tokens, r.arrival] for r in reqs]}
         p = subprocess.run([sys.executable, "-m", "benchmarks.bench_llamacpp"], input=json.dumps(job),
                            capture_output=True, text=True)

@@ -2,7 +2,8 @@
 
 The oracle is an independent implementation; every scheduling path must leave
 the tokens unchanged: batching, chunked prefill, prefix-cache hits, preemption.
-Every test runs twice: eager, and with the decode step compiled (decode_graph.py).
+Every test runs three ways: eager torch; with the decode step compiled (decode_graph.py);
+and with a lone decode in the C kernels (one_token.py, cpu_kernels.py), the default on CPU.
 Both sides run in float32, whatever dtype the CPU would get by default.
 """
 
@@ -32,7 +33,7 @@ def reference(model_dir, prompts: list[list[int]], new_tokens: int = NEW) -> lis
     return out
 
 
-@pytest.fixture(params=["eager", "compiled"])
+@pytest.fixture(params=["eager", "compiled", "kernels"])
 def mode(request):
     return request.param
 
@@ -44,13 +45,16 @@ def engine(mode, compile_cache):
     def make(model_dir, **kw) -> LLMEngine:
         kw.setdefault("max_model_len", 128)
         eng = LLMEngine(EngineConfig(model=str(model_dir), device="cpu", dtype="float32", compile=mode == "compiled",
-                                     compile_cache_dir=str(compile_cache), **kw))
+                                     cpu_kernels=mode == "kernels", compile_cache_dir=str(compile_cache), **kw))
         made.append(eng)
         return eng
 
     yield make
-    for eng in made:  # the compiled path was really taken, for most steps
+    for eng in made:  # the path under test was really taken
         assert (eng.runner.compiled_steps > 0) == (mode == "compiled")
+        # every lone decode (there is none where requests only ever run in batches)
+        want = eng.runner.lone_decode_steps if mode == "kernels" else 0
+        assert eng.runner.one_token_steps == want
 
 
 def greedy(n: int = NEW) -> SamplingParams:

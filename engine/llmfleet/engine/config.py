@@ -36,6 +36,11 @@ class EngineConfig:
     compile_cache_dir: str | None = _opt(
         None, "Where compiled artefacts are kept and reused by restarts and replicas; default "
               "$XDG_CACHE_HOME/llmfleet/compile (the pod's cache volume), else ~/.cache/llmfleet/compile.")
+    cpu_kernels: bool = _opt(
+        True, "On CPU, run a lone decode (batch 1) in C kernels built at start-up for this CPU (one call per "
+              "layer; about a second of compiling, cached with the compile artefacts; needs a C compiler, else "
+              "logged and skipped). Keeps a plain copy of each weight beside oneDNN's packed one (twice the "
+              "weights' memory): --no-cpu-kernels to save it.")
     threads: int = _opt(
         0, "CPU threads for torch; 0 keeps torch's default. Oversubscribed threads collapse throughput "
            "on small machines, so set it to the cores the pod really has.")

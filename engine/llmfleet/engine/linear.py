@@ -49,11 +49,12 @@ def _(x, key, index, out_features, bias):
     return x.new_empty((*x.shape[:-1], out_features))
 
 
-def pack_linears(module: nn.Module) -> None:
+def pack_linears(module: nn.Module, keep_plain: bool = False) -> None:
     """Pack every Linear in `module` (CPU only) into one store, which lives as long as the module.
 
     Packing per decoder layer gives every layer the same indices (0, 1, 2, 3) and a key of its
-    own, so one compiled graph serves all layers."""
+    own, so one compiled graph serves all layers. keep_plain keeps the [out, in] weight as well,
+    for the one-token kernels (one_token.py): twice the weights' memory."""
     linears = [m for m in module.modules() if isinstance(m, Linear)]
     if not linears or not all(m.can_pack() for m in linears):
         return
@@ -62,7 +63,8 @@ def pack_linears(module: nn.Module) -> None:
     key_tensor = torch.tensor([key], dtype=torch.long)
     for i, lin in enumerate(linears):
         store.append(torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach()))
-        lin.weight = nn.Parameter(torch.empty(0, dtype=lin.weight.dtype), requires_grad=False)
+        if not keep_plain:
+            lin.weight = nn.Parameter(torch.empty(0, dtype=lin.weight.dtype), requires_grad=False)
         lin.packed_index, lin.packed_store = i, store
         lin.register_buffer("packed_key", key_tensor, persistent=False)  # a graph input, not a constant
     weakref.finalize(module, _STORES.pop, key, None)

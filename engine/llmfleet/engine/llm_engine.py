@@ -62,7 +62,9 @@ class LLMEngine:
         self.model_dir = model_dir
         self.tokenizer = Tokenizer(model_dir)
         self.runner = ModelRunner(model_dir, config.device, config.dtype, config.block_size, config.max_model_len,
-                                  config.kv_cache_memory_mb, config.num_kv_blocks, config.max_num_seqs)
+                                  config.kv_cache_memory_mb, config.num_kv_blocks, config.max_num_seqs,
+                                  pathlib.Path(config.compile_cache_dir) if config.compile_cache_dir else None,
+                                  config.cpu_kernels)
         self.max_model_len = self.runner.max_model_len
         self.compile_seconds = 0.0
         if config.compile_enabled(self.runner.device.type) and compile_now:

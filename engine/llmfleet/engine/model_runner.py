@@ -17,11 +17,14 @@ from typing import Any
 
 import torch
 
+from . import cpu_kernels
 from .attention import AttentionMetadata, DecodeBatch, PrefillChunk
 from .cpu_features import preferred_cpu_dtype, read_cpu_info
+from .decode_graph import default_cache_dir
 from .errors import ModelLoadError
 from .loader import ModelConfig, iter_weights, load_model_config
 from .models.llama import LlamaForCausalLM
+from .one_token import OneTokenDecoder
 from .scheduler import SchedulerOutput
 
 log = logging.getLogger("llmfleet.engine")
@@ -48,7 +51,8 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 class ModelRunner:
     def __init__(self, model_dir: pathlib.Path, device: str = "auto", dtype: str = "auto",
                  block_size: int = 16, max_model_len: int | None = None, kv_cache_memory_mb: int = 0,
-                 num_kv_blocks: int = 0, max_num_seqs: int = 64):
+                 num_kv_blocks: int = 0, max_num_seqs: int = 64, kernel_cache_dir: pathlib.Path | None = None,
+                 use_cpu_kernels: bool = True):
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.cfg: ModelConfig = load_model_config(model_dir)
@@ -63,7 +67,10 @@ class ModelRunner:
             model = LlamaForCausalLM(self.cfg, self.max_model_len)
         model.to(self.dtype)
         model.rotary.float()
-        model.load_weights(iter_weights(model_dir))
+        # A lone decode runs in the CPU kernels (one_token.py) where they build for this CPU.
+        kernels = (self.device.type == "cpu" and self.dtype in (torch.float32, torch.bfloat16)
+                   and use_cpu_kernels and cpu_kernels.load(kernel_cache_dir or default_cache_dir()))
+        model.load_weights(iter_weights(model_dir), keep_plain=kernels)
         self.model = model.eval()
         self.num_blocks = num_kv_blocks or self._blocks_from_budget(kv_cache_memory_mb, max_num_seqs)
         if self.num_blocks * block_size < self.max_model_len:
@@ -81,11 +88,17 @@ class ModelRunner:
         self.kv_caches: list[tuple[torch.Tensor, torch.Tensor]] = [(pool(), pool())
                                                                     for _ in range(self.cfg.num_layers)]
         self.max_num_seqs = max_num_seqs
+        self.one_token: OneTokenDecoder | None = None
+        if kernels and OneTokenDecoder.supports(model):
+            self.one_token = OneTokenDecoder(model, self.kv_caches, self.max_model_len, cpu_kernels.library())
         self.decoder: Any = None  # CompiledDecoder | CudaGraphDecoder, once enable_compiled_decode() ran
         self.compiled_steps = 0  # steps that went through it
+        self.lone_decode_steps = 0  # steps that were one decode (batch 1), whichever path ran them
+        self.one_token_steps = 0  # those that went through the CPU kernels
         log.info("model loaded", extra={"architecture": self.cfg.architecture, "device": str(self.device),
                                         "dtype": str(self.dtype), "kv_blocks": self.num_blocks,
                                         "max_model_len": self.max_model_len,
+                                        "one_token_kernels": self.one_token is not None,
                                         "cpu": read_cpu_info().describe() if self.device.type == "cpu" else None})
 
     def bytes_per_block(self) -> int:
@@ -210,6 +223,13 @@ class ModelRunner:
 
     def run(self, plan: SchedulerOutput):
         """Run the model on the plan; return (sequences that sample, their logits [S, vocab] float32)."""
+        items = plan.scheduled
+        if len(items) == 1 and items[0].num_new_tokens == 1 and items[0].completes_prompt:
+            self.lone_decode_steps += 1
+            if self.one_token is not None:
+                seq = items[0].seq
+                self.one_token_steps += 1
+                return [seq], self.one_token(seq.token_ids[len(seq) - 1], seq.block_table, len(seq))
         decode = self.prepare_decode(plan) if self.decoder is not None else None
         if decode is not None:
             input_ids, positions, batch, sampled = decode

@@ -167,8 +167,8 @@ class LlamaForCausalLM(nn.Module):
 
     # -- weights ---------------------------------------------------------------------------
     @torch.no_grad()
-    def load_weights(self, weights) -> None:
-        """Fill the fused, transposed parameters from Hugging Face tensor names."""
+    def load_weights(self, weights, keep_plain: bool = False) -> None:
+        """Fill the fused, transposed parameters from Hugging Face tensor names; keep_plain: see pack_linears."""
         cfg = self.cfg
         pending: dict[str, torch.Tensor] = {}
         seen_head = False
@@ -216,4 +216,4 @@ class LlamaForCausalLM(nn.Module):
         if leftover:
             raise ModelLoadError(f"unexpected weights in checkpoint: {sorted(leftover)[:5]}")
         for module in [*self.layers, self.lm_head]:
-            pack_linears(module)  # one store per layer, so every layer's compiled graph is the same
+            pack_linears(module, keep_plain)  # one store per layer, so every layer's compiled graph is the same
