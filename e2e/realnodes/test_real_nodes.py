@@ -156,6 +156,10 @@ def test_engine_serves_through_its_service_ip_and_dns_name(cluster, namespace, n
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert len(lines) >= 2, text
     assert any(rec.get("message") == "ready" or rec.get("msg") == "ready" for rec in lines), lines[-5:]
+    # The batch-1 CPU kernels are compiled in the pod, for its node's CPU, by the image's compiler,
+    # into the cache volume (the root filesystem is read-only).
+    loaded = next(rec for rec in lines if rec.get("message") == "model loaded")
+    assert loaded.get("one_token_kernels") is True, [rec for rec in lines if rec.get("level") == "warning"]
     denied = exec_in(cluster, namespace, "engine", "touch", "/opt/llmfleet/x")
     assert "Read-only file system" in denied.stderr
     assert exec_in(cluster, namespace, "engine", "id", "-u").stdout.strip() == "10001"
