@@ -39,6 +39,8 @@ REAL_NODE_SCENARIOS = (
     "test_admission.py",
     "test_inference_pool.py",
     "test_router.py",
+    "test_router_scenarios.py",
+    "test_router_scale_zero.py",
 )
 #: "1": real nodes, the scenarios above; "0": kwok nodes, every other test (what `make e2e` runs
 #: after the real-node part); unset: kwok nodes, every test (a machine without root or images).

@@ -48,7 +48,9 @@ def test_a_burst_through_the_router_scales_up_and_back_with_nothing_failed(
                  "syncPeriodSeconds": SYNC, "behavior": {"scaleDown": {"stabilizationWindowSeconds": WINDOW}}}})
     custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
         "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "burst"},
-        "spec": {"model": {"uri": f"file://{tiny_model}"}, "engine": {"maxNumSeqs": 1, "maxModelLen": 256},
+        # One torch thread per engine, as in test_autoscale: three replicas share this machine's cores.
+        "spec": {"model": {"uri": f"file://{tiny_model}"},
+                 "engine": {"maxNumSeqs": 1, "maxModelLen": 256, "extraArgs": ["--threads", "1"]},
                  "autoscalePolicyRef": {"name": "burst"}, "drainGraceSeconds": 2, "drainTimeoutSeconds": 30}})
 
     def replicas() -> int:
