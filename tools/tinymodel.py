@@ -9,7 +9,7 @@ tokenizer_config.json (with a ChatML chat template).
 Needs `transformers` (a dev dependency), used only to write the checkpoint so
 that the engine is checked against an independent implementation.
 
-    python -m tools.tinymodel OUT_DIR [--arch llama|qwen2|mistral] [--seed N]
+    python -m tools.tinymodel OUT_DIR [--arch llama|qwen2|qwen3|mistral] [--seed N]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class TinySpec:
     num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
+    head_dim: int | None = None  # None: hidden_size // num_heads (Qwen3 sets it apart from the hidden size)
     max_position_embeddings: int = 1024
     tie_word_embeddings: bool = False
     rope_scaling: dict | None = None
@@ -136,15 +137,19 @@ def hf_config(spec: TinySpec, eos_id: int, pad_id: int):
         pad_token_id=pad_id,
         bos_token_id=None,
     )
+    if spec.head_dim is not None:
+        common["head_dim"] = spec.head_dim
     if spec.arch == "llama":
         if spec.rope_scaling:
             common["rope_scaling"] = spec.rope_scaling
         return transformers.LlamaConfig(**common)
     if spec.arch == "qwen2":
         return transformers.Qwen2Config(**common)
+    if spec.arch == "qwen3":
+        return transformers.Qwen3Config(**common)
     if spec.arch == "mistral":
         return transformers.MistralConfig(sliding_window=None, **common)
-    raise ValueError(f"unknown arch {spec.arch!r}: use llama, qwen2 or mistral")
+    raise ValueError(f"unknown arch {spec.arch!r}: use llama, qwen2, qwen3 or mistral")
 
 
 def make_tiny_model(out_dir: str | os.PathLike, spec: TinySpec | None = None, *, separate_template: bool = False,
@@ -183,7 +188,7 @@ def make_tiny_model(out_dir: str | os.PathLike, spec: TinySpec | None = None, *,
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
-    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2", "mistral"])
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2", "qwen3", "mistral"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hidden-size", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)

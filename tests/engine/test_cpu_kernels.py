@@ -65,7 +65,8 @@ def eager_decode(runner: ModelRunner, token: int, table: list[int], ctx_len: int
 @pytest.mark.parametrize("spec", [
     TinySpec(arch="llama", seed=7),  # grouped-query attention (4 heads over 2 KV heads)
     TinySpec(arch="qwen2", seed=8, hidden_size=80, intermediate_size=136),  # q/k/v bias; sizes off the vector width
-], ids=["llama-gqa", "qwen2-bias-odd-sizes"])
+    TinySpec(arch="qwen3", seed=9, head_dim=24),  # q/k head norms; 4 heads of 24 over a hidden size of 64
+], ids=["llama-gqa", "qwen2-bias-odd-sizes", "qwen3-qk-norm"])
 def test_one_token_decode_equals_the_eager_step(tmp_path, lib, spec, dtype):
     runner = ModelRunner(make_tiny_model(tmp_path / "m", spec), device="cpu", dtype=dtype, max_model_len=128,
                          num_kv_blocks=40, block_size=4, use_cpu_kernels=True, kernel_cache_dir=tmp_path / "k")

@@ -12,6 +12,8 @@ from llmfleet.engine.gpu import GpuMonitor
 from llmfleet.engine.loader import load_model_config, resolve_model_path
 from llmfleet.engine.model_runner import DTYPES, ModelRunner
 
+from tools.tinymodel import TinySpec, make_tiny_model
+
 
 def copy_with_config(src, dst, **changes):
     shutil.copytree(src, dst)
@@ -34,7 +36,8 @@ def test_older_rope_keys_are_read(tiny_llama, tmp_path):
 
 def test_unsupported_architecture_and_rope_are_named(tiny_llama, tmp_path):
     d = copy_with_config(tiny_llama, tmp_path / "a", architectures=["GPT2LMHeadModel"])
-    with pytest.raises(ModelLoadError, match="GPT2LMHeadModel"):
+    # names the refused architecture and lists what is supported
+    with pytest.raises(ModelLoadError, match=r"GPT2LMHeadModel.*supported: .*'Qwen3ForCausalLM'"):
         load_model_config(d)
     d = copy_with_config(tiny_llama, tmp_path / "b", rope_parameters={"rope_type": "yarn", "factor": 4.0})
     with pytest.raises(ModelLoadError, match="yarn"):
@@ -53,6 +56,20 @@ def test_missing_key_and_tensor_are_named(tiny_llama, tmp_path):
     del weights["model.layers.1.mlp.down_proj.weight"]
     save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match="model.layers.1.mlp.down_proj.weight"):
+        ModelRunner(d, device="cpu", max_model_len=64)
+
+
+def test_qwen3_config_and_its_head_norm_weights(tmp_path):
+    d = make_tiny_model(tmp_path / "m", TinySpec(arch="qwen3", head_dim=32, tie_word_embeddings=True))
+    cfg = load_model_config(d)
+    assert (cfg.architecture, cfg.qk_norm, cfg.attention_bias) == ("Qwen3ForCausalLM", True, False)
+    assert (cfg.head_dim, cfg.sliding_window, cfg.tie_word_embeddings) == (32, None, True)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(d / "model.safetensors")
+    del weights["model.layers.1.self_attn.k_norm.weight"]
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="model.layers.1.self_attn.k_norm.weight"):
         ModelRunner(d, device="cpu", max_model_len=64)
 
 

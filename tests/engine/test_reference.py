@@ -111,10 +111,21 @@ def test_preemption_with_a_tiny_kv_pool(tiny_llama, engine):
     TinySpec(arch="llama", seed=4, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
     TinySpec(arch="llama", seed=5, shards=3, num_heads=4, num_kv_heads=4),
-], ids=["qwen2-bias", "tied-embeddings", "mistral", "llama3-rope", "sharded-mha"])
+    # q/k head norms, head_dim apart from hidden/heads (as Qwen3-0.6B: 16 heads of 128 over 1024), tied head
+    TinySpec(arch="qwen3", seed=7, head_dim=32, tie_word_embeddings=True),
+], ids=["qwen2-bias", "tied-embeddings", "mistral", "llama3-rope", "sharded-mha", "qwen3"])
 def test_architectures(tmp_path, spec, engine):
     model_dir = make_tiny_model(tmp_path / "m", spec)
     if spec.shards > 1:
         assert (model_dir / "model.safetensors.index.json").exists()
     prompts = random_prompts(3, 5, 70, seed=6)
     assert engine(model_dir).generate(prompts, greedy()) == reference(model_dir, prompts)
+
+
+def test_qwen3_lone_decode(tmp_path, engine, mode):
+    """Every decode of one request is a lone decode: in kernels mode the C layer applies the q/k head norms."""
+    model_dir = make_tiny_model(tmp_path / "m", TinySpec(arch="qwen3", seed=8, head_dim=32))
+    prompts = random_prompts(1, 30, 30, seed=9)
+    eng = engine(model_dir)
+    assert eng.generate(prompts, greedy(20)) == reference(model_dir, prompts, 20)
+    assert eng.runner.lone_decode_steps >= 19

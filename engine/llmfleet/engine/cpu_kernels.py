@@ -194,7 +194,8 @@ struct layer_dims {
 };
 
 /* One decoder layer for one token, the residual stream x[hidden] updated in place.
-   w: input norm, qkv, qkv bias (or NULL), o, post-attention norm, gate_up, down.
+   w: input norm, qkv, qkv bias (or NULL), o, post-attention norm, gate_up, down, and Qwen3's q/k
+   head norms (or NULL).
    The token sits at position ctx_len - 1; its key and value are written into the caches
    ([slots, kv_heads, head_dim]) at the slot the block table gives, then attention reads every
    position of the context through the block table. cos, sin: [head_dim / 2] fp32 for the position.
@@ -210,6 +211,10 @@ void layer_##T(T *x, const T *const *w, T *k_cache, T *v_cache, const int64_t *b
   rmsnorm_##T(x, w[0], hs, h, dm->eps);                                                               \
   const int nt = (int)dm->threads;                                                                    \
   gemv_##T(w[1], hs, w[2], qkv, (hq + 2 * hkv) * d, h, nt);                                           \
+  /* Qwen3's per-head RMSNorm of q and k before rotary (w[7]: [hq + hkv, d] weights, or NULL) */      \
+  if (w[7])                                                                                           \
+    for (int64_t head = 0; head < hq + hkv; head++)                                                   \
+      rmsnorm_##T(qkv + head * d, w[7] + head * d, qkv + head * d, d, dm->eps);                       \
   /* rotate q and k heads: pairs (i, i + d/2), cos and sin rounded to T as the eager path does */      \
   for (int64_t head = 0; head < hq + hkv; head++) {                                                   \
     T *v = qkv + head * d;                                                                            \

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from .errors import ModelLoadError
 
-SUPPORTED_ARCHITECTURES = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+SUPPORTED_ARCHITECTURES = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}
+QK_NORM_ARCHITECTURES = {"Qwen3ForCausalLM"}  # an RMSNorm over each query and key head before rotary
 SUPPORTED_ROPE_TYPES = {"default", "llama3", "linear"}
 
 
@@ -34,6 +35,7 @@ class ModelConfig:
     attention_bias: bool
     eos_token_ids: list[int]
     sliding_window: int | None = None
+    qk_norm: bool = False
 
 
 def resolve_model_path(uri: str) -> pathlib.Path:
@@ -115,6 +117,7 @@ def load_model_config(model_dir: pathlib.Path) -> ModelConfig:
             attention_bias=arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias", False)),
             eos_token_ids=eos,
             sliding_window=cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None,
+            qk_norm=arch in QK_NORM_ARCHITECTURES,
         )
     except KeyError as e:
         raise ModelLoadError(f"{path}: missing key {e.args[0]!r}") from None

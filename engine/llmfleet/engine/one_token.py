@@ -5,9 +5,9 @@ thirty small torch ops (norms, rotary, attention, SiLU, residual adds). The prod
 bounded by how fast one core reads the weights; the small ops cost a few microseconds of
 dispatch each, ~20 % of the step on the benchmark model. Here each layer is one call into
 the CPU kernels (cpu_kernels.py), which do the same maths with the same roundings as the
-eager layer (HF's order: normalise in fp32 and round, q and k rotated with cos and sin in the
-weights' dtype, SiLU rounded before the product) and read the context through the block
-table where it lies in the paged cache.
+eager layer (HF's order: normalise in fp32 and round, Qwen3's q/k head norms before rotary,
+q and k rotated with cos and sin in the weights' dtype, SiLU rounded before the product) and
+read the context through the block table where it lies in the paged cache.
 
 Plain [out, in] weights are what the kernels read; where the runner also packs them for
 oneDNN (linear.py, the larger batches), each weight is held twice. The runner sends a step
@@ -42,8 +42,9 @@ class OneTokenDecoder:
         self.layer_weights = []
         for layer in model.layers:
             ws = [layer.input_layernorm.weight, layer.qkv.weight, layer.qkv.bias, layer.o.weight,
-                  layer.post_attention_layernorm.weight, layer.gate_up.weight, layer.down.weight]
-            ptrs = (ctypes.c_void_p * 7)(*[None if w is None else w.data_ptr() for w in ws])
+                  layer.post_attention_layernorm.weight, layer.gate_up.weight, layer.down.weight,
+                  None if layer.qk_norm is None else layer.qk_norm.weight]
+            ptrs = (ctypes.c_void_p * len(ws))(*[None if w is None else w.data_ptr() for w in ws])
             self.layer_weights.append(ptrs)
         self.norm_w, self.head_w = model.norm.weight, model.lm_head.weight
         self.cos, self.sin = model.rotary.cos, model.rotary.sin  # [max_positions, D/2] fp32

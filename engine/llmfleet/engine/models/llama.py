@@ -1,8 +1,10 @@
-"""The Llama family (Llama 2/3, Mistral, Qwen2) over a paged KV cache.
+"""The Llama family (Llama 2/3, Mistral, Qwen2, Qwen3) over a paged KV cache.
 
 Weights are fused for the step's matmuls: q/k/v as one [(Hq + 2·Hkv)·D, hidden]
 matrix and gate/up as one [2·I, hidden] matrix, so decoding reads each layer's
 weights in a few wide passes; on CPU they are prepacked for oneDNN (linear.py).
+Qwen3 is this layout plus an RMSNorm over each query and key head before rotary
+(`HeadNorm`: q_norm's weight for the query heads, k_norm's for the key heads).
 
 `forward` runs any step (prefill chunks and decodes, eager); `decode` runs a step of
 decodes only on a few tensors: its layers are what torch.compile compiles on CPU (one
@@ -79,6 +81,21 @@ class RMSNorm(nn.Module):
         return self.weight * torch.rms_norm(x.float(), self.weight.shape, None, self.eps).to(x.dtype)
 
 
+class HeadNorm(nn.Module):
+    """Qwen3's q_norm and k_norm as one op: RMSNorm over head_dim of every q and k head, HF's rounding.
+
+    weight [Hq + Hkv, D]: q_norm's weight repeated for each query head, then k_norm's for each key head,
+    so the [T, Hq + Hkv, D] view that rotary takes is normalised in one call."""
+
+    def __init__(self, heads: int, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(heads, dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * torch.rms_norm(x.float(), x.shape[-1:], None, self.eps).to(x.dtype)
+
+
 # (q, k, v, k_cache, v_cache, scale) -> attention output [T, Hq, D]; writes k and v into the cache
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -92,6 +109,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.qkv = Linear(h, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias)
+        self.qk_norm = HeadNorm(cfg.num_heads + cfg.num_kv_heads, d, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.o = Linear(self.q_size, h)
         self.gate_up = Linear(h, 2 * cfg.intermediate_size)
         self.down = Linear(cfg.intermediate_size, h)
@@ -102,8 +120,11 @@ class DecoderLayer(nn.Module):
         residual = x
         hs = self.input_layernorm(x)
         qk, v = self.qkv(hs).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
-        # q and k rotate together, as the heads of one [T, Hq + Hkv, D] view: half the small ops
-        qk = apply_rotary(qk.view(t, self.num_heads + self.num_kv_heads, self.head_dim), *rope)
+        # q and k are normalised and rotate together, as the heads of one [T, Hq + Hkv, D] view: half the small ops
+        qk = qk.view(t, self.num_heads + self.num_kv_heads, self.head_dim)
+        if self.qk_norm is not None:
+            qk = self.qk_norm(qk)
+        qk = apply_rotary(qk, *rope)
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(t, self.num_kv_heads, self.head_dim)
         attn = attend(q, k, v, kv_cache[0], kv_cache[1], self.scale)
@@ -207,6 +228,9 @@ class LlamaForCausalLM(nn.Module):
             if layer.qkv.bias is not None:
                 layer.qkv.bias.copy_(torch.cat([take("self_attn.q_proj.bias"), take("self_attn.k_proj.bias"),
                                                 take("self_attn.v_proj.bias")]))
+            if layer.qk_norm is not None:
+                layer.qk_norm.weight.copy_(torch.cat([take("self_attn.q_norm.weight").expand(cfg.num_heads, -1),
+                                                      take("self_attn.k_norm.weight").expand(cfg.num_kv_heads, -1)]))
             layer.o.weight.copy_(take("self_attn.o_proj.weight"))
             layer.gate_up.weight.copy_(torch.cat([take("mlp.gate_proj.weight"), take("mlp.up_proj.weight")]))
             layer.down.weight.copy_(take("mlp.down_proj.weight"))
