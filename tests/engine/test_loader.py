@@ -73,6 +73,25 @@ def test_qwen3_config_and_its_head_norm_weights(tmp_path):
         ModelRunner(d, device="cpu", max_model_len=64)
 
 
+def test_a_published_qwen3_config_is_read(tmp_path):
+    """Qwen3-0.6B's config.json as published (written by transformers 4.51: rope_theta, no rope_parameters)."""
+    d = tmp_path / "qwen3-0.6b"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+        "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 3072, "max_position_embeddings": 40960,
+        "max_window_layers": 28, "model_type": "qwen3", "num_attention_heads": 16, "num_hidden_layers": 28,
+        "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000,
+        "sliding_window": None, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+        "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False, "vocab_size": 151936}))
+    cfg = load_model_config(d)
+    assert (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.hidden_size) == (16, 8, 128, 1024)
+    assert (cfg.rope_theta, cfg.rope_scaling, cfg.sliding_window) == (1e6, None, None)
+    assert cfg.qk_norm and cfg.tie_word_embeddings and not cfg.attention_bias
+    assert cfg.eos_token_ids == [151645]
+
+
 def test_file_uri_and_plain_path(tiny_llama):
     assert resolve_model_path(f"file://{tiny_llama}") == tiny_llama
     assert resolve_model_path(str(tiny_llama)) == tiny_llama
