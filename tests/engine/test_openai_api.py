@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import httpx
 import openai
 import pytest
+from engine_process import EngineProcess
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +139,46 @@ def test_bad_completion_bodies(engine_server, body, status, param):
      "messages.0.content.1.text"),
     ({"messages": [{"role": "user", "content": "hi", "name": "\ud800"}]}, "messages.0.name"),
     ({"messages": [{"role": "user", "content": "x"}] * 200_000}, "messages"),
+    ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"messages": "x"}},
+     "chat_template_kwargs"),
+    ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"not a name": 1}},
+     "chat_template_kwargs"),
+    ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"x": {"nested": 1}}},
+     "chat_template_kwargs.x"),
+    ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"x": "\ud800"}},
+     "chat_template_kwargs.x"),
+    ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {f"v{i}": 1 for i in range(17)}},
+     "chat_template_kwargs"),
 ])
 def test_bad_chat_bodies(engine_server, body, param):
     r = post_json(engine_server.url + "/v1/chat/completions", body)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_chat_template_variables_reach_the_template(tiny_llama, tmp_path):
+    """`chat_template_kwargs` (vLLM's field): Qwen3-style `enable_thinking: false` changes the prompt."""
+    model = tmp_path / "m"
+    shutil.copytree(tiny_llama, model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    (model / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+        "{% if enable_thinking is defined and not enable_thinking %}no thinking here\n{% endif %}")
+    srv = EngineProcess(model)
+    try:
+        def prompt_tokens(**body) -> int:
+            r = post_json(srv.url + "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, **body})
+            assert r.status_code == 200, r.text
+            return r.json()["usage"]["prompt_tokens"]
+
+        plain = prompt_tokens()
+        assert prompt_tokens(chat_template_kwargs={"enable_thinking": True}) == plain
+        assert prompt_tokens(chat_template_kwargs={"enable_thinking": False}) > plain
+    finally:
+        srv.stop()
 
 
 def test_malformed_json_and_content_type(engine_server):

@@ -45,6 +45,30 @@ def test_template_raise_exception_is_a_client_error(tiny_llama, tmp_path):
         Tokenizer(model).apply_chat_template(MESSAGES)
 
 
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>"
+    "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"enable_thinking": False}, {"enable_thinking": True}])
+def test_template_variables_from_the_request_render_as_transformers_renders_them(tiny_llama, tmp_path, kwargs):
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_llama, model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    (model / "chat_template.jinja").write_text(THINKING_TEMPLATE)
+    ours = Tokenizer(model).apply_chat_template(MESSAGES, **kwargs)
+    ref = AutoTokenizer.from_pretrained(model).apply_chat_template(MESSAGES, tokenize=False,
+                                                                    add_generation_prompt=True, **kwargs)
+    assert ours == ref
+    assert ours.endswith("<think></think>") == (kwargs == {"enable_thinking": False})
+
+
 def test_broken_template_fails_at_load(tiny_llama, tmp_path):
     model = tmp_path / "m"
     shutil.copytree(tiny_llama, model)

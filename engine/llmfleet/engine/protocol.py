@@ -22,6 +22,12 @@ from .sequence import SamplingParams
 MIN_TEMPERATURE = 1e-5  # below it logits / T overflow float32: send 0 for greedy decoding
 MAX_TOKENS = 2**31 - 1
 MAX_STOP_TOKEN_IDS = 64
+#: `chat_template_kwargs`: extra variables for the model's chat template (vLLM's field, e.g. Qwen3's
+#: `enable_thinking`). The template's own inputs stay the server's, and values are JSON scalars.
+RESERVED_TEMPLATE_NAMES = frozenset({"messages", "add_generation_prompt", "bos_token", "eos_token",
+                                     "raise_exception", "tools"})
+MAX_TEMPLATE_KWARGS = 16
+MAX_TEMPLATE_KWARG_CHARS = 1024
 
 
 def lone_surrogate(text: str) -> str | None:
@@ -204,6 +210,23 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     tools: list | None = None
     add_generation_prompt: bool = True
+    chat_template_kwargs: dict[str, str | bool | int | float | None] | None = None
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _template_kwargs(cls, v):
+        if not v:
+            return v
+        if len(v) > MAX_TEMPLATE_KWARGS:
+            raise ValueError(f"at most {MAX_TEMPLATE_KWARGS} template variables")
+        for name, value in v.items():
+            if not name.isidentifier():
+                raise ValueError(f"{name[:64]!r} is not a template variable name")
+            if name in RESERVED_TEMPLATE_NAMES:
+                raise ValueError(f"{name!r} is the server's to set, not a request's")
+            if isinstance(value, str) and len(value) > MAX_TEMPLATE_KWARG_CHARS:
+                raise ValueError(f"{name}: at most {MAX_TEMPLATE_KWARG_CHARS} characters")
+        return v
 
     @field_validator("tools")
     @classmethod
@@ -221,6 +244,8 @@ class ChatCompletionRequest(_Common):
                 own += [(f"messages.{i}.content.{j}.text", part.text) for j, part in enumerate(m.content)]
             if m.name is not None:
                 own.append((f"messages.{i}.name", m.name))
+        own += [(f"chat_template_kwargs.{k}", v) for k, v in (self.chat_template_kwargs or {}).items()
+                if isinstance(v, str)]
         return own + super().texts()
 
     def template_messages(self) -> list[dict]:

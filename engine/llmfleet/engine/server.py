@@ -242,7 +242,8 @@ def create_app(state: ServerState) -> ASGIApp:
         req, key = await admit(request, ChatCompletionRequest)
 
         def render_and_encode() -> list[int]:
-            text = state.tokenizer.apply_chat_template(req.template_messages(), req.add_generation_prompt)
+            text = state.tokenizer.apply_chat_template(req.template_messages(), req.add_generation_prompt,
+                                                       **(req.chat_template_kwargs or {}))
             return state.tokenizer.encode(text, add_special_tokens=False)
 
         prompt_ids = await asyncio.to_thread(render_and_encode)
