@@ -5,7 +5,10 @@ of that minute. Here every configuration (this checkout, --before REV, llama.cpp
 and round 2 runs them in reverse order, so each pair is measured both ways round. No transformers
 baseline and no start-up (bench.py has them).
 
-    python -m benchmarks.alternate --before origin/main [--rounds 2] [--threads 1] [--requests 24]
+    python -m benchmarks.alternate --before origin/main [--rounds 2] [--threads 1] [--requests 24] [--mixed-only]
+
+--mixed-only runs the mixed workload alone, adding this checkout with --no-cpu-kernels (its batched steps
+are the same code either way, so the two "after" rows show the spread between runs of one engine).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--requests", type=int, default=24)
+    ap.add_argument("--mixed-only", action="store_true")
     args = ap.parse_args(argv)
     model = bench_model(args.threads)
     _sha, before = git_tree(args.before, CACHE / "bench-trees")
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     if lcpp is not None:
         configs[2:2] = [("mixed llama.cpp", lambda: lcpp.mixed(mixed, 16))]
         configs.append(("single llama.cpp", lambda: lcpp.single(single)))
+    if args.mixed_only:
+        configs = [c for c in configs if c[0].startswith("mixed")]
+        configs.insert(1, ("mixed after no-kernels",
+                           lambda: run_llmfleet(model, args.threads, mixed, *after, "--no-cpu-kernels").summary()))
     for r in range(args.rounds):
         for name, fn in configs if r % 2 == 0 else configs[::-1]:
             fig = fn()
