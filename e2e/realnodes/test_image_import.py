@@ -39,10 +39,11 @@ def diff_ids(ref: str) -> list[str]:
 def images(tmp_path: Path):
     """A base layer no other image has, and two images on it that differ in their top layer."""
     repo = f"localhost/llmfleet-bed-import-test-{uuid.uuid4().hex[:8]}"
-    base = build(tmp_path / "base", "FROM scratch\nCOPY base /base\n", {"base": os.urandom(1 << 20)}, f"{repo}:base")
-    old = build(tmp_path / "old", f"FROM {base}\nCOPY top /top\n", {"top": b"old"}, f"{repo}:old")
-    new = build(tmp_path / "new", f"FROM {base}\nCOPY top /top\n", {"top": b"new"}, f"{repo}:new")
+    base, old, new = f"{repo}:base", f"{repo}:old", f"{repo}:new"
     try:
+        build(tmp_path / "base", "FROM scratch\nCOPY base /base\n", {"base": os.urandom(1 << 20)}, base)
+        build(tmp_path / "old", f"FROM {base}\nCOPY top /top\n", {"top": b"old"}, old)
+        build(tmp_path / "new", f"FROM {base}\nCOPY top /top\n", {"top": b"new"}, new)
         yield repo, old, new
     finally:
         nodeimages.podman("rmi", "-f", base, old, new, f"{repo}:latest")
