@@ -40,18 +40,22 @@ def create(cluster: E2ECluster, namespace: str, body: dict) -> str | None:
     return None
 
 
-@pytest.fixture(name="policy")
-def policy_fixture(cluster: E2ECluster) -> Any:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+def apply_policy(cluster: E2ECluster, allowed_host_path: str = ALLOWED) -> None:
     rendered = subprocess.run(
         [str(helm_binary()), "template", RELEASE, str(CHART), "--show-only", "templates/admissionpolicy.yaml",
-         "--set", f"admission.allowedHostPaths={{{ALLOWED}}}",
+         "--set", f"admission.allowedHostPaths={{{allowed_host_path}}}",
          "--set", "admission.allowedImagePrefixes={ghcr.io/llmfleet/}",
          "--set", "admission.allowedPriorityClasses={inference}",
          "--set", "admission.allowedTolerationKeys={nvidia.com/gpu}"],
         capture_output=True, text=True, check=True, timeout=120).stdout
     subprocess.run(["kubectl", f"--kubeconfig={cluster.kubeconfig}", "apply", "-f", "-"], input=rendered,
                    capture_output=True, text=True, check=True, timeout=60)
+
+
+@pytest.fixture(name="policy")
+def policy_fixture(cluster: E2ECluster) -> Any:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    apply_policy(cluster)
     yield POLICY
     cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", POLICY,
                     "--ignore-not-found")
@@ -86,6 +90,43 @@ def test_the_api_server_refuses_llmservices_outside_the_admins_rules(
     ]
     for body in admitted:
         assert create(cluster, namespace, body) is None, body
+
+
+def test_an_llmservice_outside_narrowed_rules_can_still_be_labelled_and_deleted(
+    cluster: E2ECluster, namespace: str, policy: str
+) -> None:
+    """The admin narrows the host paths after a service was admitted: a change of its spec is judged
+    by the new rules, but metadata-only updates (a label, a finalizer's removal) still pass, so the
+    service and its namespace can be deleted."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.CustomObjectsApi(cluster.api)
+    group = ("llmfleet.dev", "v1alpha1", namespace, "llmservices")
+    wait_until("the admission policy in force",
+               lambda: create(cluster, namespace, llms("probe", "file:///etc")) is not None, timeout=60, interval=1)
+    body = llms("held")
+    body["metadata"]["finalizers"] = ["e2e.llmfleet.dev/hold"]
+    api.create_namespaced_custom_object(*group, body)
+    apply_policy(cluster, "/srv/other-models")
+    wait_until("the narrowed rules in force",
+               lambda: create(cluster, namespace, llms("probe")) is not None, timeout=60, interval=1)
+
+    with pytest.raises(ApiException) as refused:
+        api.patch_namespaced_custom_object(*group, "held", {"spec": {"model": {"servedName": "renamed"}}})
+    assert "spec.model.uri" in str(refused.value.body) and POLICY in str(refused.value.body)
+    api.patch_namespaced_custom_object(*group, "held", {"metadata": {"labels": {"team": "a"}}})
+    api.delete_namespaced_custom_object(*group, "held")
+    api.patch_namespaced_custom_object(*group, "held", {"metadata": {"finalizers": None}})
+
+    def gone() -> bool:
+        try:
+            api.get_namespaced_custom_object(*group, "held")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_until("the LLMService deleted", gone, timeout=30, interval=0.5)
 
 
 def test_a_tenant_cannot_write_a_node_event_the_operator_trusts(cluster: E2ECluster, namespace: str) -> None:
