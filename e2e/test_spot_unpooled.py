@@ -126,11 +126,16 @@ def test_an_unpooled_service_drains_its_pod_off_a_noticed_node_with_nothing_fail
         # before the eviction. A refused POST leaves it ready until the eviction at evict_by.
         assert marks.get("not ready", float("inf")) < marks.get("evicted", marks["gone"]), marks
         assert "drain requested" in cluster.pod_log(namespace, victim)
-        remaining = [p.metadata.name for p in service_pods(cluster, namespace)]
 
         st = wait_until("status back to 2/2 with nothing draining", lambda: (
             lambda s: s if s.get("readyText") == "2/2" and "spot" not in s else None)(status()), timeout=20,
             interval=0.5)
+        # The drop back to 2 deletes a pod of its own (often the one the ReplicaSet made for the
+        # evicted pod, still starting): the pods the service's deletion removes are the 2 left.
+        remaining = wait_until("the scale-down's pod gone", lambda: (
+            lambda ps: [p.metadata.name for p in ps]
+            if len(ps) == 2 and all(p.metadata.deletion_timestamp is None for p in ps) else None)(
+            service_pods(cluster, namespace)), timeout=60, interval=0.5)
         assert condition({"status": st}, "SpotInterrupted")["status"] == "False"
         events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                                  "involvedObject.kind=LLMService,involvedObject.name=chat",

@@ -184,3 +184,33 @@ def test_bad_model_directory_fails_at_start_naming_the_file(tiny_llama, tmp_path
     assert proc.returncode == 1
     assert needle in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _catches_sigterm(pid: int) -> bool:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url + "/health", timeout=0.5)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def test_sigterm_while_starting_is_acted_on_once_serving(slow_llama):
+    # In a container the engine is PID 1, which never gets a signal it has no handler for: a pod
+    # deleted while its engine starts must still see the engine exit, not serve until SIGKILL.
+    srv = EngineProcess(slow_llama, wait=False)
+    try:
+        assert wait_for(lambda: srv.proc.poll() is not None or _catches_sigterm(srv.proc.pid), every=0.01)
+        assert not _answers(srv.url), "the engine served before it caught SIGTERM"
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=60) == 0, srv.output()
+        out = srv.output()
+        assert "signal received" in out and '"exited"' in out, out
+    finally:
+        srv.stop()

@@ -12,6 +12,7 @@ check before the server starts and ends the process with a message naming the fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -111,6 +112,11 @@ def run_drain(args: argparse.Namespace) -> int:
 
 
 def serve(cfg: EngineConfig) -> int:
+    # In a container the engine is PID 1, and PID 1 never gets a signal it has no handler for:
+    # a SIGTERM before uvicorn's handlers (a pod deleted while it starts) would be dropped, and
+    # the engine would serve on until its SIGKILL. Hold it here; the server acts on it at start.
+    early_signals: list[int] = []
+    signal.signal(signal.SIGTERM, lambda sig, frame: early_signals.append(sig))
     import torch
     import uvicorn
 
@@ -151,7 +157,7 @@ def serve(cfg: EngineConfig) -> int:
     server = _Server(uvicorn.Config(app, host=cfg.host or "0.0.0.0", port=cfg.port, log_config=None, access_log=False,
                                     timeout_graceful_shutdown=int(cfg.shutdown_timeout) or None,
                                     limit_concurrency=cfg.max_concurrent_requests + CONNECTION_HEADROOM,
-                                    timeout_keep_alive=5), state)
+                                    timeout_keep_alive=5), state, early_signals)
 
     def load() -> None:
         from .async_engine import AsyncEngine
@@ -184,11 +190,19 @@ def serve(cfg: EngineConfig) -> int:
             metrics.compile_seconds.set(engine.compile_seconds)
             metrics.decode_compiled.set(1)
 
-    threading.Thread(target=load, name="model-load", daemon=True).start()
+    loader = threading.Thread(target=load, name="model-load", daemon=True)
+    loader.start()
     server.run()
     if state.engine:
         state.engine.shutdown()
     log.info("exited", extra={"code": server.exit_code})
+    if loader.is_alive():
+        # Stopped while loading or compiling: a thread still inside torch when the interpreter
+        # finalizes aborts the process (std::terminate), so leave without finalizing.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(server.exit_code)
     return server.exit_code
 
 
@@ -198,10 +212,18 @@ def _make_server_class():
     class Server(uvicorn.Server):
         """uvicorn's server, plus: SIGTERM refuses new requests at once and marks the engine draining."""
 
-        def __init__(self, config, state):
+        def __init__(self, config, state, early_signals: list[int]):
             super().__init__(config)
             self.state = state
             self.exit_code = 0
+            self.early_signals = early_signals
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                for sig in self.early_signals:  # received while starting: act on them now
+                    self.handle_exit(sig, None)
+                yield
 
         def handle_exit(self, sig, frame) -> None:
             a = self.state.admission
@@ -222,8 +244,8 @@ def _make_server_class():
     return Server
 
 
-def _Server(config, state):  # noqa: N802 - a factory standing in for the class (uvicorn imported lazily)
-    return _make_server_class()(config, state)
+def _Server(config, state, early_signals):  # noqa: N802 - a factory for the class (uvicorn imported lazily)
+    return _make_server_class()(config, state, early_signals)
 
 
 def main(argv: list[str] | None = None) -> None:
