@@ -257,7 +257,7 @@ async def _short_body(resp: httpx.Response) -> str:
                 if len(data) >= 200:
                     break
     except (httpx.HTTPError, TimeoutError):
-        pass
+        pass  # a replica that stalls or breaks mid-body: what arrived is still the best message
     return data[:200].decode("utf-8", errors="replace")
 
 
