@@ -69,7 +69,7 @@ bench-deps: install
 
 ## images: ghcr.io/llmfleet/llmfleet-operator and -engine:<chart appVersion> into the local image
 ## store with buildah (images/README.md: base image, wheelhouse, layer and pip caches)
-images:
+images: host-packages
 	images/build.sh
 
 lint: install
