@@ -19,7 +19,8 @@ from bedkit import wait_until
 from operator_support import OPERATOR_NS, RELEASE
 
 ROUTER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=router"
-ROUTER_PORT = 8080
+ROUTER_PORT = 8080  # the OpenAI API
+ROUTER_ADMIN_PORT = 9090  # /metrics, /demand: not published by the Service
 
 
 def router_ips(cluster: Any) -> list[str]:
@@ -158,7 +159,7 @@ def router_counter(ip: str, name: str, **labels: str) -> float:
     """The sum of a router's counter samples with these labels (e.g. retries by reason)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    conn = http.client.HTTPConnection(ip, ROUTER_PORT, timeout=10)
+    conn = http.client.HTTPConnection(ip, ROUTER_ADMIN_PORT, timeout=10)
     try:
         conn.request("GET", "/metrics")
         text = conn.getresponse().read().decode()

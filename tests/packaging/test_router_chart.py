@@ -72,9 +72,22 @@ def test_router_without_secret_access_or_disabled(helm):
 
 def test_router_metrics_are_scraped_with_the_operators(helm):
     docs = router_objects(render(helm, "metrics.serviceMonitor.enabled=true"))
-    (monitor,) = by_kind(docs, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    (monitor,) = by_kind(docs, "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "admin"
+    assert monitor["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics"
+
+
+def test_the_router_service_publishes_only_the_api(helm):
+    """/metrics and /demand name every tenant's services: an Ingress or Gateway in front of the
+    llmfleet-router Service must not be able to expose them."""
+    docs = router_objects(render(helm))
+    (service,) = by_kind(docs, "Service")
+    assert [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]] == [("http", "http")]
+    (deployment,) = by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8080, "admin": 9090}
+    assert "--port=8080" in container["args"] and "--admin-port=9090" in container["args"]
 
 
 def test_the_operator_can_find_the_routers_held_requests(helm):

@@ -22,10 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                         timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve())
+async def serve(app, port: int, *more_ports: int) -> tuple[uvicorn.Server, asyncio.Task]:
+    """`app` on 127.0.0.1:`port` (and `more_ports`: one server, several listening sockets, as
+    llmfleet-router serves its API and admin ports)."""
+    def config(p: int) -> uvicorn.Config:
+        return uvicorn.Config(app, host="127.0.0.1", port=p, log_level="warning", lifespan="off",
+                              timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config(port))
+    sockets = [config(p).bind_socket() for p in (port, *more_ports)] if more_ports else None
+    task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started:
         if task.done():
             task.result()
@@ -106,7 +111,8 @@ class Bench:
     fleet: Fleet
     app: RouterApp
     url: str
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # the API port
+    admin: httpx.AsyncClient  # the admin port: /metrics, /demand
     _servers: list = field(default_factory=list)
     _next_ip: int = 0
 
@@ -140,18 +146,21 @@ class Bench:
 @contextlib.asynccontextmanager
 async def open_bench(**overrides):
     """A router on loopback over an empty fleet; `overrides` replace RouterConfig fields."""
+    port, admin_port = free_port(), free_port()
     config = RouterConfig(**{"retry_deadline_seconds": 10, "hold_timeout_seconds": 5,
-                             "response_timeout_seconds": 5, "stream_idle_timeout_seconds": 5, **overrides})
+                             "response_timeout_seconds": 5, "stream_idle_timeout_seconds": 5,
+                             "port": port, "admin_port": admin_port, **overrides})
     fleet = Fleet()
     app = RouterApp(config, fleet)
-    port = free_port()
-    server, task = await serve(app, port)
+    server, task = await serve(app, port, admin_port)
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    b = Bench(fleet, app, f"http://127.0.0.1:{port}", client, [(server, task)])
+    admin = httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}", timeout=30)
+    b = Bench(fleet, app, f"http://127.0.0.1:{port}", client, admin, [(server, task)])
     try:
         yield b
     finally:
         await client.aclose()
+        await admin.aclose()
         await app.client.aclose()
         for srv, _ in b._servers:
             srv.should_exit = True

@@ -19,9 +19,9 @@ async def bench():
 
 async def test_a_poll_with_the_current_token_answers_when_a_request_is_held(bench):
     bench.service()
-    first = (await bench.client.get("/demand")).json()  # no token: the counts at once
+    first = (await bench.admin.get("/demand")).json()  # no token: the counts at once
     assert first["held"] == []
-    poll = asyncio.create_task(bench.client.get("/demand", params={"after": first["token"], "wait": "20"}))
+    poll = asyncio.create_task(bench.admin.get("/demand", params={"after": first["token"], "wait": "20"}))
     await asyncio.sleep(0.3)
     assert not poll.done()  # nothing changed: the router keeps the poll open
     held = asyncio.create_task(bench.client.post("/v1/chat/completions", json=CHAT_BODY))
@@ -30,21 +30,21 @@ async def test_a_poll_with_the_current_token_answers_when_a_request_is_held(benc
     assert answer["token"] != first["token"]
 
     # the replica comes: the held request is served and the next poll says nothing is held
-    poll = asyncio.create_task(bench.client.get("/demand", params={"after": answer["token"], "wait": "20"}))
+    poll = asyncio.create_task(bench.admin.get("/demand", params={"after": answer["token"], "wait": "20"}))
     await bench.engine(bench.fleet.services[("team-a", "chat")])
     assert (await asyncio.wait_for(held, 10)).status_code == 200
     assert (await asyncio.wait_for(poll, 10)).json()["held"] == []
 
 
 async def test_a_poll_without_change_ends_after_its_wait_with_the_same_token(bench):
-    token = (await bench.client.get("/demand")).json()["token"]
-    again = (await bench.client.get("/demand", params={"after": token, "wait": "0.2"})).json()
+    token = (await bench.admin.get("/demand")).json()["token"]
+    again = (await bench.admin.get("/demand", params={"after": token, "wait": "0.2"})).json()
     assert again == {"token": token, "held": []}
-    stale = (await bench.client.get("/demand", params={"after": "another-router.7", "wait": "20"})).json()
+    stale = (await bench.admin.get("/demand", params={"after": "another-router.7", "wait": "20"})).json()
     assert stale["token"] == token  # a token this router never gave (it restarted): answered at once
 
 
 @pytest.mark.parametrize("wait", ["soon", "-1", "nan", "inf"])
 async def test_a_bad_wait_is_refused(bench, wait):
-    resp = await bench.client.get("/demand", params={"wait": wait})
+    resp = await bench.admin.get("/demand", params={"wait": wait})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "wait"

@@ -218,14 +218,14 @@ async def test_a_key_the_router_cannot_check_never_wakes_a_service_from_zero(ben
     bench.fleet.keys_checked_by_engine(svc.id)
     at_zero = await post(bench, headers={"authorization": "Bearer key-a"})
     assert at_zero.status_code == 503 and "does not wake it from zero" in error_of(at_zero)["message"]
-    assert (await bench.client.get("/demand")).json()["held"] == []
+    assert (await bench.admin.get("/demand")).json()["held"] == []
 
     # a pod that is starting: the request waits for it, but is no demand (nothing held for the operator)
     bench.fleet.set_replica(Replica(svc.namespace, "chat-0", svc.name, "", False))
     pending = asyncio.create_task(post(bench, headers={"authorization": "Bearer key-a"}))
     await asyncio.sleep(0.3)
     assert not pending.done()
-    assert (await bench.client.get("/demand")).json()["held"] == []
+    assert (await bench.admin.get("/demand")).json()["held"] == []
     assert bench.metric("llmfleet_router_requests_held", namespace="team-a", service="chat", model="chat") == 0
     fake = await bench.engine(svc, FakeEngine(name="ready"))
     resp = await asyncio.wait_for(pending, 10)
@@ -288,7 +288,7 @@ async def test_same_prefix_same_replica_other_prefixes_spread(bench):
 
 
 async def test_metrics_endpoint(bench):
-    text = (await bench.client.get("/metrics")).text
+    text = (await bench.admin.get("/metrics")).text
     assert "llmfleet_router_requests_held" in text
 
 

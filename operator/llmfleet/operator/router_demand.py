@@ -39,7 +39,7 @@ WATCH, SCRAPE = "watch", "scrape"
 PODS_TTL_SECONDS = 30.0  # router pods listed again this often, or at once when one did not answer
 POLL_WAIT_SECONDS = 30.0  # the router answers at once on a change, at the latest after this
 RETRY_SECONDS = 1.0  # after a failed poll (the router restarting, say)
-ROUTER_PORT = 8080
+ROUTER_PORT = 9090  # the router's admin port (/demand, /metrics), fixed in the chart; not in its Service
 MAX_BODY_BYTES = 4 * 2**20
 
 

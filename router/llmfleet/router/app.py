@@ -73,15 +73,19 @@ class RouterApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
+        admin = _local_port(scope) == self.config.admin_port
         try:
-            if path in (CHAT, COMPLETIONS):
+            if path in (CHAT, COMPLETIONS) and not admin:
                 if method != "POST":
                     raise MethodNotAllowed(f"{path} takes POST, not {method}")
                 await self._inference(scope, receive, send, path)
                 return
+            routes = ADMIN_ROUTES if admin else API_ROUTES
             if method != "GET":
-                raise MethodNotAllowed(f"{path} takes GET, not {method}") if path in ROUTES else NotFound(
+                raise MethodNotAllowed(f"{path} takes GET, not {method}") if path in routes else NotFound(
                     f"no route {method} {path}")
+            if path not in routes:
+                raise NotFound(f"no route {method} {path}")
             if path == "/v1/models":
                 await _send_json(send, 200, self._models(_header(scope, b"authorization")))
             elif path == "/health":
@@ -101,8 +105,6 @@ class RouterApp:
                 await _send_json(send, 200, await self.proxy.held.wait(query.get("after", [""])[0], wait))
             elif path == "/metrics":
                 await _send(send, 200, self.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
-            else:
-                raise NotFound(f"no route {method} {path}")
         except RouterError as err:
             await _send_error(send, err)
 
@@ -234,7 +236,16 @@ class RouterApp:
         self.metrics.latency.labels(model).observe(time.monotonic() - started)
 
 
-ROUTES = ("/v1/models", "/health", "/ready", "/metrics", "/demand")
+# The API port answers what a client needs; the admin port what the operator and Prometheus
+# need (config.py: admin_port). Both answer the probes.
+API_ROUTES = (CHAT, COMPLETIONS, "/v1/models", "/health", "/ready")
+ADMIN_ROUTES = ("/metrics", "/demand", "/health", "/ready")
+
+
+def _local_port(scope: dict) -> int | None:
+    """The port this connection arrived on (the ASGI scope's `server`), None when unknown."""
+    server = scope.get("server")
+    return server[1] if server and len(server) > 1 else None
 
 
 def _header(scope: dict, name: bytes) -> str | None:

@@ -1,6 +1,6 @@
 """`llmfleet-router`: serve the OpenAI API in front of the fleet's engines.
 
-    llmfleet-router [--namespace NS ...] [--port 8080] [--load-factor 1.25] ...
+    llmfleet-router [--namespace NS ...] [--port 8080] [--admin-port 9090] [--load-factor 1.25] ...
 
 Every flag is a RouterConfig field (config.py says why each default is what it is).
 """
@@ -58,6 +58,11 @@ def check_config(config: RouterConfig) -> list[str]:
                  "body_read_timeout_seconds"):
         if getattr(config, name) <= 0:
             problems.append(f"{_flag(name)} must be positive")
+    for name in ("port", "admin_port"):
+        if not 1 <= getattr(config, name) <= 65535:
+            problems.append(f"{_flag(name)} must be a TCP port (1-65535)")
+    if config.port == config.admin_port:
+        problems.append("--admin-port must differ from --port: /metrics and /demand stay off the API port")
     if config.max_body_bytes <= 0 or config.prefix_chars <= 0 or config.max_connections <= 0:
         problems.append("--max-body-bytes, --prefix-chars and --max-connections must be positive")
     return problems
@@ -80,8 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     app.background = (discovery.run, lambda: run_poller(fleet, app.client, config, app.metrics))
     app.synced = discovery.synced
     host = config.host or os.environ.get("POD_IP") or "0.0.0.0"
-    uvicorn.run(app, host=host, port=config.port, log_level="warning", lifespan="on",
-                timeout_graceful_shutdown=30, limit_concurrency=config.max_connections)
+
+    def config_for(port: int) -> uvicorn.Config:
+        return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                              timeout_graceful_shutdown=30, limit_concurrency=config.max_connections)
+
+    # One server, one app, two listening sockets: the app tells the API port from the admin port
+    # by the address each connection arrived on (app.py).
+    sockets = [config_for(port).bind_socket() for port in (config.port, config.admin_port)]
+    uvicorn.Server(config_for(config.port)).run(sockets=sockets)
     return 0
 
 

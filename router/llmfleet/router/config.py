@@ -8,7 +8,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RouterConfig:
     host: str = ""  # empty: $POD_IP when set (the chart sets it), else 0.0.0.0
-    port: int = 8080
+    port: int = 8080  # the OpenAI API (/v1/...) and the probes: what the Service publishes
+    # /metrics and /demand (the operator's long poll), and the probes: a port the Service does not
+    # publish. Both name the namespaces and services the router serves, which /v1/models keeps to
+    # the caller's own; whoever reaches the API (through an Ingress, say) must not learn them.
+    # Prometheus and the operator reach this port on the pod IPs.
+    admin_port: int = 9090
     # Namespaces whose LLMServices are served; empty means every namespace (needs cluster-wide RBAC).
     namespaces: tuple[str, ...] = ()
 
