@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             say("stopping the local cluster")
             bed.down(owner="demo")
         elif not started:
+            if found.owner != "demo":  # (one a kept demo started stays its own)
+                bed.down(owner="demo", quiet=True)  # only takes the demo off the bed's users
             print("(the cluster was running before the demo: left running)")
     print(f"\ndemo: {'done' if ok else 'FAILED'} in {time.monotonic() - began:.0f}s")
     return 0 if ok else 1
