@@ -148,7 +148,8 @@ def wait_ready(kube: Kube, name: str, timeout: float) -> None:
 
 def router_url(kube: Kube) -> str:
     svc = json.loads(kube.kubectl("-n", NAMESPACE, "get", "svc", ROUTER_SERVICE, "-o", "json", quiet=True))
-    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/v1"
+    (port,) = [p["port"] for p in svc["spec"]["ports"] if p.get("name") == "http"]
+    return f"http://{svc['spec']['clusterIP']}:{port}/v1"
 
 
 def chat(base_url: str, served_name: str, timeout: float = 120.0) -> None:
