@@ -85,6 +85,12 @@ def test_chart_with_real_images_serves_a_chat_answer(installed, namespace, node_
     (engine,) = cluster.core.list_namespaced_pod(namespace, label_selector="llmfleet.dev/service=chat").items
     assert engine.spec.containers[0].image == ENGINE_IMAGE
     assert engine.status.container_statuses[0].container_id.startswith("containerd://")
+    # the pod the operator made: the image's own non-root user, a read-only root filesystem
+    assert cluster.kubectl("-n", namespace, "exec", engine.metadata.name, "--", "id", "-u").strip() == "10001"
+    touch = subprocess.run(
+        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "-n", namespace, "exec", engine.metadata.name, "--",
+         "touch", "/opt/llmfleet/x"], capture_output=True, text=True, timeout=60)
+    assert "Read-only file system" in touch.stderr
 
     svc = cluster.core.read_namespaced_service("chat", namespace)
     port = svc.spec.ports[0].port

@@ -35,7 +35,10 @@ from .paths import (
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
-RUN_AS_USER = 1000  # any non-root uid; emptyDirs are world-writable, so no fsGroup (no recursive chown)
+# The uid the llmfleet images run as (images/), so the engine image runs as its own user; any
+# other image (vLLM) runs non-root as it too. emptyDirs are world-writable: no fsGroup (no
+# recursive chown of a model cache).
+RUN_AS_USER = 10001
 SHM_SIZE = "1Gi"
 
 # Defaults that keep one service from pushing a shared node into OOM or DiskPressure.
