@@ -27,30 +27,18 @@ class E2ECluster:
     apps: Any  # AppsV1Api
     discovery: Any  # DiscoveryV1Api
     dir: Path
-    #: kubelet + containerd nodes running the images (else kwok nodes and the pod runner).
-    real_nodes: bool = False
 
     def pod_log(self, namespace: str, name: str) -> str:
-        """What a pod's containers printed, also after the pod is gone: on real nodes the
-        kubelet's log files as PodLogKeeper kept them (CRI prefixes stripped), else the
-        pod runner's file."""
-        if self.real_nodes:
-            return kept_pod_log(self.dir, namespace, name)
-        path = self.dir / "pods" / f"{namespace}_{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        """What a pod's containers printed, also after the pod is gone: the kubelet's log files
+        as PodLogKeeper kept them (CRI prefixes stripped)."""
+        return kept_pod_log(self.dir, namespace, name)
 
     def engine_command(self) -> str:
-        """How a pod's command names the engine: the image's entry point on real nodes; the
-        pod runner starts host processes, so there this checkout's installed script."""
-        import shutil
-
-        return "llmfleet-engine" if self.real_nodes else shutil.which("llmfleet-engine") or "llmfleet-engine"
+        """How a pod's command names the engine: the engine image's entry point."""
+        return "llmfleet-engine"
 
     def container_running(self, status: Any) -> bool:
-        """Whether a container's process still runs: its containerd task on real nodes, its
-        host pid under the pod runner."""
-        if not self.real_nodes:
-            return alive(pid_of(status))
+        """Whether a container's process still runs: its containerd task on any node."""
         import realnodes  # e2e/bed, on sys.path via conftest.py
 
         cid = status.container_id.removeprefix("containerd://")
@@ -85,18 +73,6 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 60, interva
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-
-
-def pid_of(container_status: Any) -> int:
-    """The host pid of a container the pod runner started (its containerID names it)."""
-    return int(container_status.container_id.rsplit("/", 1)[1])
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class PodLogKeeper:

@@ -25,37 +25,6 @@ sys.path.insert(0, str(BED))
 import cluster as bed  # noqa: E402  (e2e/bed is not a package: it is run as scripts too)
 from bedkit import E2ECluster, PodLogKeeper, wait_until  # noqa: E402
 
-#: Scenarios that run on real nodes (LLMFLEET_REAL_NODES=1, `make e2e-real`): the images from
-#: `make images` in containerd, the chart installed with helm. The others still need kwok nodes
-#: and the pod runner (see e2e/README.md, "Which tests run where").
-REAL_NODE_SCENARIOS = (
-    "realnodes",
-    "test_smoke.py",
-    "test_spot.py",
-    "test_spot_unpooled.py",
-    "test_spot_events.py",
-    "test_operator.py",
-    "test_autoscale.py",
-    "test_admission.py",
-    "test_inference_pool.py",
-    "test_router.py",
-    "test_router_scenarios.py",
-    "test_router_scale_zero.py",
-)
-#: "1": real nodes, the scenarios above; "0": kwok nodes, every other test (what `make e2e` runs
-#: after the real-node part); unset: kwok nodes, every test (a machine without root or images).
-REAL_NODES_ENV = os.environ.get("LLMFLEET_REAL_NODES", "")
-REAL_NODES = REAL_NODES_ENV == "1"
-
-if REAL_NODES:
-    # Not yet moved, and the kwok bed's own machinery (the pod runner, its error handling).
-    collect_ignore = [p.name for p in Path(__file__).resolve().parent.glob("test_*.py")
-                      if p.name not in REAL_NODE_SCENARIOS]
-else:
-    # The real-node tests change host-global state (bridges, routes, iptables, cgroups) and
-    # need root and the images: only when asked for.
-    collect_ignore = ["realnodes"] + (list(REAL_NODE_SCENARIOS[1:]) if REAL_NODES_ENV == "0" else [])
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).resolve().parent
@@ -77,22 +46,20 @@ def real_node_problems() -> list[str]:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[E2ECluster]:
-    """The bed: real nodes with LLMFLEET_REAL_NODES=1, else kwok nodes and the pod runner.
-    A running bed of the other kind in the same directory is an error, never silently reused."""
+    """The bed: the control plane and real nodes (kubelet, containerd, kube-proxy, CoreDNS)
+    running the images from `make images`. A running bed without nodes is an error, never
+    silently reused."""
     from kubernetes import client, config
 
     me = f"pytest-{os.getpid()}"
     running = bed.current() is not None
-    running_real = running and bool((bed.load_state() or {}).get("real_nodes"))
-    if running and running_real != REAL_NODES:
+    if running and not (bed.load_state() or {}).get("real_nodes"):
         pytest.fail(
-            f"the bed in {bed.STATE_DIR} runs {'real' if running_real else 'kwok'} nodes, and this session "
-            f"wants {'real' if REAL_NODES else 'kwok'} nodes (LLMFLEET_REAL_NODES="
-            f"{os.environ.get('LLMFLEET_REAL_NODES', '')}): stop it (`python3 e2e/bed/cluster.py down`) "
-            "or set LLMFLEET_CLUSTER_DIR",
+            f"the bed in {bed.STATE_DIR} runs without nodes (`up --no-nodes`), and the scenarios need "
+            "real nodes: stop it (`python3 e2e/bed/cluster.py down`) or set LLMFLEET_CLUSTER_DIR",
             pytrace=False,
         )
-    problems = real_node_problems() if REAL_NODES else []
+    problems = real_node_problems()
     if not running and subprocess.run([str(BED / "build.sh"), "--check"]).returncode != 0:
         problems.append(
             "the bed's binaries are not built: run `make e2e-binaries` (e2e/bed/build.sh; "
@@ -101,13 +68,13 @@ def cluster() -> Iterator[E2ECluster]:
     if problems:
         pytest.fail("the bed cannot run here:\n  " + "\n  ".join(problems), pytrace=False)
     try:
-        found = bed.up(owner=me, real_nodes=REAL_NODES)  # reuses (and joins) a healthy cluster, or starts one
+        found = bed.up(owner=me)  # reuses (and joins) a healthy cluster, or starts one
     except bed.BedError as e:
         pytest.fail(f"the e2e bed did not come up: {e}", pytrace=False)
     # helm and kubectl for scenarios that shell out: the bed's go first on PATH.
     os.environ["PATH"] = bed.tools_path()
     api = config.new_client_from_config(str(found.kubeconfig))
-    keeper = PodLogKeeper(found.dir).start() if REAL_NODES else None
+    keeper = PodLogKeeper(found.dir).start()
     try:
         yield E2ECluster(
             found.kubeconfig,
@@ -117,11 +84,9 @@ def cluster() -> Iterator[E2ECluster]:
             client.AppsV1Api(api),
             client.DiscoveryV1Api(api),
             found.dir,
-            real_nodes=REAL_NODES,
         )
     finally:
-        if keeper is not None:
-            keeper.stop()
+        keeper.stop()
         api.close()
         bed.down(owner=me)  # stops it only if this session owns it and no live session still uses it
 

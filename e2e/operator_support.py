@@ -315,8 +315,7 @@ def capacity_nodes(cluster: Any, capacity_type: str) -> list[str]:
 
 
 def create_spot_pool(cluster: Any, name: str, **spec: Any) -> None:
-    """A SpotPool over the bed's spot and on-demand nodes (kwok: gpu-spot-a/b, gpu-od-a/b; real
-    nodes: gpu-spot-1/2, gpu-ondemand-1)."""
+    """A SpotPool over the bed's spot and on-demand nodes (gpu-spot-1/2, gpu-ondemand-1)."""
     from kubernetes import client  # noqa: PLC0415
 
     client.CustomObjectsApi(cluster.api).create_cluster_custom_object("llmfleet.dev", "v1alpha1", "spotpools", {

@@ -41,7 +41,7 @@ def test_burst_scales_up_within_two_syncs_serves_everything_and_scales_back(
     custom.create_namespaced_custom_object("llmfleet.dev", "v1alpha1", namespace, "llmservices", {
         "apiVersion": "llmfleet.dev/v1alpha1", "kind": "LLMService", "metadata": {"name": "burst"},
         # One torch thread per engine: three replicas share this machine's few cores, and more
-        # threads than cores collapse decoding (the pod runner gives its processes OMP_NUM_THREADS=1).
+        # threads than cores collapse decoding.
         "spec": {"model": {"uri": f"file://{tiny_model}"},
                  "engine": {"maxNumSeqs": 1, "maxModelLen": 256, "extraArgs": ["--threads", "1"]},
                  "autoscalePolicyRef": {"name": "burst"}, "drainGraceSeconds": 2, "drainTimeoutSeconds": 30,

@@ -1,7 +1,7 @@
 """The operator on the real control plane, installed by its Helm chart.
 
-Given the chart installed (the pod runner runs the operator pod's `llmfleet-operator run`
-as a local process, with a token bound to its ServiceAccount, so RBAC is the chart's),
+Given the chart installed on the real nodes (the operator image in containerd, with its
+ServiceAccount's projected token, so RBAC is the chart's),
 when a user applies the examples, then the LLMService turns Ready, `kubectl get llms`
 shows its columns, its endpoints answer, and `kubectl diff --server-side` finds nothing
 to change. Invalid objects are refused by the API server; deleting a service

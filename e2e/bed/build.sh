@@ -7,13 +7,12 @@
 #
 #   tool        source (module@version from versions.env)
 #   kubernetes  k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler},
-#               with every k8s.io/* staging module pinned by `replace` to v0.<minor>.<patch>
-#               with one validation check relaxed (allow_loopback_endpoints.py says why)
+#               with every k8s.io/* staging module pinned by `replace` to v0.<minor>.<patch>,
+#               unpatched
 #   etcd        go.etcd.io/etcd/server/v3/etcdmain behind a three-line main package
 #   kwok        sigs.k8s.io/kwok/cmd/kwok
 #   helm        helm.sh/helm/v3/cmd/helm
 #   node        k8s.io/kubernetes/cmd/{kubelet,kube-proxy} from the same pinned module, unpatched
-#               (the loopback relaxation is for the API server only: a real node never needs it)
 #   coredns     github.com/coredns/coredns (module root), for the real nodes' cluster DNS
 #   kubectl     k8s.io/kubernetes/cmd/kubectl, same pins, unpatched: the e2e scenarios and the
 #               packaging tests shell out to kubectl, which a fresh machine does not have
@@ -32,7 +31,9 @@ CACHE=${LLMFLEET_CACHE:-$HOME/.cache/llmfleet}
 JOBS=${LLMFLEET_BUILD_JOBS:-2}
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
-K8S_BIN="$CACHE/bin/kubernetes-$KUBERNETES_VERSION"
+# Not kubernetes-<version>: that directory held an API server built with a patch (loopback
+# endpoint addresses) that the bed no longer applies; a cache that has only it builds this one.
+K8S_BIN="$CACHE/bin/kubernetes-control-plane-$KUBERNETES_VERSION"
 ETCD_BIN="$CACHE/bin/etcd-$ETCD_VERSION"
 KWOK_BIN="$CACHE/bin/kwok-$KWOK_VERSION"
 HELM_BIN="$CACHE/bin/helm-$HELM_VERSION"
@@ -132,31 +133,15 @@ build_kubernetes() {
     local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
         k8s.io/kubernetes/cmd/kube-scheduler)
     (cd "$src" && timeout 1800 go get "${pkgs[@]/%/@$KUBERNETES_VERSION}" >/dev/null)
-    local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-    local ld="-s -w"
-    local p
-    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld="$ld -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
-        ld="$ld -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%FT%TZ)"
-    done
-    # The bed's one change to upstream: every pod IP here is a loopback address, and the
-    # API server refuses loopback addresses in Endpoints and EndpointSlices (a real node
-    # never has one). The build uses a hard-linked copy of the module with that single
-    # check dropped (go's -overlay may not touch the module cache).
-    local kdir="$src/k8s.io-kubernetes"
-    if [ ! -f "$kdir/.patched" ]; then
-        chmod -R u+w "$kdir" 2>/dev/null || true
-        rm -rf "$kdir"
-        cp -al "$(cd "$src" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)" "$kdir"
-        chmod u+w "$kdir" "$kdir/pkg/apis/core/validation"
-        python3 "$here/allow_loopback_endpoints.py" "$kdir/pkg/apis/core/validation/validation.go"
-        touch "$kdir/.patched"
+    # What the patched builds of earlier versions of this script left: a hard-linked copy of the module.
+    if [ -d "$src/k8s.io-kubernetes" ]; then
+        find "$src/k8s.io-kubernetes" -type d -exec chmod u+w {} +
+        rm -rf "$src/k8s.io-kubernetes"
     fi
-    grep -q '^replace k8s.io/kubernetes ' "$src/go.mod" || echo "replace k8s.io/kubernetes => ./k8s.io-kubernetes" >>"$src/go.mod"
     tmp=$(mktemp -d "$CACHE/bin/.tmp-kubernetes.XXXXXX")
     log "kubernetes $KUBERNETES_VERSION: compiling kube-apiserver, kube-controller-manager, kube-scheduler (the long one)"
-    (cd "$src" && timeout 7200 go build -p "$JOBS" -trimpath -ldflags "$ld" -o "$tmp/" "${pkgs[@]}")
-    finish "$K8S_BIN" "$tmp" $((SECONDS - start)) "kubernetes-$KUBERNETES_VERSION"
+    (cd "$src" && timeout 7200 go build -p "$JOBS" -trimpath -ldflags "$(k8s_ldflags)" -o "$tmp/" "${pkgs[@]}")
+    finish "$K8S_BIN" "$tmp" $((SECONDS - start)) "kubernetes-control-plane-$KUBERNETES_VERSION"
 }
 
 k8s_ldflags() {
@@ -170,8 +155,8 @@ k8s_ldflags() {
 }
 
 build_node() {
-    # kubelet and kube-proxy: the control plane's go.mod (staging modules pinned), but
-    # k8s.io/kubernetes itself straight from the module cache: upstream, unpatched.
+    # kubelet and kube-proxy: the control plane's go.mod (staging modules pinned), upstream and
+    # unpatched like every binary here.
     present "$NODE_BIN" kubelet kube-proxy && return 0
     build_kubernetes  # resolves the module set this build reuses
     local start=$SECONDS cp="$CACHE/src/kubernetes-$KUBERNETES_VERSION"

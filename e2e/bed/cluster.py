@@ -1,13 +1,14 @@
 """Bring the e2e control plane up and down on loopback: the bed's only entry point.
 
-    python3 e2e/bed/cluster.py up [--owner NAME] [--real-nodes]
-                                                   start (or reuse a healthy) cluster; with
-                                                   --real-nodes: kubelet/containerd nodes
-                                                   (realnodes.py) instead of kwok + pod runner
+    python3 e2e/bed/cluster.py up [--owner NAME] [--no-nodes]
+                                                   start (or reuse a healthy) cluster: the control
+                                                   plane and real kubelet/containerd nodes
+                                                   (realnodes.py; root); --no-nodes: the control
+                                                   plane alone (no root, any number per machine)
     python3 e2e/bed/cluster.py down [--owner NAME] stop everything it started, by pid
     python3 e2e/bed/cluster.py status              exit 0 if a healthy cluster is up
-    python3 e2e/bed/cluster.py restart [COMPONENT] [--hard] [--down-for S]
-                                                   restart one process (default: the pod runner)
+    python3 e2e/bed/cluster.py restart COMPONENT [--hard] [--down-for S]
+                                                   restart one process (to test recovery)
 
 Everything lives in <repo>/.cluster/ (gitignored):
 
@@ -18,9 +19,9 @@ Everything lives in <repo>/.cluster/ (gitignored):
 | pids/<component>.pid  | the same pids, one file each, for people and shell scripts  |
 | pki/                  | CA, API server serving cert, service-account key pair      |
 | etcd/                 | etcd's data                                                 |
-| logs/<component>.log  | each control-plane process's output                         |
-| pods/<ns>_<name>.log  | each pod's processes' output (written by the pod runner)    |
-| runner/               | the pod runner's state file                                 |
+| logs/<component>.log  | each process's output                                       |
+| nodes/                | the real nodes' configuration, roots and pod logs           |
+| pods/                 | pod logs kept after the kubelet removes them (bedkit.py)    |
 
 This module is the lifecycle (ports, start order, health waits, stop, recovery); what
 each component is started with lives in controlplane.py.
@@ -62,9 +63,6 @@ from controlplane import (
     binaries,
     command_lines,
     default_service_account,
-    node_objects,
-    nodes_ready,
-    register_nodes,
     write_kubeconfigs,
     write_pki,
 )
@@ -75,14 +73,13 @@ REPO = BED.parent.parent
 # An empty LLMFLEET_CLUSTER_DIR means unset: Path("") is the working directory, which `down` would wipe.
 STATE_DIR = Path(os.environ.get("LLMFLEET_CLUSTER_DIR") or REPO / ".cluster")
 
-#: Stop order: the runner first (it stops the pods' processes), etcd last.
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "podrunner"]
-CONTROL_PLANE = COMPONENTS[:4]
+#: Start order (stopped in reverse: etcd last).
+CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
 
 def components(state: dict) -> list[str]:
-    """The processes this cluster runs, in start order (real nodes replace kwok and the runner)."""
-    return state.get("components", COMPONENTS)
+    """The processes this cluster runs, in start order (the control plane, then the nodes')."""
+    return state.get("components", CONTROL_PLANE)
 
 START_TIMEOUT = float(os.environ.get("LLMFLEET_CLUSTER_TIMEOUT", "120"))
 
@@ -233,11 +230,6 @@ def wait_for(
     raise BedError(f"timed out after {timeout:.0f}s waiting for {what} (logs in {STATE_DIR / 'logs'})")
 
 
-def runner_alive() -> bool:
-    beat = STATE_DIR / "runner" / "heartbeat"
-    return beat.exists() and time.time() - beat.stat().st_mtime < 15
-
-
 def current() -> Cluster | None:
     """The running cluster if it is whole and healthy, else None."""
     state = load_state()
@@ -268,12 +260,13 @@ def state_lock(timeout: float = 300.0) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def up(owner: str = "cluster-up", real_nodes: bool = False) -> Cluster:
+def up(owner: str = "cluster-up", real_nodes: bool = True) -> Cluster:
+    """The bed, started or joined: with real nodes (root), else the control plane alone."""
     with state_lock():
         return _up(owner, real_nodes)
 
 
-def _up(owner: str, real_nodes: bool = False) -> Cluster:
+def _up(owner: str, real_nodes: bool) -> Cluster:
     found = current()
     if found:
         if owner != found.owner:  # a user too: the owner's `down` hands it over instead of pulling it away
@@ -286,7 +279,7 @@ def _up(owner: str, real_nodes: bool = False) -> Cluster:
         if real_nodes and (load_state() or {}).get("real_nodes"):
             load_images()  # what `make images` rebuilt since (nothing when unchanged)
         return found
-    missing = [n for n, p in binaries().items() if n not in ("helm", "kubectl") and not p.exists()]
+    missing = [n for n, p in binaries().items() if n not in ("helm", "kubectl", "kwok") and not p.exists()]
     if missing:
         raise BedError(
             f"missing binaries {', '.join(missing)} under {CACHE / 'bin'}: run `make e2e-binaries` "
@@ -319,7 +312,7 @@ PORT_ENV = {
     "etcd-peer": "LLMFLEET_ETCD_PEER_PORT",
     "controller-manager": "LLMFLEET_KCM_PORT",
     "scheduler": "LLMFLEET_SCHEDULER_PORT",
-    "kwok": "LLMFLEET_KWOK_PORT",
+    "kwok": "LLMFLEET_KWOK_PORT",  # kwok's own server, when the bed runs kwok nodes
 }
 
 
@@ -330,11 +323,11 @@ def looks_like_bed_dir(path: Path) -> bool:
     return not (here / ".git").exists() and not (here == REPO.resolve() or here in REPO.resolve().parents)
 
 
-def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
+def start_cluster(owner: str, real_nodes: bool) -> Cluster:
     """Start every component from scratch in STATE_DIR; on failure stop what was started."""
     # Logs of the previous cluster go (those of this one stay after `down` for a post-mortem),
     # and so does anything a start killed half-way left.
-    for sub in ("logs", "pods", "etcd", "pki", "runner", "pids", "nodes"):
+    for sub in ("logs", "pods", "etcd", "pki", "runner", "pids", "nodes"):  # runner/: left by older beds
         shutil.rmtree(STATE_DIR / sub, ignore_errors=True)
 
     started = time.monotonic()
@@ -343,7 +336,7 @@ def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
     for key, env in PORT_ENV.items():
         ports[key] = choose_port(env, taken)
         taken.add(ports[key])
-    for sub in ("pki", "logs", "pods", "runner", "etcd"):
+    for sub in ("pki", "logs", "pods", "etcd"):
         (STATE_DIR / sub).mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "etcd").chmod(0o700)
     server = f"https://127.0.0.1:{ports['apiserver']}"
@@ -391,24 +384,16 @@ def start_cluster(owner: str, real_nodes: bool = False) -> Cluster:
 
         api = config.new_client_from_config(str(STATE_DIR / "kubeconfig"))
         api.configuration.retries = 1
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            start(name, argv[name], state)
         if real_nodes:
-            for name in ("kube-controller-manager", "kube-scheduler"):
-                start(name, argv[name], state)
             start_real_nodes(server, state, api)
-        else:
-            for name in ("kube-controller-manager", "kube-scheduler", "kwok", "podrunner"):
-                start(name, argv[name], state)
-            wait_for("node registration", lambda: register_nodes(api) or True, state, timeout=30)
-            n = len(node_objects())
-            wait_for(f"{n} kwok nodes to be Ready", lambda: nodes_ready(api, n), state, watch=("kwok",))
         wait_for(
             "the default ServiceAccount (controller manager)",
             lambda: default_service_account(api),
             state,
             watch=("kube-controller-manager",),
         )
-        if not real_nodes:
-            wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
         # The scheduler has no health we can reach without credentials: check it is alive.
         wait_for("the scheduler", lambda: all_alive(state), state, timeout=5, watch=("kube-scheduler",))
         del client
@@ -605,16 +590,7 @@ def _down(quiet: bool = False, keep_logs: bool = True, state: dict | None = None
         for name in reversed(components(state)):
             p = procs.get(name)
             if p:
-                stop_process(name, p["pid"], p["start_time"], grace=15.0 if name == "podrunner" else 10.0)
-    # Pod processes the runner recorded but could not stop (say it was SIGKILLed).
-    runner_state = STATE_DIR / "runner" / "state.json"
-    if runner_state.exists():
-        try:
-            pods = json.loads(runner_state.read_text()).get("processes", [])
-        except ValueError:
-            pods = []
-        for p in pods:
-            stop_process(f"pod process {p.get('name')}", p["pid"], p.get("start_time"), grace=5.0)
+                stop_process(name, p["pid"], p["start_time"], grace=10.0)
     if STATE_DIR.exists() and not looks_like_bed_dir(STATE_DIR):
         print(f"cluster: {STATE_DIR} holds more than a bed's state (a .git, or it is a parent of the "
               "repository): left as it is", file=sys.stderr)
@@ -632,10 +608,10 @@ def _down(quiet: bool = False, keep_logs: bool = True, state: dict | None = None
 
 
 def restart(component: str, hard: bool = False, down_for: float = 0.0) -> None:
-    """Restart one component: after editing the runner, or to test recovery.
+    """Restart one component, to test recovery.
 
     hard SIGKILLs it first, as a crash would; down_for keeps it stopped that long
-    (say, to see the runner ride out an API server outage).
+    (say, to see the kubelets and the operator ride out an API server outage).
     """
     state = load_state()
     if not state or component not in state.get("processes", {}):
@@ -646,12 +622,8 @@ def restart(component: str, hard: bool = False, down_for: float = 0.0) -> None:
         time.sleep(0.5)
     stop_process(component, p["pid"], p["start_time"], grace=15.0)
     time.sleep(down_for)
-    if component == "podrunner":
-        (STATE_DIR / "runner" / "heartbeat").unlink(missing_ok=True)
     start(component, p["argv"], state, p.get("env"))
-    if component == "podrunner":
-        wait_for("the pod runner", runner_alive, state, timeout=30, watch=("podrunner",))
-    elif component == "kube-apiserver":
+    if component == "kube-apiserver":
         wait_for("the API server to be ready", lambda: api_healthy(state), state, watch=("kube-apiserver",))
     print(f"cluster: {component} restarted")
 
@@ -662,12 +634,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "component",
         nargs="?",
-        default="podrunner",
-        choices=COMPONENTS + list(realnodes.argvs(STATE_DIR)),
-        help="restart: which (default podrunner)",
+        choices=CONTROL_PLANE + list(realnodes.argvs(STATE_DIR)),
+        help="restart: which",
     )
-    parser.add_argument("--real-nodes", action="store_true",
-                        help="up: real kubelet/containerd nodes instead of kwok nodes and the pod runner")
+    parser.add_argument("--no-nodes", action="store_true",
+                        help="up: the control plane alone, without the real nodes (no root needed)")
     parser.add_argument("--hard", action="store_true", help="restart: SIGKILL it first, as a crash would")
     parser.add_argument("--down-for", type=float, default=0.0, help="restart: seconds to keep it stopped")
     parser.add_argument(
@@ -679,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            up(args.owner or "cluster-up", args.real_nodes or os.environ.get("LLMFLEET_REAL_NODES") == "1")
+            up(args.owner or "cluster-up", real_nodes=not args.no_nodes)
         elif args.action == "down":
             down(args.owner)
         elif args.action == "status":
@@ -687,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster: up at {found.server}" if found else "cluster: not running")
             return 0 if found else 1
         elif args.action == "restart":
+            if not args.component:
+                raise BedError(f"restart: name a component ({', '.join(CONTROL_PLANE)} or a node's process)")
             restart(args.component, args.hard, args.down_for)
         elif args.action == "env":
             print(f"export KUBECONFIG={STATE_DIR / 'kubeconfig'}")

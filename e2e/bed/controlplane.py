@@ -8,17 +8,15 @@ Pure configuration, no lifecycle (that is cluster.py):
 | API server auth    | a bed CA (serving cert for 127.0.0.1), static tokens per component,  |
 |                    | Node+RBAC authorization, NodeRestriction on top of the defaults      |
 | service accounts   | a local key pair: the API server signs, the controller manager too   |
-| service CIDR       | loopback (nothing routes ClusterIPs; no kube-proxy)                  |
+| service CIDR       | loopback without nodes; hostnet.SERVICE_CIDR with the real nodes    |
 | controllers        | all defaults plus bootstrapsigner/tokencleaner, one SA per controller |
-| kwok               | node stages only (kwok-stages.yaml): pods belong to the runner       |
-| nodes              | nodes.yaml: GPU nodes labelled as clouds and Karpenter label them    |
+| kwok               | simulated nodes for the scale bench only (kwok-stages.yaml)          |
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 
 import yaml
@@ -26,11 +24,11 @@ import yaml
 BED = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("LLMFLEET_CACHE", Path.home() / ".cache" / "llmfleet"))
 
-#: Service ClusterIPs come from loopback too: nothing routes them (there is no
-#: kube-proxy), and a stray connection to one then stays on this machine. With real
-#: nodes (realnodes.py) they come from hostnet.SERVICE_CIDR, which pods can reach.
+#: Without nodes (`up --no-nodes`) Service ClusterIPs come from loopback: nothing routes
+#: them, and a stray connection to one stays on this machine. With real nodes
+#: (realnodes.py) they come from hostnet.SERVICE_CIDR, which pods can reach.
 SERVICE_CIDR = "127.96.0.0/16"
-#: The annotation that marks a node as kwok's (and its pods as the runner's).
+#: The annotation that marks a node as kwok's.
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 
@@ -45,7 +43,7 @@ def versions() -> dict[str, str]:
 
 def binaries() -> dict[str, Path]:
     v = versions()
-    k8s = CACHE / "bin" / f"kubernetes-{v['KUBERNETES_VERSION']}"
+    k8s = CACHE / "bin" / f"kubernetes-control-plane-{v['KUBERNETES_VERSION']}"
     return {
         "etcd": CACHE / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd",
         "kube-apiserver": k8s / "kube-apiserver",
@@ -258,14 +256,6 @@ def command_lines(ports: dict[str, int], state_dir: Path) -> dict[str, list[str]
             "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{ports['kwok']}",
         ],
-        "podrunner": [
-            sys.executable,
-            str(BED / "podrunner.py"),
-            f"--kubeconfig={s / 'kubeconfig'}",
-            f"--state-dir={s / 'runner'}",
-            f"--pod-log-dir={s / 'pods'}",
-            "--node-annotation=" + "=".join(KWOK_NODE_ANNOTATION),
-        ],
     }
 
 
@@ -319,7 +309,7 @@ def node_objects() -> list[dict]:
                         "architecture": "amd64",
                         "operatingSystem": "linux",
                         "kubeletVersion": versions()["KUBERNETES_VERSION"],
-                        "containerRuntimeVersion": "llmfleet-podrunner://1",
+                        "containerRuntimeVersion": "kwok://1",
                         "kernelVersion": "",
                         "kubeProxyVersion": "",
                         "osImage": "llmfleet e2e bed",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages real nodes and the images need (containerd, runc, the CNI plugins, the
 # image tools, the network tools kube-proxy and the bed use), installed with apt-get when
-# missing. `make cluster-up`, `make e2e`, `make e2e-real`, `make demo` and .ci/run call it; a
+# missing. `make cluster-up`, `make e2e`, `make demo` and .ci/run call it; a
 # machine that has them all installs nothing. Without root or apt-get it names what is missing
 # and fails: real nodes need root anyway.
 set -euo pipefail

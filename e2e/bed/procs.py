@@ -1,4 +1,4 @@
-"""Process bookkeeping shared by cluster.py and podrunner.py.
+"""Process bookkeeping for cluster.py (the bed's control plane and node processes).
 
 A pid alone is not an identity: after a crash the number may belong to someone
 else. Every process the bed starts is recorded as (pid, start time), leads its own

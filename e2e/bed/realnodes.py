@@ -1,7 +1,7 @@
 """Real nodes for the bed: upstream kubelet + containerd + runc + CNI, kube-proxy and CoreDNS.
 
-`cluster.py up --real-nodes` (what `make cluster-up` runs) starts, next to the control
-plane, the nodes in REAL_NODES instead of the kwok nodes and the pod runner:
+`cluster.py up` (what `make cluster-up` runs) starts, next to the control
+plane, the nodes in REAL_NODES:
 
 | part        | what                                                                       |
 | ----------- | -------------------------------------------------------------------------- |

@@ -1,8 +1,7 @@
 """The real-node tests' model; the bed with real nodes itself is e2e/conftest.py's `cluster`.
 
 These tests need root, the node binaries (e2e/bed/build.sh), Debian's containerd/runc/CNI
-plugins and the images (`make images`); `make e2e-real` runs them (LLMFLEET_REAL_NODES=1,
-without which this folder is not collected).
+plugins and the images (`make images`); `make e2e` runs them with every scenario.
 """
 
 from __future__ import annotations

@@ -76,8 +76,8 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
 
 
 def drain_host(flag: str | None) -> str:
-    """Where the preStop hook finds its own engine: the pod runner of the e2e bed binds each
-    engine to its own loopback address through $LLMFLEET_ENGINE_HOST; in a real pod it is unset."""
+    """Where the preStop hook finds its own engine: the address $LLMFLEET_ENGINE_HOST binds it to
+    (engines run as host processes side by side, each on its own address); in a pod it is unset."""
     host = flag or os.environ.get(HOST_ENV) or "127.0.0.1"
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 

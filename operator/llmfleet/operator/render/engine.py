@@ -78,8 +78,7 @@ def _common_env() -> list[dict[str, Any]]:
 
 def embedded_process(service: LLMService, model_path: str) -> EngineProcess:
     spec = service.spec
-    # No --host: real pods bind all addresses by default, and the e2e pod runner sets the
-    # bind address through the engine's environment.
+    # No --host: a pod binds all addresses of its own network namespace by default.
     args = ["--model", model_path, "--port", str(HTTP_PORT), "--served-model-name", served_model_name(service)]
     if spec.engine.device is not None:
         args += ["--device", spec.engine.device]
