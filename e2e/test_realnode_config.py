@@ -9,6 +9,8 @@ import ipaddress
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bed"))
 
 import hostnet  # noqa: E402
@@ -148,3 +150,39 @@ def test_imports_are_batched_to_what_the_disk_holds_and_refused_past_the_margin(
     assert nodeimages.import_batch([gib // 100] * 3, free=5 * gib, margin=4 * gib) == 3  # a code change
     with pytest.raises(RuntimeError, match="needs 12.0 GiB .* 10.0 GiB are free and 4 GiB must stay free"):
         nodeimages.import_batch([12 * gib], free=10 * gib, margin=4 * gib)
+
+
+def test_kwok_nodes_sit_on_a_bed_bridge_of_their_own_inside_the_guarded_pod_range():
+    import kwoknodes
+
+    pods = ipaddress.ip_network(hostnet.POD_CIDR)
+    bridge = ipaddress.ip_network(kwoknodes.BRIDGE.subnet)
+    assert bridge.subnet_of(pods) and kwoknodes.BRIDGE.name.startswith(hostnet.BRIDGE_PREFIX)  # guard chain, fallback
+    assert not any(bridge.overlaps(ipaddress.ip_network(b.subnet)) for b in BRIDGES)
+    ips = [kwoknodes.node_ip(k) for k in range(1, kwoknodes.MAX_NODES + 1)]
+    assert len(set(ips)) == len(ips) and all(ipaddress.ip_address(ip) in bridge for ip in ips)
+    assert kwoknodes.BRIDGE.gateway not in ips
+    # Each address is the machine's own (a /32 on the bridge), so a scrape of a kwok pod stays here.
+    assert kwoknodes.plan_addresses(2) == [["ip", "addr", "replace", f"{ips[0]}/32", "dev", kwoknodes.BRIDGE.name],
+                                           ["ip", "addr", "replace", f"{ips[1]}/32", "dev", kwoknodes.BRIDGE.name]]
+    with pytest.raises(ValueError, match="1..200"):
+        kwoknodes.node_ip(kwoknodes.MAX_NODES + 1)
+
+
+def test_only_pods_that_ask_for_kwok_nodes_land_there():
+    import kwoknodes
+
+    nodes = kwoknodes.node_objects(3)
+    assert [n["metadata"]["name"] for n in nodes] == ["kwok-gpu-1", "kwok-gpu-2", "kwok-gpu-3"]
+    want = kwoknodes.placement()
+    for n in nodes:
+        (taint,) = n["spec"]["taints"]
+        assert taint["effect"] == "NoSchedule"
+        assert any(t["key"] == taint["key"] and t["value"] == taint["value"] for t in want["tolerations"])
+        assert all(n["metadata"]["labels"][k] == v for k, v in want["nodeSelector"].items())
+        assert n["metadata"]["annotations"][kwoknodes.KWOK_ANNOTATION[0]] == kwoknodes.KWOK_ANNOTATION[1]
+    # kwok's stand-in servers listen where the pods' IPs point: each node's address.
+    argvs = kwoknodes.argvs(STATE, 3, 12345)
+    assert {env["LLMFLEET_ENGINE_HOST"] for name, (_, env) in argvs.items() if name != "kwok"} == {
+        n["status"]["addresses"][0]["address"] for n in nodes}
+    assert f"--node-ip={kwoknodes.BRIDGE.gateway}" in argvs["kwok"][0]

@@ -1,10 +1,12 @@
 """Bring the e2e control plane up and down on loopback: the bed's only entry point.
 
-    python3 e2e/bed/cluster.py up [--owner NAME] [--no-nodes]
+    python3 e2e/bed/cluster.py up [--owner NAME] [--no-nodes | --kwok-nodes N]
                                                    start (or reuse a healthy) cluster: the control
                                                    plane and real kubelet/containerd nodes
                                                    (realnodes.py; root); --no-nodes: the control
-                                                   plane alone (no root, any number per machine)
+                                                   plane alone (no root, any number per machine);
+                                                   --kwok-nodes: N simulated nodes more, for scale
+                                                   tests (kwoknodes.py)
     python3 e2e/bed/cluster.py down [--owner NAME] stop everything it started, by pid
     python3 e2e/bed/cluster.py status              exit 0 if a healthy cluster is up
     python3 e2e/bed/cluster.py restart COMPONENT [--hard] [--down-for S]
@@ -54,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hostnet
+import kwoknodes
 import nodehost
 import nodeimages
 import realnodes
@@ -260,14 +263,29 @@ def state_lock(timeout: float = 300.0) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def up(owner: str = "cluster-up", real_nodes: bool = True) -> Cluster:
-    """The bed, started or joined: with real nodes (root), else the control plane alone."""
+def up(owner: str = "cluster-up", real_nodes: bool = True, kwok_nodes: int = 0) -> Cluster:
+    """The bed, started or joined: with real nodes (root), else the control plane alone; with
+    kwok_nodes, that many simulated nodes beside the real ones (scale tests)."""
+    if kwok_nodes and not real_nodes:
+        raise BedError("kwok nodes come beside the real nodes (their addresses are on a bed bridge): drop --no-nodes")
+    if kwok_nodes:
+        kwoknodes.node_ip(kwok_nodes)  # within the bridge's room, or a clear error
     with state_lock():
-        return _up(owner, real_nodes)
+        return _up(owner, real_nodes, kwok_nodes)
 
 
-def _up(owner: str, real_nodes: bool) -> Cluster:
+def bed_bridges(state: dict) -> list[hostnet.Bridge]:
+    """The bridges `up` made: one per real node, and the kwok nodes' one when it has them."""
+    return [n.bridge for n in realnodes.REAL_NODES] + ([kwoknodes.BRIDGE] if state.get("kwok_nodes") else [])
+
+
+def _up(owner: str, real_nodes: bool, kwok_nodes: int = 0) -> Cluster:
     found = current()
+    if found and kwok_nodes > (load_state() or {}).get("kwok_nodes", 0):
+        raise BedError(
+            f"the bed in {STATE_DIR} runs {(load_state() or {}).get('kwok_nodes', 0)} kwok nodes, not {kwok_nodes}: "
+            f"stop it (`LLMFLEET_CLUSTER_DIR={STATE_DIR} python3 e2e/bed/cluster.py down`) or pick another directory"
+        )
     if found:
         if owner != found.owner:  # a user too: the owner's `down` hands it over instead of pulling it away
             state = load_state() or {}
@@ -296,13 +314,13 @@ def _up(owner: str, real_nodes: bool) -> Cluster:
         if problems:
             raise BedError("cannot start real nodes:\n  " + "\n  ".join(problems))
     try:
-        return start_cluster(owner, real_nodes)
+        return start_cluster(owner, real_nodes, kwok_nodes)
     except BedError as e:
         if "address already in use" not in str(e) or any(os.environ.get(v) for v in PORT_ENV.values()):
             raise
         # Someone took a free port between our check and the server's bind: pick again, once.
         print("cluster: a port was taken during start-up; starting again on other ports", file=sys.stderr)
-        return start_cluster(owner, real_nodes)
+        return start_cluster(owner, real_nodes, kwok_nodes)
 
 
 #: Which environment variable pins which port (unset: a free one is picked).
@@ -323,7 +341,7 @@ def looks_like_bed_dir(path: Path) -> bool:
     return not (here / ".git").exists() and not (here == REPO.resolve() or here in REPO.resolve().parents)
 
 
-def start_cluster(owner: str, real_nodes: bool) -> Cluster:
+def start_cluster(owner: str, real_nodes: bool, kwok_nodes: int = 0) -> Cluster:
     """Start every component from scratch in STATE_DIR; on failure stop what was started."""
     # Logs of the previous cluster go (those of this one stay after `down` for a post-mortem),
     # and so does anything a start killed half-way left.
@@ -352,6 +370,9 @@ def start_cluster(owner: str, real_nodes: bool) -> Cluster:
         # Before any component: routes that keep the pod and Service ranges on this machine.
         state["components"] = CONTROL_PLANE + list(realnodes.argvs(STATE_DIR))
         state["real_nodes"] = nodehost.host_snapshot()
+        if kwok_nodes:
+            state["kwok_nodes"] = kwok_nodes
+            state["components"] += list(kwoknodes.argvs(STATE_DIR, kwok_nodes, ports["kwok"]))
         save_state(state)
     save_state(state)
     write_pki(STATE_DIR / "pki")
@@ -365,7 +386,9 @@ def start_cluster(owner: str, real_nodes: bool) -> Cluster:
 
     try:
         if real_nodes:
-            hostnet.apply([n.bridge for n in realnodes.REAL_NODES])
+            hostnet.apply(bed_bridges(state))
+            for cmd in kwoknodes.plan_addresses(kwok_nodes):
+                hostnet.run(cmd)
             nodehost.make_cgroups()
         start("etcd", argv["etcd"], state)
         wait_for(
@@ -388,6 +411,8 @@ def start_cluster(owner: str, real_nodes: bool) -> Cluster:
             start(name, argv[name], state)
         if real_nodes:
             start_real_nodes(server, state, api)
+        if kwok_nodes:
+            start_kwok_nodes(state, api, kwok_nodes)
         wait_for(
             "the default ServiceAccount (controller manager)",
             lambda: default_service_account(api),
@@ -493,6 +518,39 @@ def start_real_nodes(server: str, state: dict, api) -> None:
     save_state(state)
 
 
+def start_kwok_nodes(state: dict, api, count: int) -> None:
+    """kwok, its nodes, and a stand-in server on each node's address (kwoknodes.py)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    for name, (argv, env) in kwoknodes.argvs(STATE_DIR, count, state["ports"]["kwok"]).items():
+        start(name, argv, state, env or None)
+    core = client.CoreV1Api(api)
+
+    def register() -> bool:
+        for node in kwoknodes.node_objects(count):
+            try:
+                core.create_node(node)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        return True
+
+    wait_for("kwok node registration", register, state, timeout=30)
+    names = {kwoknodes.node_name(k) for k in range(1, count + 1)}
+
+    def ready() -> bool:
+        nodes = [n for n in core.list_node().items if n.metadata.name in names]
+        return len(nodes) == count and all(
+            any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []) for n in nodes)
+
+    wait_for(f"{count} kwok nodes to be Ready", ready, state, watch=("kwok",))
+    standins = [f"standin-{kwoknodes.node_name(k)}" for k in range(1, count + 1)]
+    wait_for("the kwok nodes' stand-in servers", lambda: all(
+        urllib.request.urlopen(f"http://{kwoknodes.node_ip(k)}:{kwoknodes.ENGINE_PORT}/health", timeout=2).status == 200
+        for k in range(1, count + 1)), state, timeout=30, watch=tuple(standins))
+
+
 def stop_real_nodes(state: dict) -> list[str]:
     """Stop the nodes and undo every host change (the order matters; see the steps)."""
     procs = state.get("processes", {})
@@ -526,7 +584,7 @@ def stop_real_nodes(state: dict) -> list[str]:
                        capture_output=True, timeout=60)
     snapshot = state.get("real_nodes", {})
     problems += nodehost.remove_cgroups()
-    problems += hostnet.revert([n.bridge for n in realnodes.REAL_NODES], snapshot.get("sysctls", {}))
+    problems += hostnet.revert(bed_bridges(state), snapshot.get("sysctls", {}))
     if "nft_ruleset" in snapshot:
         problems += nodehost.restore_nft(snapshot["nft_ruleset"])
     nodehost.clean_host_paths(STATE_DIR, snapshot.get("existing_paths", list(realnodes.HOST_PATHS)))
@@ -639,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-nodes", action="store_true",
                         help="up: the control plane alone, without the real nodes (no root needed)")
+    parser.add_argument("--kwok-nodes", type=int, default=0, metavar="N",
+                        help="up: N kwok nodes beside the real ones, for scale tests (kwoknodes.py)")
     parser.add_argument("--hard", action="store_true", help="restart: SIGKILL it first, as a crash would")
     parser.add_argument("--down-for", type=float, default=0.0, help="restart: seconds to keep it stopped")
     parser.add_argument(
@@ -650,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            up(args.owner or "cluster-up", real_nodes=not args.no_nodes)
+            up(args.owner or "cluster-up", real_nodes=not args.no_nodes, kwok_nodes=args.kwok_nodes)
         elif args.action == "down":
             down(args.owner)
         elif args.action == "status":

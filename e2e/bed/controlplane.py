@@ -10,7 +10,6 @@ Pure configuration, no lifecycle (that is cluster.py):
 | service accounts   | a local key pair: the API server signs, the controller manager too   |
 | service CIDR       | loopback without nodes; hostnet.SERVICE_CIDR with the real nodes    |
 | controllers        | all defaults plus bootstrapsigner/tokencleaner, one SA per controller |
-| kwok               | simulated nodes for the scale bench only (kwok-stages.yaml)          |
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ CACHE = Path(os.environ.get("LLMFLEET_CACHE", Path.home() / ".cache" / "llmfleet
 #: them, and a stray connection to one stays on this machine. With real nodes
 #: (realnodes.py) they come from hostnet.SERVICE_CIDR, which pods can reach.
 SERVICE_CIDR = "127.96.0.0/16"
-#: The annotation that marks a node as kwok's.
-KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 
 def versions() -> dict[str, str]:
@@ -248,102 +245,7 @@ def command_lines(ports: dict[str, int], state_dir: Path) -> dict[str, list[str]
             "--profiling=false",
             "--v=1",
         ],
-        "kwok": [
-            str(b["kwok"]),
-            f"--kubeconfig={s / 'kubeconfig'}",
-            f"--config={BED / 'kwok-stages.yaml'}",
-            "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_NODE_ANNOTATION),
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{ports['kwok']}",
-        ],
     }
-
-
-def node_objects() -> list[dict]:
-    nodes = []
-    for i, spec in enumerate(yaml.safe_load((BED / "nodes.yaml").read_text()), start=1):
-        capacity = {
-            "cpu": "48",
-            "memory": "192Gi",
-            "pods": "110",
-            "ephemeral-storage": "500Gi",
-            "nvidia.com/gpu": "4",
-        }
-        zone = spec["zone"]
-        nodes.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": spec["name"],
-                    "annotations": {
-                        KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
-                        "node.alpha.kubernetes.io/ttl": "0",
-                    },
-                    "labels": {
-                        "kubernetes.io/hostname": spec["name"],
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "type": "kwok",
-                        "node.kubernetes.io/instance-type": spec["instanceType"],
-                        "topology.kubernetes.io/zone": zone,
-                        "topology.kubernetes.io/region": zone[:-1],
-                        "karpenter.sh/capacity-type": spec["capacityType"],
-                        "eks.amazonaws.com/capacityType": "SPOT"
-                        if spec["capacityType"] == "spot"
-                        else "ON_DEMAND",
-                        "nvidia.com/gpu.present": "true",
-                        "nvidia.com/gpu.product": "NVIDIA-A10G",
-                        "nvidia.com/gpu.count": capacity["nvidia.com/gpu"],
-                    },
-                },
-                "spec": {"providerID": f"kwok://{spec['name']}"},
-                "status": {
-                    "capacity": capacity,
-                    "allocatable": capacity,
-                    "addresses": [
-                        {"type": "InternalIP", "address": f"127.1.0.{i}"},
-                        {"type": "Hostname", "address": spec["name"]},
-                    ],
-                    "nodeInfo": {
-                        "architecture": "amd64",
-                        "operatingSystem": "linux",
-                        "kubeletVersion": versions()["KUBERNETES_VERSION"],
-                        "containerRuntimeVersion": "kwok://1",
-                        "kernelVersion": "",
-                        "kubeProxyVersion": "",
-                        "osImage": "llmfleet e2e bed",
-                        "bootID": "",
-                        "machineID": "",
-                        "systemUUID": "",
-                    },
-                },
-            }
-        )
-    return nodes
-
-
-def register_nodes(api) -> None:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    core = client.CoreV1Api(api)
-    for node in node_objects():
-        try:
-            core.create_node(node)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-
-
-def nodes_ready(api, want: int) -> bool:
-    from kubernetes import client
-
-    ready = 0
-    for node in client.CoreV1Api(api).list_node().items:
-        if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
-            ready += 1
-    return ready >= want
 
 
 def default_service_account(api) -> bool:
