@@ -47,8 +47,9 @@ bench-router: install
 	$(PY) -m benchmarks.bench_router $(BENCH_ROUTER_ARGS)
 
 ## bench-operator: the operator's scale-up reaction time and its API requests and CPU per LLMService with
-## 200 LLMServices, on a bed of its own (e2e/bench_operator.py; ~25 min; BENCH_OPERATOR_ARGS=--help)
-bench-operator: install e2e-binaries
+## 200 LLMServices on kwok nodes beside the real ones, on a bed of its own (root; e2e/bench_operator.py; ~25 min;
+## BENCH_OPERATOR_ARGS=--help)
+bench-operator: install host-packages e2e-binaries images
 	$(PY) e2e/bench_operator.py $(BENCH_OPERATOR_ARGS)
 
 ## bench-deps: the llama.cpp baseline of `make bench`, once per machine (skipped when importable):

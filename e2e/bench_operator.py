@@ -1,23 +1,27 @@
 """`make bench-operator`: what the operator costs and how fast it reacts, on the real control plane.
 
 Two parts, on a bed of its own (default dir /tmp/llmfleet-bench-operator; stopped at the end
-unless --keep, and only if this command started it):
+unless --keep, and only if this command started it): the real nodes, running the chart with the
+images `make images` built (so the operator and engine under test are the working tree's as of
+that build), plus `--kwok-nodes` kwok nodes for the stand-ins (e2e/bed/kwoknodes.py).
 
-1. Reaction (one real LLMService: the tiny model, the real llmfleet engine, `maxNumSeqs: 1`,
+1. Reaction, on the real nodes (one LLMService: the tiny model, the engine image, `maxNumSeqs: 1`,
    an AutoscalePolicy `QueueDepth` target 1, min 1 max 2, no scale-down window): for each
    sync period asked (default 5 and 15 s), `--reps` bursts of 4 clients. Timestamps:
    the engine's `llmfleet_engine_requests_waiting` first non-zero (its /metrics polled every
    ~0.1 s), the Deployment's `spec.replicas` raised by the operator, the new pod Ready.
-2. Scale: stand-in LLMServices (`engine.kind: vllm`, whose command resolves on this bed to
-   e2e/standin_engine, an idle fake that only answers /health and a fixed /metrics; see its
-   README) — first 1 (the baseline), then `--services` in all, `--with-policy` of them under
+2. Scale, on the kwok nodes: stand-in LLMServices (`engine.kind: vllm`, placed on the kwok
+   nodes by spec.scheduling; kwok marks their pods Ready with the node's address, where the bed
+   runs e2e/standin_engine, an idle fake that answers /health and a fixed vLLM /metrics, one per
+   node; see its README) — first 1 (the baseline), then `--services` in all, `--with-policy` of them under
    10 shared AutoscalePolicies (default sync period 15 s), added in two steps (those without a policy first).
    After each step, once all are Ready and settled, over a
    steady window: the operator's API requests per minute, from its own
    `llmfleet_operator_api_requests_total` (the reconciler's calls) and from the API server's
    `apiserver_flowcontrol_dispatched_requests_total` of a FlowSchema that matches only the
    operator's service account (every request it makes, kopf's watches and patches included);
-   and its CPU from /proc/<pid>/stat (utime + stime) of the operator process the pod runner runs.
+   and its CPU from its container's cgroup (cpuacct.usage, or cpu.stat's usage_usec on cgroup v2:
+   every process of the container), found through the container's pid (`ctr tasks ls` on its node).
 
 Pure helpers (parsing, rates, summaries) sit at the top and are unit-tested in
 tests/operator/test_bench_operator.py; the bed is only touched from main().
@@ -42,7 +46,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 E2E = ROOT / "e2e"
-STANDIN = E2E / "standin_engine"
 DEFAULT_DIR = "/tmp/llmfleet-bench-operator"
 FLOW_SCHEMA = "llmfleet-bench-operator"
 # One FlowSchema per (resource, verb) the operator may use, ahead of FLOW_SCHEMA (which then
@@ -129,6 +132,26 @@ def proc_cpu_seconds(stat: str, clock_ticks: int) -> float:
     rest = stat.rsplit(")", 1)[1].split()
     # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(rest[11]) + int(rest[12])) / clock_ticks
+
+
+def cgroup_cpu_seconds(proc_cgroup: str, read: Any) -> float:
+    """CPU seconds of the cgroup a process is in, from its /proc/<pid>/cgroup text; `read(path)`
+    returns a file's text under /sys/fs/cgroup. cgroup v1's cpuacct controller (in ns) when the
+    process has one, else the v2 unified hierarchy's cpu.stat usage_usec."""
+    unified = None
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            return int(read(f"{controllers}/{path.lstrip('/')}/cpuacct.usage").strip()) / 1e9
+        if controllers == "":
+            unified = path
+    if unified is None:
+        raise ValueError("the process is in no cpuacct or unified cgroup")
+    for line in read(f"{unified.lstrip('/')}/cpu.stat").splitlines():
+        key, value = line.split()
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise ValueError("cpu.stat has no usage_usec")
 
 
 def per_minute(before: float, after: float, seconds: float) -> float:
@@ -231,64 +254,22 @@ def window_of(label: str, services: int, a: Snapshot, b: Snapshot) -> Window:
     )
 
 
-def snapshot_tree(rev: str, into: Path) -> tuple[str, Path, Path]:
-    """`git archive` of rev's llmfleet/engine/operator/charts, laid out as the installed package.
-
-    Returns (commit, the directory to put first on PYTHONPATH, the chart). The editable install
-    maps llmfleet.engine -> engine/llmfleet/engine and llmfleet.operator -> operator/llmfleet/operator
-    with a finder that runs
-    after PYTHONPATH, so pods started with this PYTHONPATH run the committed code, not the
-    working tree (which other work in progress may be editing).
-    """
-    import io  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import tarfile  # noqa: PLC0415
-
-    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    dest = into / sha[:12]
-    pkg = dest / "pkg"
-    if not (pkg / "llmfleet" / "operator").is_dir():
-        shutil.rmtree(dest, ignore_errors=True)
-        tar = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "llmfleet", "engine", "operator", "charts"],
-                             capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-            t.extractall(dest / "src", filter="data")
-        shutil.copytree(dest / "src" / "llmfleet", pkg / "llmfleet")
-        for part in ("engine", "operator"):
-            # Since the layout fix the package sits at <part>/llmfleet/<part>; older revisions had it at <part>/.
-            nested = dest / "src" / part / "llmfleet" / part
-            shutil.copytree(nested if nested.is_dir() else dest / "src" / part, pkg / "llmfleet" / part)
-    return sha, pkg, dest / "src" / "charts" / "llmfleet"
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
-        import subprocess  # noqa: PLC0415
-
         self.args = args
-        # The bed reads its directory at import; the pod runner (hence every pod) inherits PYTHONPATH.
+        # The bed reads its directory at import.
         os.environ.setdefault("LLMFLEET_CLUSTER_DIR", args.cluster_dir)
-        paths = [str(STANDIN)]
-        self.chart: Path | None = None
-        if args.tree == "worktree":
-            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "llmfleet", "engine",
-                                    "operator", "charts"], capture_output=True, text=True).stdout.splitlines()
-            head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                  text=True).stdout.strip()
-            self.tree = f"the working tree at {head[:12]}" + (f" with {len(dirty)} uncommitted files" if dirty else "")
-        else:
-            sha, pkg, self.chart = snapshot_tree(args.tree, Path(args.cluster_dir + "-trees"))
-            paths.insert(0, str(pkg))
-            self.tree = f"{args.tree} = {sha[:12]} (git archive into {pkg})"
-        os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-        print(f"operator and engine code: {self.tree}", flush=True)
         sys.path.insert(0, str(E2E))
         sys.path.insert(0, str(E2E / "bed"))
         import cluster as bed  # noqa: PLC0415
+        import kwoknodes  # noqa: PLC0415
+        import nodeimages  # noqa: PLC0415
+        import realnodes  # noqa: PLC0415
 
-        self.bed = bed
+        self.bed, self.kwok, self.realnodes = bed, kwoknodes, realnodes
+        operator_image = realnodes.app_image_refs()[0]
+        self.tree = f"the images `make images` built ({operator_image}: {nodeimages.image_id(operator_image)})"
+        print(f"operator and engine code: {self.tree}", flush=True)
         self.owner = f"bench-operator-{os.getpid()}"
         self.clk = os.sysconf("SC_CLK_TCK")
 
@@ -298,18 +279,15 @@ class Bench:
         from kubernetes import client, config  # noqa: PLC0415
 
         t0 = time.monotonic()
-        found = self.bed.up(owner=self.owner)
+        problems = self.realnodes.preflight()
+        if problems:
+            raise SystemExit("the bench needs the bed's real nodes:\n  " + "\n  ".join(problems))
+        try:
+            found = self.bed.up(owner=self.owner, kwok_nodes=self.args.kwok_nodes)
+        except self.bed.BedError as e:
+            raise SystemExit(f"the bed did not come up: {e}") from None
         state = self.bed.load_state()
-        runner = state["processes"]["podrunner"]["pid"]
-        env = Path(f"/proc/{runner}/environ").read_bytes().split(b"\0")
-        want = f"PYTHONPATH={os.environ['PYTHONPATH']}".encode()
-        if want not in env:
-            raise SystemExit(
-                f"the bed in {found.dir} was started with another PYTHONPATH than this run's ({want.decode()}: "
-                f"the stand-in engine and the code under test): stop it "
-                f"(LLMFLEET_CLUSTER_DIR={found.dir} python3 e2e/bed/cluster.py down) or pick another --cluster-dir"
-            )
-        self.pids = {k: v["pid"] for k, v in state["processes"].items() if k in ("kube-apiserver", "podrunner", "etcd")}
+        self.pids = {k: v["pid"] for k, v in state["processes"].items() if k in ("kube-apiserver", "etcd", "kwok")}
         os.environ["PATH"] = self.bed.tools_path()
         api = config.new_client_from_config(str(found.kubeconfig))
         self.c = E2ECluster(found.kubeconfig, found.server, api, client.CoreV1Api(api), client.AppsV1Api(api),
@@ -322,20 +300,16 @@ class Bench:
         from bedkit import wait_until  # noqa: PLC0415
 
         self.ops = ops
-        chart = Path(self.chart or ops.CHART)
-        # A chart older than the admission allow-lists has no such value (and its schema refuses it).
-        admission = ops.allowed_host_paths() if "\nadmission:" in (chart / "values.yaml").read_text() else []
-        ops.helm(self.c, "upgrade", "--install", ops.RELEASE, str(chart), "--namespace", ops.OPERATOR_NS,
-                 "--create-namespace", *admission, "--set", "grafanaDashboard.enabled=false",
+        ops.helm(self.c, "upgrade", "--install", ops.RELEASE, str(ops.CHART), "--namespace", ops.OPERATOR_NS,
+                 "--create-namespace", *ops.allowed_host_paths(), "--set", "grafanaDashboard.enabled=false",
                  "--wait", "--timeout", "180s")
         wait_until("the operator pod Ready", lambda: ops.operator_ready(self.c), timeout=120, interval=1)
         pod = ops.operator_pods(self.c)[0]
-        self.op_pid = int(pod.status.container_statuses[0].container_id.rsplit("/", 1)[1])
+        self.op_pid = self.container_pid(pod.spec.node_name, pod.status.container_statuses[0].container_id)
+        self.op_cgroup = Path(f"/proc/{self.op_pid}/cgroup").read_text()
         self.op_ip = pod.status.pod_ip
         sa = pod.spec.service_account_name
-        env = Path(f"/proc/{self.op_pid}/environ").read_bytes().split(b"\0")
-        seen = next((e.decode() for e in env if e.startswith(b"PYTHONPATH=")), "PYTHONPATH unset")
-        print(f"operator process {self.op_pid}: cwd {os.readlink(f'/proc/{self.op_pid}/cwd')}, {seen}", flush=True)
+        print(f"operator container: pid {self.op_pid} on {pod.spec.node_name}", flush=True)
         fs = {
             "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": FLOW_SCHEMA},
             "spec": {"priorityLevelConfiguration": {"name": "workload-low"}, "matchingPrecedence": 1000,
@@ -346,8 +320,22 @@ class Bench:
                                                    "clusterScope": True, "namespaces": ["*"]}],
                                 "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}}
         self._apply({"apiVersion": "v1", "kind": "List", "items": [fs, *breakdown_schemas(sa, ops.OPERATOR_NS)]})
-        print(f"operator: pid {self.op_pid}, metrics http://{self.op_ip}:8080/metrics, "
+        print(f"operator: metrics http://{self.op_ip}:8080/metrics, "
               f"service account {ops.OPERATOR_NS}/{sa} counted by FlowSchema {FLOW_SCHEMA}", flush=True)
+
+    def container_pid(self, node_name: str, container_id: str) -> int:
+        """The host pid of a container's task, from its node's containerd (`ctr tasks ls`)."""
+        node = next(n for n in self.realnodes.REAL_NODES if n.name == node_name)
+        cid = container_id.removeprefix("containerd://")
+        out = self.realnodes.ctr(self.c.dir, node, "tasks", "ls", timeout=30).stdout
+        for line in out.splitlines()[1:]:
+            task, pid, *_ = line.split()
+            if task == cid:
+                return int(pid)
+        raise SystemExit(f"container {cid} has no task on {node_name}")
+
+    def operator_cpu(self) -> float:
+        return cgroup_cpu_seconds(self.op_cgroup, lambda rel: Path("/sys/fs/cgroup", rel).read_text())
 
     def _apply(self, obj: dict) -> None:
         import subprocess  # noqa: PLC0415
@@ -374,7 +362,7 @@ class Bench:
                 pass
         return Snapshot(
             time.monotonic(),
-            proc_cpu_seconds(Path(f"/proc/{self.op_pid}/stat").read_text(), self.clk),
+            self.operator_cpu(),
             metric_by(op, "llmfleet_operator_api_requests_total", "verb"),
             sum(schema_counts(apis).values()) or None,
             metric_sum(op, "llmfleet_operator_reconciles_total", kind="LLMService") or 0.0,
@@ -425,8 +413,9 @@ class Bench:
                                "metric": {"type": "QueueDepth", "targetAverageValue": 1},
                                "syncPeriodSeconds": period,
                                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}})
+        # One torch thread: the engine shares this machine's few cores with the bed and the load.
         self.service(ns, name, {"model": {"uri": f"file://{MODEL_PATH}"},
-                                "engine": {"maxNumSeqs": 1, "maxModelLen": 256},
+                                "engine": {"maxNumSeqs": 1, "maxModelLen": 256, "extraArgs": ["--threads", "1"]},
                                 "autoscalePolicyRef": {"name": name},
                                 "drainGraceSeconds": 2, "drainTimeoutSeconds": 30})
         sel = f"llmfleet.dev/service={name}"
@@ -516,7 +505,7 @@ class Bench:
 
         def spec(i: int) -> dict:
             s: dict = {"model": {"uri": f"file://{MODEL_PATH}"}, "engine": {"kind": "vllm"},
-                       "drainGraceSeconds": 1, "drainTimeoutSeconds": 5}
+                       "scheduling": self.kwok.placement(), "drainGraceSeconds": 1, "drainTimeoutSeconds": 5}
             if i < a.with_policy:
                 s["autoscalePolicyRef"] = {"name": f"p{i % 10}"}
             return s
@@ -582,9 +571,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--cluster-dir", default=DEFAULT_DIR, help="the bed's own directory (LLMFLEET_CLUSTER_DIR wins)")
     p.add_argument("--part", choices=["all", "reaction", "scale"], default="all")
-    p.add_argument("--tree", default="HEAD",
-                   help="the commit whose operator, engine and chart run on the bed (default HEAD, via git archive); "
-                        "`worktree`: the checkout as it is, uncommitted edits included")
+    p.add_argument("--kwok-nodes", type=int, default=4, help="kwok nodes for the stand-ins (110 pods each)")
     p.add_argument("--sync", type=int, nargs="+", default=[5, 15], help="sync periods for the reaction part")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--services", type=int, default=200)
@@ -598,6 +585,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--keep", action="store_true", help="leave the bed running")
     args = p.parse_args(list(argv) if argv is not None else None)
+    args.with_policy = min(args.with_policy, args.services)
 
     def stop(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)  # so the bed is still torn down

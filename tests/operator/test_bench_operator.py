@@ -57,6 +57,18 @@ def test_proc_cpu_seconds_counts_fields_after_the_command_name():
     assert bench.proc_cpu_seconds(stat, 100) == pytest.approx(3.0)
 
 
+def test_cgroup_cpu_seconds_reads_the_container_cgroup_v1_cpuacct_or_v2_cpu_stat():
+    files = {
+        "cpu,cpuacct/llmfleet-bed-1/kubepods/burstable/podu1/c1/cpuacct.usage": "2500000000\n",
+        "kubepods/podu2/c2/cpu.stat": "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n",
+    }
+    v1 = "12:memory:/llmfleet-bed-1/kubepods/burstable/podu1/c1\n3:cpu,cpuacct:/llmfleet-bed-1/kubepods/burstable/podu1/c1\n0::/"
+    assert bench.cgroup_cpu_seconds(v1, files.__getitem__) == pytest.approx(2.5)
+    assert bench.cgroup_cpu_seconds("0::/kubepods/podu2/c2\n", files.__getitem__) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no cpuacct or unified"):
+        bench.cgroup_cpu_seconds("4:memory:/x\n", files.__getitem__)
+
+
 def test_rates_and_deltas():
     assert bench.per_minute(100, 130, 30) == pytest.approx(60.0)
     with pytest.raises(ValueError):

@@ -1,7 +1,7 @@
 """STAND-IN, NOT vLLM: answers like an idle vLLM OpenAI server, for the operator benchmark.
 
 See e2e/standin_engine/README.md. Accepts (and ignores) vLLM's flags except --port; binds
-$LLMFLEET_ENGINE_HOST (the pod IP the bed's pod runner assigns), else 0.0.0.0.
+$LLMFLEET_ENGINE_HOST (a kwok node's address: the bed runs one per kwok node), else 0.0.0.0.
 """
 
 from __future__ import annotations
