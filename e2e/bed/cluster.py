@@ -183,11 +183,16 @@ def all_alive(state: dict) -> bool:
 # --- up ----------------------------------------------------------------------------
 
 
+#: A proxy in the caller's environment never carries the bed's own traffic (the API server
+#: listens on a bridge address with real nodes, which Go would otherwise send to the proxy).
+BED_NO_PROXY = f"127.0.0.1,localhost,{hostnet.POD_CIDR},{hostnet.SERVICE_CIDR}"
+
+
 def start(name: str, argv: list[str], state: dict, env: dict[str, str] | None = None) -> None:
     log = open(STATE_DIR / "logs" / f"{name}.log", "ab")
     proc = subprocess.Popen(
         argv,
-        env={**os.environ, **env} if env else None,
+        env={**os.environ, "NO_PROXY": BED_NO_PROXY, "no_proxy": BED_NO_PROXY, **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -357,7 +362,11 @@ def start_cluster(owner: str, real_nodes: bool, kwok_nodes: int = 0) -> Cluster:
     for sub in ("pki", "logs", "pods", "etcd"):
         (STATE_DIR / sub).mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "etcd").chmod(0o700)
-    server = f"https://127.0.0.1:{ports['apiserver']}"
+    # With real nodes the API server listens on the first node's bridge address, not loopback: the
+    # kubernetes Service's endpoint is where it listens, and the API server (like any cluster's)
+    # refuses a loopback endpoint address. The bridge exists before the API server starts.
+    server_ip = realnodes.api_server_ip() if real_nodes else "127.0.0.1"
+    server = f"https://{server_ip}:{ports['apiserver']}"
     state = {
         "server": server,
         "ports": ports,
@@ -375,11 +384,11 @@ def start_cluster(owner: str, real_nodes: bool, kwok_nodes: int = 0) -> Cluster:
             state["components"] += list(kwoknodes.argvs(STATE_DIR, kwok_nodes, ports["kwok"]))
         save_state(state)
     save_state(state)
-    write_pki(STATE_DIR / "pki")
+    write_pki(STATE_DIR / "pki", server_ip)
     write_kubeconfigs(server, STATE_DIR)
     argv = command_lines(ports, STATE_DIR)
     if real_nodes:
-        argv = real_node_control_plane(argv)
+        argv = real_node_control_plane(argv, server_ip)
         realnodes.issue_client_cert(
             STATE_DIR / "pki", "kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
         )
@@ -455,14 +464,15 @@ def claim_real_nodes() -> None:
     lock.write_text(f"{STATE_DIR}\n")
 
 
-def real_node_control_plane(argv: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The control plane's argv with routable Services and the kubelet client flags."""
+def real_node_control_plane(argv: dict[str, list[str]], server_ip: str) -> dict[str, list[str]]:
+    """The control plane's argv with routable Services, the API server on server_ip (bound and
+    advertised) and the kubelet client flags."""
     out = {}
     for name, args in argv.items():
-        args = [
-            f"--service-cluster-ip-range={hostnet.SERVICE_CIDR}" if a.startswith("--service-cluster-ip-range=") else a
-            for a in args
-        ]
+        moved = {"--service-cluster-ip-range=": hostnet.SERVICE_CIDR}
+        if name == "kube-apiserver":
+            moved |= {"--bind-address=": server_ip, "--advertise-address=": server_ip}
+        args = [next((flag + value for flag, value in moved.items() if a.startswith(flag)), a) for a in args]
         out[name] = args + realnodes.control_plane_flags(STATE_DIR / "pki").get(name, [])
     return out
 

@@ -62,8 +62,9 @@ def tools_path() -> str:
 # --- pki and kubeconfigs -------------------------------------------------------------
 
 
-def write_pki(pki: Path) -> None:
-    """A CA, a serving cert for 127.0.0.1/localhost, and the service-account key pair."""
+def write_pki(pki: Path, server_ip: str = "127.0.0.1") -> None:
+    """A CA, a serving cert for 127.0.0.1/localhost and server_ip (where the API server listens),
+    and the service-account key pair."""
     import ipaddress
 
     from cryptography import x509
@@ -117,7 +118,8 @@ def write_pki(pki: Path) -> None:
             "kubernetes.default.svc.cluster.local",
         )
     ]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "127.96.0.1", "10.96.0.1")]
+    names += [x509.IPAddress(ipaddress.ip_address(a))
+              for a in dict.fromkeys(("127.0.0.1", "127.96.0.1", "10.96.0.1", server_ip))]
     srv = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))

@@ -13,10 +13,9 @@ kube-proxy has written its rules, so the routes are in place before etcd starts:
 | 10.244.0.0/16 (pods)    | `unreachable` for every /24 no bridge has                       |
 | FORWARD                 | chain LLMFLEET-BED, first: bridge-to-bridge passes, anything    |
 |                         | else into or out of a bed bridge is dropped                     |
-| sysctls                 | ip_forward=1 (pod <-> Service across bridges); route_localnet=1 |
-|                         | on the bridges only (the kubernetes Service's endpoint is the   |
-|                         | API server on 127.0.0.1); the originals of these and of those   |
-|                         | the kubelet and kube-proxy change are saved and restored        |
+| sysctls                 | ip_forward=1 (pod <-> Service across bridges); the originals of |
+|                         | it and of those the kubelet and kube-proxy change are saved and |
+|                         | restored                                                        |
 
 Pods get no default route (CNI routes only the two ranges) and no masquerading, so a pod
 cannot address anything off this machine. `plan_*` are pure (tested without root);
@@ -139,12 +138,6 @@ def apply(bridges: list[Bridge]) -> None:
         tolerate = cmd[:3] == ["ip", "link", "add"] or cmd[2:3] == ["-N"]
         run(cmd, check=not tolerate)
     write_sysctl("net.ipv4.ip_forward", "1")
-    # The API server listens on 127.0.0.1 only; the kubernetes Service's endpoint is that
-    # address, and kube-proxy DNATs pods' connections to it. The kernel routes a packet from
-    # an interface to 127/8 only with route_localnet: set on the bed's bridges alone (it goes
-    # with them), not machine-wide as kube-proxy would with localhost NodePorts.
-    for b in bridges:
-        write_sysctl(f"net.ipv4.conf.{b.name}.route_localnet", "1")
 
 
 def revert(bridges: list[Bridge], sysctls: dict[str, str]) -> list[str]:

@@ -121,6 +121,12 @@ def node_binaries() -> dict[str, Path]:
     }
 
 
+def api_server_ip() -> str:
+    """Where the bed's API server listens with real nodes: the first node's bridge address (as a
+    kind cluster's API server is on its control-plane node's address)."""
+    return REAL_NODES[0].ip
+
+
 def preflight() -> list[str]:
     """What is missing for real nodes, as sentences a person can act on."""
     problems = []
