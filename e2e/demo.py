@@ -62,14 +62,14 @@ def example_model_path(llmservice: dict) -> Path:
 
 
 def bed_plan(state: dict | None, running: bool) -> str:
-    """'start' a bed, or 'reuse' the running one; a running bed without real nodes cannot serve
-    the images (its pod runner would start the engine as a host process)."""
+    """'start' a bed, or 'reuse' the running one; a running bed without real nodes (the control
+    plane alone, `cluster.py up --no-nodes`) has nowhere to run the images."""
     if not running:
         return "start"
     if state and state.get("real_nodes"):
         return "reuse"
     raise DemoError(
-        f"a bed with kwok nodes (no kubelet, no containerd) runs in {bed.STATE_DIR}; the demo needs real "
+        f"a bed without nodes (no kubelet, no containerd) runs in {bed.STATE_DIR}; the demo needs real "
         f"nodes: stop it first (`LLMFLEET_CLUSTER_DIR={bed.STATE_DIR} make cluster-down`)"
     )
 

@@ -23,8 +23,8 @@ def test_a_running_bed_with_real_nodes_is_reused():
     assert demo.bed_plan({"owner": "cluster-up", "real_nodes": {"sysctls": {}}}, running=True) == "reuse"
 
 
-def test_a_running_kwok_bed_is_refused_with_how_to_stop_it():
-    with pytest.raises(demo.DemoError, match=r"kwok nodes .* make cluster-down"):
+def test_a_running_bed_without_nodes_is_refused_with_how_to_stop_it():
+    with pytest.raises(demo.DemoError, match=r"without nodes .* make cluster-down"):
         demo.bed_plan({"owner": "cluster-up"}, running=True)
 
 
