@@ -50,6 +50,7 @@ bench-router: install
 ## 200 LLMServices on kwok nodes beside the real ones, on a bed of its own (root; e2e/bench_operator.py; ~25 min;
 ## BENCH_OPERATOR_ARGS=--help)
 bench-operator: install host-packages e2e-binaries images
+	@e2e/bed/build.sh kwok >/dev/null  # the simulated nodes: built for this bench only
 	$(PY) e2e/bench_operator.py $(BENCH_OPERATOR_ARGS)
 
 ## bench-deps: the llama.cpp baseline of `make bench`, once per machine (skipped when importable):

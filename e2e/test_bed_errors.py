@@ -70,6 +70,42 @@ def test_kubectl_is_built_with_the_bed_and_alone_on_demand(tmp_path: Path) -> No
     assert alone.returncode == 2 and "no Go toolchain found" in alone.stderr
 
 
+def test_kwok_is_built_only_when_asked_for(tmp_path: Path) -> None:
+    # kwok serves only the scale bench: the bed is complete without it, and `build.sh kwok`
+    # builds it alone; a bed asked for kwok nodes without it says how to get it.
+    import hashlib
+
+    import realnodes
+
+    cache = tmp_path / "cache"
+    pause = hashlib.sha256((BED / "pause" / "main.go").read_bytes()).hexdigest()[:12]
+    built = [p for n, p in bed.binaries().items() if n != "kwok"]
+    built += [*(realnodes.node_binaries()[n] for n in ("kubelet", "kube-proxy", "coredns")),
+              bed.CACHE / "bin" / f"pause-{pause}" / "pause"]
+    for path in built:
+        stub = cache / path.relative_to(bed.CACHE)
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LLMFLEET_CACHE": str(cache),
+           "LLMFLEET_GOROOT": str(tmp_path / "no-go")}
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(BED / "build.sh"), *args], env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    assert build("--check").returncode == 0  # no kwok, nothing missing
+    assert build().returncode == 0
+    alone = build("kwok")  # missing: it would build it now, and finds no Go toolchain here
+    assert alone.returncode == 2 and "no Go toolchain found" in alone.stderr
+    probe = subprocess.run(
+        [sys.executable, "-c", "import cluster\ntry:\n    cluster.up(kwok_nodes=2)\nexcept cluster.BedError as e:\n"
+         "    print(e)"], cwd=BED, env={**os.environ, "LLMFLEET_CACHE": str(cache),
+                                       "LLMFLEET_CLUSTER_DIR": str(tmp_path / "bed")},
+        capture_output=True, text=True, timeout=60)
+    assert "run `e2e/bed/build.sh kwok`" in probe.stdout, probe.stderr
+
+
 def test_a_stale_cluster_dir_from_a_killed_run_is_recovered(tmp_path: Path) -> None:
     # Given a control plane in its own directory (no nodes: real nodes are one bed per machine,
     # and the session's bed has them) whose processes were all SIGKILLed

@@ -10,7 +10,8 @@
 #               with every k8s.io/* staging module pinned by `replace` to v0.<minor>.<patch>,
 #               unpatched
 #   etcd        go.etcd.io/etcd/server/v3/etcdmain behind a three-line main package
-#   kwok        sigs.k8s.io/kwok/cmd/kwok
+#   kwok        sigs.k8s.io/kwok/cmd/kwok, only on demand (`build.sh kwok`): the scale bench's
+#               simulated nodes (make bench-operator), which neither `make test` nor the demo needs
 #   helm        helm.sh/helm/v3/cmd/helm
 #   node        k8s.io/kubernetes/cmd/{kubelet,kube-proxy} from the same pinned module, unpatched
 #   coredns     github.com/coredns/coredns (module root), for the real nodes' cluster DNS
@@ -20,6 +21,7 @@
 # Usage: build.sh            build what is missing, print where everything is
 #        build.sh --check    exit 0 if everything is built, 1 otherwise (builds nothing)
 #        build.sh kubectl    build kubectl alone (the packaging tests, when there is none)
+#        build.sh kwok       build kwok alone (make bench-operator)
 set -euo pipefail
 { # The whole script is one block: bash reads it all before running, so editing
   # this file while a build runs cannot derail that build.
@@ -53,7 +55,7 @@ present() {  # present DIR BIN... -> all binaries there and executable
 
 all_present() {
     present "$K8S_BIN" kube-apiserver kube-controller-manager kube-scheduler &&
-        present "$ETCD_BIN" etcd && present "$KWOK_BIN" kwok && present "$HELM_BIN" helm &&
+        present "$ETCD_BIN" etcd && present "$HELM_BIN" helm &&
         present "$NODE_BIN" kubelet kube-proxy && present "$COREDNS_BIN" coredns && present "$PAUSE_BIN" pause &&
         present "$KUBECTL_BIN" kubectl
 }
@@ -67,7 +69,8 @@ only=${1:-}
 case $only in
     "") if all_present; then log "all binaries present under $CACHE/bin (nothing to build)"; exit 0; fi ;;
     kubectl) if present "$KUBECTL_BIN" kubectl; then echo "$KUBECTL_BIN/kubectl"; exit 0; fi ;;
-    *) die "unknown argument: $only (build.sh [--check | kubectl])" ;;
+    kwok) if present "$KWOK_BIN" kwok; then echo "$KWOK_BIN/kwok"; exit 0; fi ;;
+    *) die "unknown argument: $only (build.sh [--check | kubectl | kwok])" ;;
 esac
 
 # A missing toolchain is the commonest failure on a new machine: say so plainly.
@@ -222,9 +225,13 @@ if [ "$only" = kubectl ]; then
     echo "$KUBECTL_BIN/kubectl"
     exit 0
 fi
+if [ "$only" = kwok ]; then
+    build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+    echo "$KWOK_BIN/kwok"
+    exit 0
+fi
 build_etcd
 build_kubernetes
-build_go_install "$KWOK_BIN" kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 build_go_install "$HELM_BIN" helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 build_node
 build_pause

@@ -275,6 +275,8 @@ def up(owner: str = "cluster-up", real_nodes: bool = True, kwok_nodes: int = 0) 
         raise BedError("kwok nodes come beside the real nodes (their addresses are on a bed bridge): drop --no-nodes")
     if kwok_nodes:
         kwoknodes.node_ip(kwok_nodes)  # within the bridge's room, or a clear error
+        if not binaries()["kwok"].exists():  # built on demand only: neither make test nor the demo needs it
+            raise BedError(f"kwok nodes need {binaries()['kwok']}: run `e2e/bed/build.sh kwok`")
     with state_lock():
         return _up(owner, real_nodes, kwok_nodes)
 
