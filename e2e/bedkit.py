@@ -59,6 +59,15 @@ class E2ECluster:
         return out.stdout
 
 
+def readable_by_pods(model: Path) -> Path:
+    """Let any user read a model a pod mounts by hostPath: engine pods run as uid 10001 (the
+    images' user), and the mount shows the directory itself, so the folders above it on this
+    host are never traversed from the pod."""
+    for path in [model, *model.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+    return model
+
+
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
     """Poll check() until it returns something truthy; fail with what was awaited and the last value."""
     deadline = time.monotonic() + timeout

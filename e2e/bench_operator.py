@@ -399,9 +399,9 @@ class Bench:
     # -- part 1
     def reaction(self) -> dict[int, list[dict]]:
         self.ops.ensure_model(MODEL_PATH)
-        # The engine image runs as uid 10001 and sees the model through a hostPath mount.
-        for path in [MODEL_PATH, *MODEL_PATH.rglob("*")]:
-            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+        from bedkit import readable_by_pods  # noqa: PLC0415
+
+        readable_by_pods(MODEL_PATH)  # the engine image's uid 10001 reads it through a hostPath mount
         ns = "bench-reaction"
         self.namespace(ns)
         return {period: self._reaction_runs(ns, period) for period in self.args.sync}

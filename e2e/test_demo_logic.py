@@ -11,6 +11,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import demo  # noqa: E402
+from bedkit import readable_by_pods  # noqa: E402
 
 
 def test_no_bed_running_starts_one():
@@ -42,6 +43,6 @@ def test_the_model_is_made_readable_by_another_user(tmp_path):
     (model / "model.safetensors").write_bytes(b"x")
     (model / "model.safetensors").chmod(0o600)
     model.chmod(0o700)
-    demo.readable(model)
+    readable_by_pods(model)
     assert (model / "model.safetensors").stat().st_mode & 0o004
     assert model.stat().st_mode & 0o005 == 0o005 and (model / "sub").stat().st_mode & 0o005 == 0o005

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bedkit import E2ECluster
+from bedkit import E2ECluster, readable_by_pods
 
 BED = Path(__file__).resolve().parents[1] / "bed"
 
@@ -28,6 +28,6 @@ def node_model(cluster: E2ECluster) -> Path:
             capture_output=True,
             cwd=BED.parents[1],  # tools/ is a folder of the repository, not of the installed package
         )
-    for path in [cluster.dir, cluster.dir / "models", *out.parent.rglob("*")]:
-        path.chmod(path.stat().st_mode | 0o555 if path.is_dir() else path.stat().st_mode | 0o444)
-    return out
+    for path in (cluster.dir, cluster.dir / "models"):
+        path.chmod(path.stat().st_mode | 0o555)
+    return readable_by_pods(out)
